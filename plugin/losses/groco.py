@@ -1,0 +1,224 @@
+"""GroCo: Group Ordering Constraints.
+
+Shvetsova, Petersen, Kukleva, Schiele, Kuehne, "Learning by Sorting: Self-supervised
+Learning with Group Ordering Constraints", ICCV 2023 (arXiv:2301.02009).
+
+For every anchor, the scores of its K hardest negatives and of its P positives are
+pre-ordered as ``[negatives ascending, positives ascending]``, so the correct ascending
+order is the identity, and sorted with a relaxed sorting network. The loss asks each
+input to land in its own group of ranks: positives in the top P ranks, negatives in
+the bottom K. Only group membership is supervised, never the order inside a group.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankssl.ops import dist
+from rankssl.ops.networks import check_network
+from rankssl.ops.relaxations import check_relaxation
+from rankssl.ops.sorting import soft_permutation_matmul
+from rankssl.losses._views import Views, as_view_list
+
+__all__ = ["GroCoLoss", "group_ordering_loss"]
+
+
+def group_ordering_loss(
+    positive_scores: torch.Tensor,
+    negative_scores: torch.Tensor,
+    sorting_network: str = "odd_even",
+    distribution: str = "cauchy",
+    steepness: float = 1.0,
+    art_lambda: float = 0.25,
+) -> torch.Tensor:
+    """Per-anchor GroCo loss from similarity scores (higher = more similar).
+
+    This is the functional core that the lightly-style and the pytorch-metric-learning
+    losses share.
+
+    Args:
+        positive_scores: (A, P) scores of each anchor to its P >= 1 positives.
+        negative_scores: (A, K) scores of each anchor to its K >= 1 negatives.
+        sorting_network, distribution, steepness, art_lambda: the relaxed sorting
+            network (see :func:`rankssl.ops.soft_sort`).
+
+    Returns:
+        (A,) loss per anchor: the binary cross-entropy between the mass each input puts
+        on the positive block of ranks and its group (1 for positives, 0 for
+        negatives), averaged with the same term for the negative block, as in the
+        authors' code, and over the P + K inputs. Scores are computed in float32.
+    """
+    if positive_scores.dim() != 2 or negative_scores.dim() != 2:
+        raise ValueError(
+            "positive_scores and negative_scores must have shapes (A, P) and (A, K), got "
+            f"{tuple(positive_scores.shape)} and {tuple(negative_scores.shape)}."
+        )
+    if positive_scores.shape[0] != negative_scores.shape[0]:
+        raise ValueError(
+            f"positive_scores has {positive_scores.shape[0]} anchors but negative_scores "
+            f"has {negative_scores.shape[0]}."
+        )
+    num_neg, num_pos = negative_scores.shape[1], positive_scores.shape[1]
+    if num_neg < 1 or num_pos < 1:
+        raise ValueError(
+            f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}."
+        )
+    scores = torch.cat(
+        (negative_scores.float().sort(dim=1).values, positive_scores.float().sort(dim=1).values),
+        dim=1,
+    )
+    n = num_neg + num_pos
+    in_positive_ranks = torch.zeros(n, 2, dtype=scores.dtype, device=scores.device)
+    in_positive_ranks[num_neg:, 0] = 1.0
+    in_positive_ranks[:num_neg, 1] = 1.0
+    # Column 0: mass of each input on the positive block; column 1: on the negative one.
+    mass = soft_permutation_matmul(
+        scores, in_positive_ranks, sorting_network, distribution, steepness, art_lambda
+    ).clamp(0.0, 1.0)
+    is_positive = torch.zeros(n, dtype=scores.dtype, device=scores.device)
+    is_positive[num_neg:] = 1.0
+    is_positive = is_positive.expand_as(mass[..., 0])
+    loss_positive_block = F.binary_cross_entropy(mass[..., 0], is_positive, reduction="none")
+    loss_negative_block = F.binary_cross_entropy(mass[..., 1], 1.0 - is_positive, reduction="none")
+    return ((loss_positive_block + loss_negative_block) / 2).mean(dim=1)
+
+
+class GroCoLoss(nn.Module):
+    """Group Ordering Constraints loss (Shvetsova et al., ICCV 2023), lightly-style.
+
+    Every view takes a turn as the anchor. Its positives are the same image's other
+    positive (global) views; its negatives are the other images of the batch under the
+    anchor's own view (gathered over processes with ``gather_distributed``), of which
+    the ``n_negatives`` most similar are kept. Scores are cosine similarities computed
+    in float32. The loss is the mean over all anchors of :func:`group_ordering_loss`.
+
+    Args:
+        n_negatives: K, the number of hardest negatives per anchor (10 in every
+            published configuration). Needs ``K <= total batch size - 1``.
+        steepness: inverse temperature of the relaxed comparators (paper: 1).
+        sorting_network: ``"odd_even"`` (paper), ``"bitonic"`` or ``"bitonic_mirrored"``.
+        distribution: comparator relaxation (paper: ``"cauchy"``).
+        art_lambda: exponent of the ``logistic_phi`` relaxation.
+        stop_gradient: detach positives and negatives so that the gradient flows
+            through the anchor only (paper: True).
+        n_positive_views: how many leading views are global crops that may serve as
+            positives (multi-crop). ``None``: all views. Views after them are anchors
+            only, with every global view as positive.
+        gather_distributed: take negatives from all processes, with gradients.
+
+    Shapes:
+        ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
+        shape (B, D); returns a scalar.
+
+    Example:
+        >>> import torch
+        >>> from rankssl.losses import GroCoLoss
+        >>> loss_fn = GroCoLoss(n_negatives=4)
+        >>> out0, out1 = torch.randn(8, 16), torch.randn(8, 16)
+        >>> loss = loss_fn(out0, out1)
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        n_negatives: int = 10,
+        steepness: float = 1.0,
+        sorting_network: str = "odd_even",
+        distribution: str = "cauchy",
+        art_lambda: float = 0.25,
+        stop_gradient: bool = True,
+        n_positive_views: Optional[int] = None,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(n_negatives, int) or n_negatives < 1:
+            raise ValueError(f"n_negatives must be a positive integer, got {n_negatives!r}.")
+        if n_positive_views is not None and (not isinstance(n_positive_views, int) or n_positive_views < 2):
+            raise ValueError(
+                f"n_positive_views must be None or an integer >= 2 (a global anchor needs "
+                f"another global view as positive), got {n_positive_views!r}."
+            )
+        check_network(sorting_network)
+        check_relaxation(distribution, steepness, art_lambda)
+        self.n_negatives = n_negatives
+        self.steepness = steepness
+        self.sorting_network = sorting_network
+        self.distribution = distribution
+        self.art_lambda = art_lambda
+        self.stop_gradient = stop_gradient
+        self.n_positive_views = n_positive_views
+        self.gather_distributed = gather_distributed
+
+    def _sort_kwargs(self) -> dict:
+        return dict(
+            sorting_network=self.sorting_network,
+            distribution=self.distribution,
+            steepness=self.steepness,
+            art_lambda=self.art_lambda,
+        )
+
+    def forward(self, *views: Views) -> torch.Tensor:
+        normalized = [F.normalize(v.float(), dim=1) for v in as_view_list(views)]
+        num_views, batch_size = len(normalized), normalized[0].shape[0]
+        num_global = num_views if self.n_positive_views is None else self.n_positive_views
+        if num_global > num_views:
+            raise ValueError(
+                f"n_positive_views={num_global} but only {num_views} views were given."
+            )
+        num_candidates = batch_size * (dist.world_size() if self.gather_distributed else 1) - 1
+        if self.n_negatives > num_candidates:
+            raise ValueError(
+                f"n_negatives={self.n_negatives} but each anchor has only {num_candidates} "
+                f"other images in the batch; lower n_negatives or enlarge the batch."
+            )
+        global_views = torch.stack(normalized[:num_global])  # (Vg, B, D)
+        keys = global_views.detach() if self.stop_gradient else global_views
+
+        losses: List[torch.Tensor] = []
+        # Global anchors: positives are the other global views of the same image.
+        if num_global >= 2:
+            positive_scores = torch.einsum("abd,pbd->abp", global_views, keys)  # (Vg, B, Vg)
+            off_diagonal = ~torch.eye(num_global, dtype=torch.bool, device=keys.device)
+            positive_scores = positive_scores.permute(0, 2, 1)[off_diagonal]  # (Vg*(Vg-1), B)
+            positive_scores = positive_scores.view(num_global, num_global - 1, batch_size)
+            losses.append(self._anchor_losses(normalized[:num_global], positive_scores))
+        # Local anchors (multi-crop): every global view is a positive.
+        if num_views > num_global:
+            local_views = torch.stack(normalized[num_global:])
+            positive_scores = torch.einsum("abd,pbd->apb", local_views, keys)
+            losses.append(self._anchor_losses(normalized[num_global:], positive_scores))
+        return torch.cat(losses).mean()
+
+    def _anchor_losses(self, anchors: List[torch.Tensor], positive_scores: torch.Tensor) -> torch.Tensor:
+        """Losses of every (view, image) anchor; ``positive_scores`` is (V, P, B)."""
+        negative_scores = torch.stack([self._hardest_negatives(anchor) for anchor in anchors])
+        num_pos = positive_scores.shape[1]
+        return group_ordering_loss(
+            positive_scores.transpose(1, 2).reshape(-1, num_pos),
+            negative_scores.reshape(-1, self.n_negatives),
+            **self._sort_kwargs(),
+        )
+
+    def _hardest_negatives(self, anchor: torch.Tensor) -> torch.Tensor:
+        """(B, K) scores of the K most similar other images under the anchor's view."""
+        batch_size = anchor.shape[0]
+        candidates = dist.gather(anchor) if self.gather_distributed else anchor
+        if self.stop_gradient:
+            candidates = candidates.detach()
+        scores = anchor @ candidates.T  # (B, B_total)
+        offset = dist.local_row_offset(batch_size) if self.gather_distributed else 0
+        own = torch.arange(batch_size, device=anchor.device)
+        scores = scores.index_put((own, own + offset), torch.tensor(float("-inf"), device=anchor.device))
+        return scores.topk(self.n_negatives, dim=1).values
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_negatives={self.n_negatives}, steepness={self.steepness}, "
+            f"sorting_network={self.sorting_network!r}, distribution={self.distribution!r}, "
+            f"stop_gradient={self.stop_gradient}, n_positive_views={self.n_positive_views}"
+        )

@@ -1,0 +1,17 @@
+"""Layer 1: pure-torch operators (sorting networks, AP estimators, distributed gather).
+
+Nothing here imports a host framework.
+"""
+
+from rankssl.ops.networks import NETWORKS, get_network
+from rankssl.ops.relaxations import RELAXATIONS
+from rankssl.ops.sorting import DiffSortNetwork, soft_permutation_matmul, soft_sort
+
+__all__ = [
+    "NETWORKS",
+    "RELAXATIONS",
+    "DiffSortNetwork",
+    "get_network",
+    "soft_permutation_matmul",
+    "soft_sort",
+]

@@ -1,0 +1,85 @@
+"""Relaxed comparators: the probability ``alpha`` that a comparator keeps its order.
+
+For a comparator on values ``(a, b)``, ``alpha = f(b - a)`` is the weight the relaxed
+minimum gives to ``a``: ``min' = alpha * a + (1 - alpha) * b`` and
+``max' = (1 - alpha) * a + alpha * b``. With ``alpha`` a hard step the comparator is
+exact. The relaxations are those of Petersen et al., ICML 2021 (``logistic``,
+``logistic_phi``) and ICLR 2022, "Monotonic Differentiable Sorting Networks"
+(``cauchy``, ``reciprocal``, ``gaussian``, ``optimal``); ``cauchy`` is monotonic and
+the one GroCo uses.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict
+
+import torch
+
+_SQRT_HALF = math.sqrt(0.5)
+
+
+def _logistic(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    return torch.sigmoid(d * steepness)
+
+
+def _logistic_phi(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    # The ART trick: divide by |d|^lambda so that close values get a steeper comparator.
+    return torch.sigmoid(d * steepness / (d.abs() + 1e-10).pow(art_lambda))
+
+
+def _gaussian(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    # Normal CDF with standard deviation 1 / steepness.
+    return 0.5 + 0.5 * torch.erf(d * (steepness * _SQRT_HALF))
+
+
+def _reciprocal(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    v = steepness * d
+    return 0.5 * (v / (2 + v.abs()) + 1)
+
+
+def _cauchy(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    return torch.atan(steepness * d) / math.pi + 0.5
+
+
+def _optimal(d: torch.Tensor, steepness: float, art_lambda: float) -> torch.Tensor:
+    # The piecewise "optimal" monotonic sigmoid of the ICLR 2022 paper.
+    v = steepness * d
+    outside = (v > 0.25).to(v.dtype) - (v < -0.25).to(v.dtype)
+    return v.clamp(-0.25, 0.25) + 0.5 + outside * (0.25 - 1 / 16 / (v.abs() + 1e-10))
+
+
+RELAXATIONS: Dict[str, Callable[[torch.Tensor, float, float], torch.Tensor]] = {
+    "logistic": _logistic,
+    "logistic_phi": _logistic_phi,
+    "gaussian": _gaussian,
+    "reciprocal": _reciprocal,
+    "cauchy": _cauchy,
+    "optimal": _optimal,
+}
+
+
+def check_relaxation(distribution: str, steepness: float, art_lambda: float) -> None:
+    """Raise a ``ValueError`` for an unknown relaxation or a non-positive steepness."""
+    if distribution not in RELAXATIONS:
+        raise ValueError(
+            f"Unknown relaxation {distribution!r}; expected one of {', '.join(RELAXATIONS)}."
+        )
+    if not isinstance(steepness, (int, float)) or not math.isfinite(steepness) or steepness <= 0:
+        raise ValueError(f"steepness must be a positive finite number, got {steepness!r}.")
+    if not isinstance(art_lambda, (int, float)) or art_lambda < 0:
+        raise ValueError(f"art_lambda must be a non-negative number, got {art_lambda!r}.")
+
+
+def swap_probability(
+    a: torch.Tensor, b: torch.Tensor, distribution: str, steepness: float, art_lambda: float
+) -> torch.Tensor:
+    """``alpha = f(b - a)`` for comparators on ``(a, b)``, any matching shapes.
+
+    Half-precision inputs are promoted to float32 for the relaxation, then ``alpha``
+    is cast back to the input dtype.
+    """
+    d = b - a
+    compute_dtype = torch.float32 if d.dtype in (torch.float16, torch.bfloat16) else d.dtype
+    alpha = RELAXATIONS[distribution](d.to(compute_dtype), steepness, art_lambda)
+    return alpha.to(d.dtype)

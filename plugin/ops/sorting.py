@@ -1,0 +1,226 @@
+"""Differentiable sorting networks.
+
+Petersen, Borgelt, Kuehne, Deussen, "Differentiable Sorting Networks for Scalable
+Sorting and Ranking Supervision", ICML 2021; and "Monotonic Differentiable Sorting
+Networks", ICLR 2022.
+
+Every comparator of a sorting network is relaxed (see :mod:`rankssl.ops.relaxations`),
+which makes the sorted values and the permutation matrix ``P`` differentiable. ``P``
+follows ``diffsort``'s orientation: ``P[..., r, c]`` is the weight with which input
+``r`` lands at ascending rank ``c``, so ``sorted = x @ P``.
+
+Two entry points:
+
+* :func:`soft_sort` returns the relaxed sorted values and, on request, ``P``. One layer
+  costs O(B n) for the values and O(B n^2) for ``P`` (the reference builds dense
+  matrices and pays O(B n^3) per layer).
+* :func:`soft_permutation_matmul` returns ``P @ v`` for given vectors ``v`` without
+  forming ``P``: the layers' transposed mixing is applied to ``v`` from the last layer
+  to the first, O(B n m) per layer for ``m`` vectors. A loss that needs only the mass
+  each input puts on a block of ranks (GroCo) needs only this.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from rankssl.ops.networks import ComparatorLayer, check_network, get_network
+from rankssl.ops.relaxations import check_relaxation, swap_probability
+
+__all__ = ["soft_sort", "soft_permutation_matmul", "DiffSortNetwork"]
+
+
+def _check_values(x: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected a torch.Tensor of values to sort, got {type(x).__name__}.")
+    if not x.is_floating_point():
+        raise TypeError(f"Values to sort must be a floating-point tensor, got dtype {x.dtype}.")
+    if x.dim() < 1 or x.shape[-1] < 2:
+        raise ValueError(
+            f"Values to sort must have shape (..., n) with n >= 2, got shape {tuple(x.shape)}."
+        )
+
+
+def _comparator_step(
+    layer: ComparatorLayer,
+    x: torch.Tensor,
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Apply one relaxed layer to values ``x`` (..., n); return new values and alpha (..., k)."""
+    k = layer.num_comparators
+    z = x.index_select(-1, layer.input_order)
+    a, b, rest = z[..., :k], z[..., k : 2 * k], z[..., 2 * k :]
+    alpha = swap_probability(a, b, distribution, steepness, art_lambda)
+    soft_min = alpha * a + (1 - alpha) * b
+    soft_max = (1 - alpha) * a + alpha * b
+    out = torch.cat((soft_min, soft_max, rest), dim=-1).index_select(-1, layer.output_inverse)
+    return out, alpha
+
+
+def _mix_columns(layer: ComparatorLayer, X: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Mix the columns (wires) of ``X`` (..., n, n) as the layer mixes the values."""
+    k = layer.num_comparators
+    z = X.index_select(-1, layer.input_order)
+    a, b, rest = z[..., :k], z[..., k : 2 * k], z[..., 2 * k :]
+    alpha = alpha.unsqueeze(-2)
+    soft_min = alpha * a + (1 - alpha) * b
+    soft_max = (1 - alpha) * a + alpha * b
+    return torch.cat((soft_min, soft_max, rest), dim=-1).index_select(-1, layer.output_inverse)
+
+
+def _mix_rows_transposed(layer: ComparatorLayer, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Left-multiply ``w`` (..., n, m) by the layer's mixing matrix: ``M @ w``.
+
+    With ``X_new = X @ M``, ``M[a, min_wire] = M[b, max_wire] = alpha`` and
+    ``M[a, max_wire] = M[b, min_wire] = 1 - alpha``.
+    """
+    k = layer.num_comparators
+    z = w.index_select(-2, layer.output_order)
+    at_min, at_max, rest = z[..., :k, :], z[..., k : 2 * k, :], z[..., 2 * k :, :]
+    alpha = alpha.unsqueeze(-1)
+    to_a = alpha * at_min + (1 - alpha) * at_max
+    to_b = (1 - alpha) * at_min + alpha * at_max
+    return torch.cat((to_a, to_b, rest), dim=-2).index_select(-2, layer.input_inverse)
+
+
+def _validated_layers(x, network, distribution, steepness, art_lambda):
+    _check_values(x)
+    check_network(network)
+    check_relaxation(distribution, steepness, art_lambda)
+    return get_network(network, x.shape[-1], x.device)
+
+
+def soft_sort(
+    x: torch.Tensor,
+    network: str = "odd_even",
+    distribution: str = "cauchy",
+    steepness: float = 1.0,
+    art_lambda: float = 0.25,
+    return_permutation: bool = True,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Sort ``x`` ascending along its last dimension with a relaxed sorting network.
+
+    Args:
+        x: (..., n) floating tensor, n >= 2. float16/bfloat16 compute the comparator
+            probabilities in float32.
+        network: ``"odd_even"`` (n layers), ``"bitonic"`` (diffsort's wiring) or
+            ``"bitonic_mirrored"`` (sorts every n); both bitonic networks have
+            log2 N (log2 N + 1) / 2 layers for N the next power of two. See
+            :mod:`rankssl.ops.networks`.
+        distribution: relaxation, one of ``logistic``, ``logistic_phi``, ``gaussian``,
+            ``reciprocal``, ``cauchy``, ``optimal``.
+        steepness: inverse temperature of the relaxation, > 0.
+        art_lambda: exponent of ``logistic_phi``.
+        return_permutation: also build the relaxed permutation matrix.
+
+    Returns:
+        ``(sorted, P)``: sorted values (..., n) and ``P`` (..., n, n) with
+        ``sorted = x @ P`` (rows: inputs, columns: ascending ranks), or ``None`` for
+        ``P`` when ``return_permutation`` is false.
+
+    Example:
+        >>> x = torch.tensor([[3.0, 1.0, 2.0]])
+        >>> values, P = soft_sort(x, steepness=100.0)
+        >>> P.argmax(dim=-1)  # the rank of each input
+        tensor([[2, 0, 1]])
+    """
+    layers = _validated_layers(x, network, distribution, steepness, art_lambda)
+    n = x.shape[-1]
+    X = None
+    if return_permutation:
+        X = torch.eye(n, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n, n)
+    for layer in layers:
+        x, alpha = _comparator_step(layer, x, distribution, steepness, art_lambda)
+        if X is not None:
+            X = _mix_columns(layer, X, alpha)
+    return x, X
+
+
+def soft_permutation_matmul(
+    x: torch.Tensor,
+    v: torch.Tensor,
+    network: str = "odd_even",
+    distribution: str = "cauchy",
+    steepness: float = 1.0,
+    art_lambda: float = 0.25,
+) -> torch.Tensor:
+    """``P @ v`` for the relaxed permutation ``P`` of ``x``, without forming ``P``.
+
+    Args:
+        x: (..., n) floating tensor of values to sort (see :func:`soft_sort`).
+        v: (n, m) vectors over ranks shared by every row of ``x``, or (..., n, m)
+            with the leading dimensions of ``x``. A column of ones on a block of ranks
+            gives the mass each input puts on that block.
+        network, distribution, steepness, art_lambda: as for :func:`soft_sort`.
+
+    Returns:
+        (..., n, m) tensor equal to ``soft_sort(x)[1] @ v``.
+
+    Example:
+        >>> x = torch.tensor([[0.1, 0.9, 0.5]])
+        >>> top_block = torch.tensor([[0.0], [1.0], [1.0]])  # ranks 1 and 2
+        >>> mass = soft_permutation_matmul(x, top_block, steepness=100.0)
+        >>> mass.squeeze(-1).round()
+        tensor([[0., 1., 1.]])
+    """
+    layers = _validated_layers(x, network, distribution, steepness, art_lambda)
+    n = x.shape[-1]
+    if not isinstance(v, torch.Tensor) or v.dim() < 2 or v.shape[-2] != n:
+        shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+        raise ValueError(f"v must have shape (n, m) or (..., n, m) with n={n}, got {shape}.")
+    alphas: List[torch.Tensor] = []
+    for layer in layers:
+        x, alpha = _comparator_step(layer, x, distribution, steepness, art_lambda)
+        alphas.append(alpha)
+    w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:])
+    for layer, alpha in zip(reversed(layers), reversed(alphas)):
+        w = _mix_rows_transposed(layer, w, alpha)
+    return w
+
+
+class DiffSortNetwork(torch.nn.Module):
+    """Module form of :func:`soft_sort`, a drop-in for ``diffsort.DiffSortNet``.
+
+    Args:
+        network: ``"odd_even"``, ``"bitonic"`` or ``"bitonic_mirrored"``.
+        size: number of values per row, checked at call time.
+        steepness, distribution, art_lambda: see :func:`soft_sort`.
+
+    Example:
+        >>> sorter = DiffSortNetwork("bitonic", size=4, steepness=10.0)
+        >>> values, P = sorter(torch.randn(8, 4))
+        >>> P.shape
+        torch.Size([8, 4, 4])
+    """
+
+    def __init__(
+        self,
+        network: str,
+        size: int,
+        steepness: float = 10.0,
+        distribution: str = "cauchy",
+        art_lambda: float = 0.25,
+    ) -> None:
+        super().__init__()
+        check_network(network)
+        check_relaxation(distribution, steepness, art_lambda)
+        if not isinstance(size, int) or size < 2:
+            raise ValueError(f"size must be an integer >= 2, got {size!r}.")
+        self.network, self.size = network, size
+        self.steepness, self.distribution, self.art_lambda = steepness, distribution, art_lambda
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        _check_values(x)
+        if x.shape[-1] != self.size:
+            raise ValueError(f"Expected rows of {self.size} values, got shape {tuple(x.shape)}.")
+        return soft_sort(x, self.network, self.distribution, self.steepness, self.art_lambda)
+
+    def extra_repr(self) -> str:
+        return (
+            f"network={self.network!r}, size={self.size}, steepness={self.steepness}, "
+            f"distribution={self.distribution!r}"
+        )
