@@ -1,0 +1,174 @@
+"""Hydra's feature filter: a learned gate over embedding dimensions for a pair of classes.
+
+Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive Learning"
+(arXiv:2410.18200). For a class pair (y1, y2) the filter returns a vector g in [0, 1]^D
+that selects the dimensions in which the two classes are compared, so that different
+pairs of classes can be positives of each other in different sub-spaces.
+
+The gate is computed from a learned class embedding E (num_classes x embed_dim) by a
+small MLP, so its parameters grow with the number of classes and never with the
+number of class pairs: 1,000 classes (500,500 unordered pairs) need only a
+1,000 x 512 table. Gates are computed for the pairs that occur in a batch; the full
+pair table is never built (:meth:`FeatureFilter.pair_gate_matrix` builds it in chunks
+for a chosen subset of classes, for analysis only).
+
+This module is pure torch and lives beside the loss that owns it; it is also exported
+as :class:`rankssl.models.FeatureFilter`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["FeatureFilter", "GATE_MODES", "check_class_labels"]
+
+GATE_MODES = ("fused", "product", "open")
+
+
+def check_class_labels(labels: object, num_classes: int, length: Optional[int] = None, name: str = "labels") -> torch.Tensor:
+    """Validate a 1-D tensor of integer class indices in ``[0, num_classes)``.
+
+    Raises:
+        ValueError: labels missing, of the wrong shape or out of range.
+        TypeError: labels not an integer tensor.
+    """
+    if labels is None:
+        raise ValueError(
+            f"Hydra needs class labels: pass {name} as a (batch_size,) integer tensor of class "
+            f"indices in [0, {num_classes})."
+        )
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}.")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of class indices, got dtype {labels.dtype}.")
+    if labels.dim() != 1:
+        raise ValueError(f"{name} must have shape (batch_size,), got {tuple(labels.shape)}.")
+    if length is not None and labels.shape[0] != length:
+        raise ValueError(f"{name} has {labels.shape[0]} entries but the batch has {length} embeddings.")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(
+            f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}, got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]."
+        )
+    return labels
+
+
+class FeatureFilter(nn.Module):
+    """Symmetric class-pair gate g(y1, y2) in [0, 1]^out_dim (Hydra, Wu et al. 2024).
+
+    Modes:
+        ``"fused"``: g = sigmoid(f_g((E[y1] + E[y2]) / 2)) (the authors' default).
+        ``"product"``: g = sigmoid(f_g(E[y1])) * sigmoid(f_g(E[y2])).
+        ``"open"``: g = 1 everywhere, no parameters; Hydra then reduces to a
+        supervised-contrastive loss over class pairs (the baseline).
+
+    f_g = ReLU, BatchNorm1d(embed_dim), Linear(embed_dim, hidden_dim), ReLU,
+    BatchNorm1d(hidden_dim), Linear(hidden_dim, out_dim), as in the authors' code.
+    Both modes are symmetric: g(a, b) == g(b, a). Because f_g holds BatchNorm layers,
+    training-mode calls need at least two pairs; evaluation mode uses running statistics.
+
+    Args:
+        num_classes: number of classes C (the embedding table has C rows).
+        out_dim: D, the dimension of the embeddings the gate multiplies.
+        embed_dim: width of the class embedding (paper: 512).
+        hidden_dim: hidden width of f_g (paper: 1024).
+        mode: ``"fused"``, ``"product"`` or ``"open"``.
+
+    Shapes:
+        ``forward(y1, y2)``: two (N,) integer tensors -> (N, out_dim) gates.
+
+    Example:
+        >>> import torch
+        >>> from rankssl.models import FeatureFilter
+        >>> gate = FeatureFilter(num_classes=1000, out_dim=256)
+        >>> y1, y2 = torch.randint(0, 1000, (2, 64))
+        >>> gate(y1, y2).shape
+        torch.Size([64, 256])
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        out_dim: int,
+        embed_dim: int = 512,
+        hidden_dim: int = 1024,
+        mode: str = "fused",
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("out_dim", out_dim), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if mode not in GATE_MODES:
+            raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.")
+        self.num_classes = num_classes
+        self.out_dim = out_dim
+        self.embed_dim = embed_dim
+        self.hidden_dim = hidden_dim
+        self.mode = mode
+        if mode != "open":
+            self.class_embedding = nn.Embedding(num_classes, embed_dim)
+            self.mlp = nn.Sequential(
+                nn.ReLU(),
+                nn.BatchNorm1d(embed_dim),
+                nn.Linear(embed_dim, hidden_dim),
+                nn.ReLU(),
+                nn.BatchNorm1d(hidden_dim),
+                nn.Linear(hidden_dim, out_dim),
+            )
+
+    def forward(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        check_class_labels(y1, self.num_classes, name="y1")
+        check_class_labels(y2, self.num_classes, length=y1.shape[0], name="y2")
+        if self.mode == "open":
+            return torch.ones(y1.shape[0], self.out_dim, device=y1.device)
+        if self.training and y1.shape[0] < 2:
+            raise ValueError(
+                "FeatureFilter in training mode needs at least 2 pairs (its MLP has BatchNorm); "
+                "call .eval() to gate a single pair."
+            )
+        if self.mode == "fused":
+            mean = (self.class_embedding(y1) + self.class_embedding(y2)) / 2
+            return torch.sigmoid(self.mlp(mean))
+        # "product": one MLP pass over both halves, so BatchNorm sees all classes at once.
+        both = torch.sigmoid(self.mlp(self.class_embedding(torch.cat((y1, y2)))))
+        return both[: y1.shape[0]] * both[y1.shape[0] :]
+
+    @torch.no_grad()
+    def pair_gate_matrix(self, classes: Optional[Sequence[int]] = None, chunk_size: int = 4096) -> torch.Tensor:
+        """(K, K, out_dim) gates of every ordered pair of ``classes`` (default: all).
+
+        Computed in chunks of ``chunk_size`` pairs in evaluation mode (running BatchNorm
+        statistics), the module's mode restored afterwards. Memory is K*K*out_dim floats;
+        choose a subset of classes when C is large.
+        """
+        if classes is None:
+            cls = torch.arange(self.num_classes)
+        else:
+            cls = check_class_labels(torch.as_tensor(list(classes), dtype=torch.long), self.num_classes, name="classes")
+        device = next(self.parameters()).device if self.mode != "open" else torch.device("cpu")
+        cls = cls.to(device)
+        k = cls.shape[0]
+        a, b = torch.meshgrid(cls, cls, indexing="ij")
+        out = torch.empty(k * k, self.out_dim, device=device)
+        was_training = self.training
+        self.eval()
+        try:
+            for start, stop in _chunks(k * k, chunk_size):
+                out[start:stop] = self(a.reshape(-1)[start:stop], b.reshape(-1)[start:stop])
+        finally:
+            self.train(was_training)
+        return out.view(k, k, self.out_dim)
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, out_dim={self.out_dim}, embed_dim={self.embed_dim}, "
+            f"hidden_dim={self.hidden_dim}, mode={self.mode!r}"
+        )
+
+
+def _chunks(total: int, size: int) -> Iterator[tuple]:
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
