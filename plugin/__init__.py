@@ -10,5 +10,7 @@ GroCo (Shvetsova et al., ICCV 2023), S2R2 (Varamesh et al., 2020) and Hydra (Wu 
 __version__ = "0.1.0"
 
 from rankssl.losses import GroCoLoss  # noqa: E402
+from rankssl.losses import HydraLoss  # noqa: E402
 
 __all__ = ["GroCoLoss", "__version__"]
+__all__ += ["HydraLoss"]
