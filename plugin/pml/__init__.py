@@ -2,5 +2,7 @@
 
 from rankssl.pml.groco import GroCoLoss
 from rankssl.pml.wrappers import CrossBatchMemory, SelfSupervisedLoss
+from rankssl.pml.hydra import HydraLoss
 
 __all__ = ["CrossBatchMemory", "GroCoLoss", "SelfSupervisedLoss"]
+__all__ += ["HydraLoss"]

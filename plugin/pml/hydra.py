@@ -1,0 +1,176 @@
+"""Hydra as a pytorch-metric-learning loss.
+
+Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive Learning"
+(arXiv:2410.18200). The objective of :mod:`rankssl.losses.hydra` with pml's calling
+conventions: ``loss_fn(embeddings, labels, ref_emb=..., ref_labels=...)``, reducers and
+embedding regularizers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from pytorch_metric_learning.distances import CosineSimilarity
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+
+from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
+from rankssl.losses.hydra import hydra_pair_loss
+from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
+from rankssl.pml._checks import CheckedInputsMixin
+
+__all__ = ["HydraLoss"]
+
+
+class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
+    """Hydra loss for labelled embeddings, as a pml ``BaseMetricLossFunction``.
+
+    Every row of ``embeddings`` is an anchor of class y1 = ``labels[i]`` with a partner
+    class y2 (drawn from ``ref_labels`` by ``pairing``, or passed as ``pair_labels``).
+    Its positives are the reference items of class y2 (itself excluded when
+    ``ref_emb`` is not given), its negatives those of neither class; all are compared
+    in the dimensions opened by the learned gate g(y1, y2). See
+    :class:`rankssl.losses.HydraLoss` for the formula.
+
+    **This loss has parameters** (the :class:`~rankssl.models.FeatureFilter`), unlike
+    most pml losses: give the optimizer ``loss_fn.parameters()`` too, as for pml's
+    ``ArcFaceLoss``. The similarity is Hydra's own gated cosine, so ``distance`` must be
+    :class:`~pytorch_metric_learning.distances.CosineSimilarity` (the default).
+    ``indices_tuple`` (miners) is not supported: positives come from class pairs.
+
+    The default reducer averages the per-anchor losses over anchors that have a
+    positive (``"element"`` losses); with ``gate_penalty > 0`` a second sub-loss
+    ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))`` is added, already reduced.
+
+    Args:
+        num_classes: number of classes C.
+        embedding_size: D, the embedding width the gate covers.
+        temperature, gate_mode, pairing, embed_dim, hidden_dim, gate_penalty,
+        class_pair_weight, seed, feature_filter: as for :class:`rankssl.losses.HydraLoss`.
+        **kwargs: ``reducer``, ``embedding_regularizer``, ... as for any pml loss.
+
+    Example:
+        >>> import torch
+        >>> from rankssl.pml import HydraLoss
+        >>> loss_fn = HydraLoss(num_classes=4, embedding_size=16, seed=0)
+        >>> embeddings = torch.randn(12, 16, requires_grad=True)
+        >>> labels = torch.arange(4).repeat(3)
+        >>> optimizer = torch.optim.SGD([embeddings, *loss_fn.parameters()], lr=0.1)
+        >>> loss = loss_fn(embeddings, labels)
+        >>> loss.backward()
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        embedding_size: int,
+        temperature: float = 0.1,
+        gate_mode: str = "fused",
+        pairing: str = "arbitrary",
+        embed_dim: int = 512,
+        hidden_dim: int = 1024,
+        gate_penalty: float = 0.0,
+        class_pair_weight: Optional[torch.Tensor] = None,
+        seed: Optional[int] = None,
+        feature_filter: Optional[FeatureFilter] = None,
+        **kwargs,
+    ) -> None:
+        if not isinstance(gate_penalty, (int, float)) or gate_penalty < 0:
+            raise ValueError(f"gate_penalty must be a non-negative number, got {gate_penalty!r}.")
+        # Set before pml's constructor, which picks the reducer from the sub-loss names.
+        self.gate_penalty = float(gate_penalty)
+        super().__init__(**kwargs)
+        if not isinstance(self.distance, CosineSimilarity):
+            raise ValueError(
+                f"HydraLoss compares embeddings by its own gated cosine similarity; distance must be "
+                f"CosineSimilarity, got {type(self.distance).__name__}."
+            )
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        check_pairing(pairing)
+        if feature_filter is None:
+            feature_filter = FeatureFilter(num_classes, embedding_size, embed_dim, hidden_dim, gate_mode)
+        elif feature_filter.num_classes != num_classes or feature_filter.out_dim != embedding_size:
+            raise ValueError(
+                f"feature_filter has num_classes={feature_filter.num_classes}, out_dim="
+                f"{feature_filter.out_dim} but the loss was given num_classes={num_classes}, "
+                f"embedding_size={embedding_size}."
+            )
+        if class_pair_weight is not None:
+            class_pair_weight = torch.as_tensor(class_pair_weight, dtype=torch.float32)
+            if class_pair_weight.shape != (num_classes, num_classes):
+                raise ValueError(
+                    f"class_pair_weight must have shape ({num_classes}, {num_classes}), "
+                    f"got {tuple(class_pair_weight.shape)}."
+                )
+        self.feature_filter = feature_filter
+        self.class_pair_weight = class_pair_weight
+        self.num_classes = num_classes
+        self.embedding_size = embedding_size
+        self.temperature = float(temperature)
+        self.pairing = pairing
+        self.seed = seed
+        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._pair_labels: Optional[torch.Tensor] = None
+        self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
+
+    def get_default_distance(self) -> CosineSimilarity:
+        return CosineSimilarity()
+
+    def _sub_loss_names(self):
+        return ["loss", "gate_penalty"] if self.gate_penalty > 0 else ["loss"]
+
+    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, pair_labels=None):
+        """pml's ``forward`` plus an optional (batch_size,) ``pair_labels`` (y2 per anchor)."""
+        if indices_tuple is not None:
+            raise ValueError(
+                "HydraLoss takes its positives from class pairs and does not accept indices_tuple "
+                "(miners); pass labels (and optionally pair_labels)."
+            )
+        if labels is None:
+            check_class_labels(None, self.num_classes)
+        if ref_emb is not None and ref_labels is None:
+            raise ValueError("HydraLoss needs ref_labels whenever ref_emb is given.")
+        self._pair_labels = pair_labels
+        try:
+            return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+        finally:
+            self._pair_labels = None
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
+        check_class_labels(ref_labels, self.num_classes, length=ref_emb.shape[0], name="ref_labels")
+        if embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"Embeddings have dim {embeddings.shape[1]} but the feature filter gates "
+                f"{self.embedding_size} dimensions."
+            )
+        if torch.unique(torch.cat((labels, ref_labels))).numel() < 2:
+            raise ValueError(
+                f"The batch holds a single class ({int(labels[0])}): Hydra has no negatives. "
+                f"Batches need several classes (e.g. MPerClassSampler)."
+            )
+        self_index = torch.arange(embeddings.shape[0], device=embeddings.device) if ref_emb is embeddings else None
+        pair_labels = self._pair_labels
+        if pair_labels is None:
+            pair_labels = sample_pair_labels(
+                labels, self.pairing, ref_labels, self_index, self.class_pair_weight, self._generator
+            )
+        else:
+            check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
+            pair_labels = pair_labels.to(embeddings.device)
+        gates = self.feature_filter(labels, pair_labels)
+        losses, has_positive = hydra_pair_loss(
+            embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, 1.0 / self.temperature
+        )
+        anchors = torch.nonzero(has_positive).squeeze(1)
+        loss_dict = {"loss": {"losses": losses[anchors], "indices": anchors, "reduction_type": "element"}}
+        if not len(anchors):
+            loss_dict = {"loss": self.zero_loss()}
+        if self.gate_penalty > 0:
+            loss_dict["gate_penalty"] = {
+                "losses": self.gate_penalty * (gates * (1 - gates)).mean(),
+                "indices": None,
+                "reduction_type": "already_reduced",
+            }
+        return loss_dict
