@@ -26,26 +26,42 @@ def test_matches_diffsort(network, distribution, dtype):
     # diffsort's NormalCDF backward holds sigma as a float32 tensor, so its gaussian
     # gradients are float32-accurate only; gradcheck below covers ours in float64.
     grad_tol = 1e-5 if distribution == "gaussian" else tol
+    if distribution == "logistic_phi" and dtype == torch.float32:
+        # d/dd of sigmoid(s d / |d|^lambda) is ill-conditioned at near-ties: float32
+        # rounding of d (1e-7 relative) moves gradients by more than 1e-5 there. The
+        # float64 run of this test holds both implementations to 1e-10.
+        grad_tol = 1e-4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # diffsort's bitonic wiring warns for some sizes
         for n in SIZES:
             x = torch.randn(4, n, dtype=dtype, requires_grad=True)
             ref_values, ref_P = _reference(network, n, distribution, 2.0, dtype)(x)
             values, P = soft_sort(x, network, distribution, steepness=2.0)
-            torch.testing.assert_close(values, ref_values, atol=tol, rtol=0)
+            # Sorted values of order one accumulate float32 rounding over n layers; at
+            # n = 128 diffsort's own error against float64 reaches 1e-5 (ours is smaller,
+            # see test_float32_values_closer_to_float64_than_diffsort).
+            torch.testing.assert_close(values, ref_values, atol=tol, rtol=tol)
             torch.testing.assert_close(P, ref_P, atol=tol, rtol=0)
             # Weights scaled so that the gradients are of order one.
             weights_v, weights_P = torch.randn_like(values) / n, torch.randn_like(P) / n
             (ref_grad,) = torch.autograd.grad((ref_values * weights_v).sum() + (ref_P * weights_P).sum(), x, retain_graph=True)
             (grad,) = torch.autograd.grad((values * weights_v).sum() + (P * weights_P).sum(), x)
-            torch.testing.assert_close(grad, ref_grad, atol=grad_tol, rtol=0, msg=f"n={n}")
+            torch.testing.assert_close(grad, ref_grad, atol=grad_tol, rtol=grad_tol, msg=f"n={n}")
             v = torch.randn(n, 3, dtype=dtype)
             Pv = soft_permutation_matmul(x, v, network, distribution, steepness=2.0)
             torch.testing.assert_close(Pv, ref_P @ v, atol=tol * 10, rtol=0)  # sums of n terms
             weights_Pv = torch.randn_like(Pv) / n
             (ref_grad,) = torch.autograd.grad(((ref_P @ v) * weights_Pv).sum(), x)
             (grad,) = torch.autograd.grad((Pv * weights_Pv).sum(), x)
-            torch.testing.assert_close(grad, ref_grad, atol=grad_tol, rtol=0, msg=f"n={n}")
+            torch.testing.assert_close(grad, ref_grad, atol=grad_tol, rtol=grad_tol, msg=f"n={n}")
+
+
+def test_float32_values_closer_to_float64_than_diffsort():
+    x = torch.randn(16, 128)
+    exact, _ = soft_sort(x.double(), "odd_even", "logistic", 2.0, return_permutation=False)
+    ours, _ = soft_sort(x, "odd_even", "logistic", 2.0, return_permutation=False)
+    theirs, _ = _reference("odd_even", 128, "logistic", 2.0, torch.float32)(x)
+    assert (ours.double() - exact).abs().max() <= (theirs.double() - exact).abs().max()
 
 
 @pytest.mark.parametrize("distribution", sorted(RELAXATIONS))

@@ -28,7 +28,7 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,6 +47,9 @@ class ComparatorLayer:
         output_order: (n,) long. The wires that receive the k soft minima, then the k
             soft maxima, then the untouched wires (same order as in ``input_order``).
         output_inverse: (n,) long, the inverse permutation of ``output_order``.
+        adjacent_start: ``s`` when the layer compares (s, s+1), (s+2, s+3), ... up to the
+            last full pair with the minimum on the lower wire (odd-even layers), which
+            lets the layer use strided views instead of gathers; else ``None``.
     """
 
     num_comparators: int
@@ -54,6 +57,7 @@ class ComparatorLayer:
     input_inverse: torch.Tensor
     output_order: torch.Tensor
     output_inverse: torch.Tensor
+    adjacent_start: Optional[int] = None
 
     def to(self, device: torch.device) -> "ComparatorLayer":
         return ComparatorLayer(
@@ -62,6 +66,7 @@ class ComparatorLayer:
             self.input_inverse.to(device),
             self.output_order.to(device),
             self.output_inverse.to(device),
+            self.adjacent_start,
         )
 
 
@@ -75,6 +80,12 @@ def _make_layer(n: int, comparators: List[Comparator]) -> ComparatorLayer:
     wire_b = [c[1] for c in comparators]
     dest_min = [c[2] for c in comparators]
     dest_max = [c[3] for c in comparators]
+    adjacent_start = None
+    if comparators:
+        start = comparators[0][0]
+        expected = [(start + 2 * i, start + 2 * i + 1) * 2 for i in range((n - start) // 2)]
+        if [tuple(c) for c in comparators] == expected:
+            adjacent_start = start
     input_order = torch.tensor(wire_a + wire_b + untouched, dtype=torch.long)
     output_order = torch.tensor(dest_min + dest_max + untouched, dtype=torch.long)
     return ComparatorLayer(
@@ -83,6 +94,7 @@ def _make_layer(n: int, comparators: List[Comparator]) -> ComparatorLayer:
         input_inverse=torch.argsort(input_order),
         output_order=output_order,
         output_inverse=torch.argsort(output_order),
+        adjacent_start=adjacent_start,
     )
 
 

@@ -59,6 +59,45 @@ RELAXATIONS: Dict[str, Callable[[torch.Tensor, float, float], torch.Tensor]] = {
 }
 
 
+def _d_logistic(d, alpha, steepness, art_lambda):
+    return alpha * (1 - alpha) * steepness
+
+
+def _d_logistic_phi(d, alpha, steepness, art_lambda):
+    scale = d.abs() + 1e-10
+    # d/dd [s d scale^-lambda] = s scale^-lambda (1 - lambda |d| / scale)
+    inner = steepness * scale.pow(-art_lambda) * (1 - art_lambda * d.abs() / scale)
+    return alpha * (1 - alpha) * inner
+
+
+def _d_gaussian(d, alpha, steepness, art_lambda):
+    return steepness / math.sqrt(2 * math.pi) * torch.exp(-0.5 * (steepness * d) ** 2)
+
+
+def _d_reciprocal(d, alpha, steepness, art_lambda):
+    return steepness / (2 + (steepness * d).abs()) ** 2
+
+
+def _d_cauchy(d, alpha, steepness, art_lambda):
+    return steepness / (math.pi * (1 + (steepness * d) ** 2))
+
+
+def _d_optimal(d, alpha, steepness, art_lambda):
+    v = (steepness * d).abs()
+    return steepness * torch.where(v <= 0.25, torch.ones_like(v), 1 / (16 * (v + 1e-10) ** 2))
+
+
+#: d alpha / d (b - a) for each relaxation, given (d, alpha, steepness, art_lambda).
+RELAXATION_DERIVATIVES: Dict[str, Callable[..., torch.Tensor]] = {
+    "logistic": _d_logistic,
+    "logistic_phi": _d_logistic_phi,
+    "gaussian": _d_gaussian,
+    "reciprocal": _d_reciprocal,
+    "cauchy": _d_cauchy,
+    "optimal": _d_optimal,
+}
+
+
 def check_relaxation(distribution: str, steepness: float, art_lambda: float) -> None:
     """Raise a ``ValueError`` for an unknown relaxation or a non-positive steepness."""
     if distribution not in RELAXATIONS:

@@ -16,18 +16,21 @@ Two entry points:
   matrices and pays O(B n^3) per layer).
 * :func:`soft_permutation_matmul` returns ``P @ v`` for given vectors ``v`` without
   forming ``P``: the layers' transposed mixing is applied to ``v`` from the last layer
-  to the first, O(B n m) per layer for ``m`` vectors. A loss that needs only the mass
-  each input puts on a block of ranks (GroCo) needs only this.
+  to the first, O(B n m) per layer for ``m`` vectors, with a hand-written backward
+  (:mod:`rankssl.ops.permutation_matmul`). A loss that needs only the mass each input
+  puts on a block of ranks (GroCo) needs only this.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
-from rankssl.ops.networks import ComparatorLayer, check_network, get_network
-from rankssl.ops.relaxations import check_relaxation, swap_probability
+from rankssl.ops.layers import comparator_step, mix
+from rankssl.ops.networks import check_network, get_network
+from rankssl.ops.permutation_matmul import permutation_matmul
+from rankssl.ops.relaxations import check_relaxation
 
 __all__ = ["soft_sort", "soft_permutation_matmul", "DiffSortNetwork"]
 
@@ -41,50 +44,6 @@ def _check_values(x: torch.Tensor) -> None:
         raise ValueError(
             f"Values to sort must have shape (..., n) with n >= 2, got shape {tuple(x.shape)}."
         )
-
-
-def _comparator_step(
-    layer: ComparatorLayer,
-    x: torch.Tensor,
-    distribution: str,
-    steepness: float,
-    art_lambda: float,
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Apply one relaxed layer to values ``x`` (..., n); return new values and alpha (..., k)."""
-    k = layer.num_comparators
-    z = x.index_select(-1, layer.input_order)
-    a, b, rest = z[..., :k], z[..., k : 2 * k], z[..., 2 * k :]
-    alpha = swap_probability(a, b, distribution, steepness, art_lambda)
-    soft_min = alpha * a + (1 - alpha) * b
-    soft_max = (1 - alpha) * a + alpha * b
-    out = torch.cat((soft_min, soft_max, rest), dim=-1).index_select(-1, layer.output_inverse)
-    return out, alpha
-
-
-def _mix_columns(layer: ComparatorLayer, X: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Mix the columns (wires) of ``X`` (..., n, n) as the layer mixes the values."""
-    k = layer.num_comparators
-    z = X.index_select(-1, layer.input_order)
-    a, b, rest = z[..., :k], z[..., k : 2 * k], z[..., 2 * k :]
-    alpha = alpha.unsqueeze(-2)
-    soft_min = alpha * a + (1 - alpha) * b
-    soft_max = (1 - alpha) * a + alpha * b
-    return torch.cat((soft_min, soft_max, rest), dim=-1).index_select(-1, layer.output_inverse)
-
-
-def _mix_rows_transposed(layer: ComparatorLayer, w: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Left-multiply ``w`` (..., n, m) by the layer's mixing matrix: ``M @ w``.
-
-    With ``X_new = X @ M``, ``M[a, min_wire] = M[b, max_wire] = alpha`` and
-    ``M[a, max_wire] = M[b, min_wire] = 1 - alpha``.
-    """
-    k = layer.num_comparators
-    z = w.index_select(-2, layer.output_order)
-    at_min, at_max, rest = z[..., :k, :], z[..., k : 2 * k, :], z[..., 2 * k :, :]
-    alpha = alpha.unsqueeze(-1)
-    to_a = alpha * at_min + (1 - alpha) * at_max
-    to_b = (1 - alpha) * at_min + alpha * at_max
-    return torch.cat((to_a, to_b, rest), dim=-2).index_select(-2, layer.input_inverse)
 
 
 def _validated_layers(x, network, distribution, steepness, art_lambda):
@@ -134,9 +93,9 @@ def soft_sort(
     if return_permutation:
         X = torch.eye(n, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n, n)
     for layer in layers:
-        x, alpha = _comparator_step(layer, x, distribution, steepness, art_lambda)
+        x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
         if X is not None:
-            X = _mix_columns(layer, X, alpha)
+            X = mix(layer, X, alpha.unsqueeze(-2))
     return x, X
 
 
@@ -172,14 +131,7 @@ def soft_permutation_matmul(
     if not isinstance(v, torch.Tensor) or v.dim() < 2 or v.shape[-2] != n:
         shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
         raise ValueError(f"v must have shape (n, m) or (..., n, m) with n={n}, got {shape}.")
-    alphas: List[torch.Tensor] = []
-    for layer in layers:
-        x, alpha = _comparator_step(layer, x, distribution, steepness, art_lambda)
-        alphas.append(alpha)
-    w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:])
-    for layer, alpha in zip(reversed(layers), reversed(alphas)):
-        w = _mix_rows_transposed(layer, w, alpha)
-    return w
+    return permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
 
 
 class DiffSortNetwork(torch.nn.Module):

@@ -1,0 +1,26 @@
+"""Each benchmark script runs at toy size, so that it cannot rot."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_benchmark(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_sorting_benchmark_quick():
+    out = _run_benchmark("bench_sorting.py", "--quick")
+    assert "| odd_even | 8 | 5 |" in out
