@@ -1,0 +1,96 @@
+"""Hooks that leave readable traces of a run in its work dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+from mmengine.hooks import Hook
+
+__all__ = ["CurvesHook"]
+
+
+class CurvesHook(Hook):
+    """Write ``scalars.json`` and PNG plots of the loss and validation metrics into the work dir.
+
+    Records the training loss and learning rate every ``interval`` iterations and
+    every validation metric; rewrites ``scalars.json``, ``loss.png`` and
+    ``metrics.png`` after each validation and at the end of training. Only rank 0
+    writes, unless ``all_ranks=True`` (then rank r writes ``scalars_rank{r}.json``
+    besides, which the distributed tests read).
+
+    Args:
+        interval: record the loss every ``interval`` iterations.
+        all_ranks: also write per-rank scalars.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, interval: int = 1, all_ranks: bool = False) -> None:
+        self.interval = interval
+        self.all_ranks = all_ranks
+        self.train: List[Dict[str, float]] = []
+        self.val: List[Dict[str, float]] = []
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Optional[dict] = None) -> None:
+        if outputs is None or not self.every_n_train_iters(runner, self.interval):
+            return
+        record = {"iter": runner.iter + 1, "epoch": runner.epoch + 1}
+        for key, value in outputs.items():
+            try:
+                record[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        lrs = runner.optim_wrapper.get_lr()
+        if lrs:
+            record["lr"] = float(next(iter(lrs.values()))[0])
+        self.train.append(record)
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        if metrics:
+            record = {"iter": runner.iter, "epoch": runner.epoch}
+            record.update({k: float(v) for k, v in metrics.items()})
+            self.val.append(record)
+        self._write(runner)
+
+    def after_train(self, runner) -> None:
+        self._write(runner)
+
+    def _write(self, runner) -> None:
+        data = {"train": self.train, "val": self.val}
+        if self.all_ranks:
+            with open(os.path.join(runner.work_dir, f"scalars_rank{runner.rank}.json"), "w") as f:
+                json.dump(data, f)
+        if runner.rank != 0:
+            return
+        with open(os.path.join(runner.work_dir, "scalars.json"), "w") as f:
+            json.dump(data, f, indent=1)
+        self._plot(runner.work_dir)
+
+    def _plot(self, work_dir: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        if self.train:
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            ax.plot([r["iter"] for r in self.train], [r.get("loss", float("nan")) for r in self.train])
+            ax.set_xlabel("iteration")
+            ax.set_ylabel("training loss")
+            fig.tight_layout()
+            fig.savefig(os.path.join(work_dir, "loss.png"), dpi=100)
+            plt.close(fig)
+        keys = sorted({k for r in self.val for k in r if k not in ("iter", "epoch")})
+        if keys:
+            fig, ax = plt.subplots(figsize=(5, 3.2))
+            for key in keys:
+                ax.plot([r["epoch"] for r in self.val if key in r], [r[key] for r in self.val if key in r],
+                        marker="o", label=key)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("accuracy (%)")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(work_dir, "metrics.png"), dpi=100)
+            plt.close(fig)

@@ -1,0 +1,27 @@
+"""Register models: losses, backbones, heads, algorithms, data preprocessors, model wrappers.
+
+Imported lazily by mmengine (``locations``) the first time the models registry is used.
+A new method adds its lines here (see the README section on mmengine).
+"""
+
+from lightly.loss import NTXentLoss
+
+from rankssl.losses import GroCoLoss
+from rankssl.mm.algorithms import GroCo, SelfSupervisedAlgorithm, SimCLR
+from rankssl.mm.data_preprocessor import MultiViewDataPreprocessor
+from rankssl.mm.wrappers import CPUDistributedDataParallel
+from rankssl.models.backbones import SmallCNN, TorchvisionResNet
+from rankssl.models.heads import GroCoProjectionHead, MLPHead
+from rankssl.registry import MODEL_WRAPPERS, MODELS
+from rankssl.registry._catalog import register
+
+# Losses: the same objective serves lightly-style code, pytorch-metric-learning and mmengine.
+register(MODELS, GroCoLoss, hosts=("lightly", "pml", "mmengine"))
+register(MODELS, NTXentLoss, hosts=("mmengine", "from lightly"))
+# Plain torch modules (rankssl.models).
+for _cls in (SmallCNN, TorchvisionResNet, MLPHead, GroCoProjectionHead):
+    register(MODELS, _cls, hosts=("torch", "mmengine"))
+# mmengine algorithms and their data preprocessor.
+for _cls in (SelfSupervisedAlgorithm, GroCo, SimCLR, MultiViewDataPreprocessor):
+    register(MODELS, _cls)
+register(MODEL_WRAPPERS, CPUDistributedDataParallel)
