@@ -6,6 +6,7 @@ Nothing here imports a host framework.
 from rankssl.ops.networks import NETWORKS, get_network
 from rankssl.ops.relaxations import RELAXATIONS
 from rankssl.ops.sorting import DiffSortNetwork, soft_permutation_matmul, soft_sort
+from rankssl.ops.spectrum import effective_rank, singular_spectrum
 
 __all__ = [
     "NETWORKS",
@@ -15,3 +16,4 @@ __all__ = [
     "soft_permutation_matmul",
     "soft_sort",
 ]
+__all__ += ["effective_rank", "singular_spectrum"]
