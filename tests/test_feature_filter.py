@@ -176,3 +176,33 @@ def test_head_ends_in_layernorm():
         head(torch.randn(10, 31))
     with pytest.raises(ValueError, match="num_layers"):
         HydraProjectionHead(32, num_layers=0)
+
+
+# ---- class-relationship read-out ------------------------------------------------------
+
+
+def test_active_dimension_overlap_against_sets():
+    from rankssl.models import active_dimension_overlap
+
+    active = torch.rand(7, 12) > 0.5
+    active[3] = False
+    got = active_dimension_overlap(active)
+    for p in range(7):
+        for q in range(7):
+            a = set(torch.nonzero(active[p]).flatten().tolist())
+            b = set(torch.nonzero(active[q]).flatten().tolist())
+            want = len(a & b) / len(a | b) if a | b else 0.0
+            assert got[p, q].item() == pytest.approx(want)
+
+
+def test_class_pair_gates_table():
+    from rankssl.models import class_pair_gates
+
+    filt = FeatureFilter(5, 6, embed_dim=8, hidden_dim=8)
+    _warm_running_stats(filt, 5)
+    table = class_pair_gates(filt, [0, 2, 4])
+    assert table["pairs"].tolist() == [[0, 0], [0, 2], [0, 4], [2, 2], [2, 4], [4, 4]]
+    assert table["gates"].shape == (6, 6) and table["overlap"].shape == (6, 6)
+    torch.testing.assert_close(table["gates"][1], filt(torch.tensor([0]), torch.tensor([2]))[0])
+    assert torch.equal(table["active"], table["gates"] > 0.5)
+    torch.testing.assert_close(table["open_fraction"][0, 1], table["active"][1].float().mean())
