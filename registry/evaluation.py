@@ -8,3 +8,9 @@ from rankssl.registry._catalog import register
 register(METRICS, KNNAccuracy)
 register(METRICS, LinearProbeAccuracy)
 register(HOOKS, CurvesHook)
+
+# Collapse diagnostics for any algorithm (issue 5).
+from rankssl.mm.diagnostics import EffectiveRank, SpectrumHook  # noqa: E402
+
+register(METRICS, EffectiveRank)
+register(HOOKS, SpectrumHook)

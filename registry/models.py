@@ -25,3 +25,13 @@ for _cls in (SmallCNN, TorchvisionResNet, MLPHead, GroCoProjectionHead):
 for _cls in (SelfSupervisedAlgorithm, GroCo, SimCLR, MultiViewDataPreprocessor):
     register(MODELS, _cls)
 register(MODEL_WRAPPERS, CPUDistributedDataParallel)
+
+# Hydra (issue 5): loss with its feature filter, the LayerNorm head and the algorithm.
+from rankssl.losses import HydraLoss  # noqa: E402
+from rankssl.mm.hydra import Hydra  # noqa: E402
+from rankssl.models import FeatureFilter, HydraProjectionHead  # noqa: E402
+
+register(MODELS, HydraLoss, hosts=("lightly", "pml", "mmengine"))
+register(MODELS, FeatureFilter, hosts=("torch", "mmengine"))
+register(MODELS, HydraProjectionHead, hosts=("torch", "mmengine"))
+register(MODELS, Hydra)

@@ -1,0 +1,97 @@
+"""Hydra as an mmengine algorithm.
+
+Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive Learning"
+(arXiv:2410.18200). Backbone + LayerNorm-ending projection head
+(:class:`~rankssl.models.HydraProjectionHead`) + :class:`~rankssl.losses.HydraLoss`,
+whose feature filter is trained with the model (it is a submodule of the algorithm, so
+mmengine's optimizer wrapper sees its parameters). The loss reads the class labels of
+the batch from ``data_samples['label']``; train with a class-balanced sampler
+(``MPerClassSampler``) so that every paired class has samples in the batch.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import List, Optional, Union
+
+import torch
+from torch import nn
+
+from rankssl.mm.algorithms import SelfSupervisedAlgorithm
+from rankssl.mm.builder import build_module
+
+__all__ = ["Hydra"]
+
+ConfigType = Union[dict, nn.Module]
+
+
+class Hydra(SelfSupervisedAlgorithm):
+    """Hydra: contrastive learning from arbitrary class pairs (needs labels).
+
+    Args:
+        backbone, neck, pool, data_preprocessor, init_cfg: as for
+            :class:`~rankssl.mm.algorithms.SelfSupervisedAlgorithm`. Default neck:
+            ``HydraProjectionHead(hidden_dim=2048, out_dim=256)`` (the paper's).
+        loss: ``HydraLoss`` config. ``num_classes`` defaults to this algorithm's
+            ``num_classes``, ``dim`` to the neck's ``out_dim``; a ``feature_filter``
+            given as a config dict (``dict(type='FeatureFilter', ...)``) is built first.
+        num_classes: number of classes, if the loss config does not give it.
+
+    Example:
+        >>> import torch
+        >>> model = Hydra(backbone=dict(type='SmallCNN', in_channels=1),
+        ...               neck=dict(type='HydraProjectionHead', hidden_dim=64, out_dim=32),
+        ...               num_classes=4)
+        >>> views = torch.rand(2, 8, 1, 32, 32)  # (views, batch, C, H, W)
+        >>> labels = torch.arange(4).repeat(2)
+        >>> model([views], dict(label=labels), mode='loss')['loss'].shape
+        torch.Size([])
+    """
+
+    default_neck = dict(type="HydraProjectionHead", hidden_dim=2048, out_dim=256)
+
+    def __init__(
+        self,
+        backbone: ConfigType,
+        neck: Optional[ConfigType] = None,
+        loss: Optional[ConfigType] = None,
+        num_classes: Optional[int] = None,
+        pool: Optional[ConfigType] = None,
+        data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+        init_cfg: Optional[dict] = None,
+    ) -> None:
+        neck_cfg = neck if neck is not None else self.default_neck
+        loss = self._loss_config(loss, num_classes, neck_cfg)
+        super().__init__(backbone, neck=neck_cfg, loss=loss, pool=pool, data_preprocessor=data_preprocessor,
+                         init_cfg=init_cfg)
+
+    @staticmethod
+    def _loss_config(loss: Optional[ConfigType], num_classes: Optional[int], neck: ConfigType) -> ConfigType:
+        if isinstance(loss, nn.Module):
+            return loss
+        loss = copy.deepcopy(dict(loss) if loss is not None else dict(type="HydraLoss"))
+        if num_classes is not None:
+            loss.setdefault("num_classes", num_classes)
+        if "num_classes" not in loss:
+            raise ValueError("Hydra needs the number of classes: give num_classes=... or loss=dict(num_classes=...).")
+        if "dim" not in loss:
+            out_dim = neck.get("out_dim") if isinstance(neck, dict) else getattr(neck, "out_dim", None)
+            if out_dim is None:
+                raise ValueError("Cannot infer the gate dimension from the neck; give loss=dict(dim=...).")
+            loss["dim"] = out_dim
+        if isinstance(loss.get("feature_filter"), dict):
+            loss["feature_filter"] = build_module(loss["feature_filter"])
+        return loss
+
+    @property
+    def feature_filter(self) -> nn.Module:
+        return self.loss_module.feature_filter
+
+    def compute_loss(self, projections: List[torch.Tensor], data_samples: Optional[dict]) -> torch.Tensor:
+        labels = data_samples.get("label") if isinstance(data_samples, dict) else None
+        if labels is None:
+            raise ValueError(
+                "Hydra needs class labels: the batch's data_samples has no 'label' (pack the dataset's "
+                "gt_label with PackViews)."
+            )
+        return self.loss_module(projections, labels)
