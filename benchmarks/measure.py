@@ -4,8 +4,8 @@ Time: median wall time of forward + backward over repeats, after warm-up, with t
 peers interleaved in the same process. Peak memory: on CUDA, ``max_memory_allocated``
 above the level before the step; on the CPU, the highest resident set size sampled
 every 0.2 ms during one forward + backward, above the level just before it, in a fresh
-subprocess per case (after one warm-up step, so that lazy initialisation is not
-counted and earlier cases cannot leave their memory behind).
+subprocess per case whose allocator returns every released block to the system (after
+one warm-up step, so that lazy initialisation is not counted).
 """
 
 from __future__ import annotations
@@ -84,8 +84,13 @@ def peak_memory_of(step: Callable[[], None], device: str = "cpu") -> int:
 
 def peak_memory_in_subprocess(script: str, case: dict) -> int:
     """Run ``python script --memory-case JSON`` and read the bytes it prints last."""
+    # glibc keeps freed heap memory for reuse, which would hide a later peak; with a
+    # fixed, low mmap threshold every tensor-sized block is mapped on allocation and
+    # unmapped on release, so the resident set follows the live tensors.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="16384")
     output = subprocess.run(
         [sys.executable, script, "--memory-case", json.dumps(case)],
+        env=env,
         check=True,
         capture_output=True,
         text=True,
