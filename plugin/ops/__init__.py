@@ -3,6 +3,12 @@
 Nothing here imports a host framework.
 """
 
+from rankssl.ops.average_precision import (
+    AP_ESTIMATORS,
+    average_precision,
+    check_ap_estimator,
+    exact_average_precision,
+)
 from rankssl.ops.networks import NETWORKS, get_network
 from rankssl.ops.relaxations import RELAXATIONS
 from rankssl.ops.sorting import DiffSortNetwork, soft_permutation_matmul, soft_sort
@@ -17,3 +23,4 @@ __all__ = [
     "soft_sort",
 ]
 __all__ += ["effective_rank", "singular_spectrum"]
+__all__ += ["AP_ESTIMATORS", "average_precision", "check_ap_estimator", "exact_average_precision"]

@@ -1,0 +1,313 @@
+"""Differentiable average precision (AP) of retrieval rankings, computed in query chunks.
+
+Every row of a (Q, N) score matrix ranks the N database items for one query (higher
+score = ranked higher). A (Q, N) relevance mask marks the items that should come first,
+and an optional (Q, N) ``valid`` mask drops items from the ranking altogether (the
+query itself, padding). The exact AP of a row is the mean, over its relevant items
+``j``, of the precision at ``j``'s score:
+
+    AP = 1/|P| sum_{j in P} #{k in P: s_k >= s_j} / #{k valid: s_k >= s_j},
+
+which is scikit-learn's ``average_precision_score`` (ties count as ranked together).
+It is piecewise constant in the scores, so the estimators below relax it:
+
+``binned`` (default)
+    Soft histograms of the scores with triangular kernels over ``num_bins`` equal
+    intervals of ``score_range``: the quantised AP of FastAP (Cakir, He, Xia, Kulis,
+    Sclaroff, "Deep Metric Learning to Rank", CVPR 2019) and of Revaud, Almazan,
+    Rezende, de Souza, "Learning with Average Precision: Training Image Retrieval with
+    a Listwise Loss" (ICCV 2019). Each item's kernel touches two adjacent bin centres,
+    so the histograms are built with two ``scatter_add`` calls: O(N + bins) memory per
+    query instead of FastAP's O(N * bins). Precision is read per relevant item at its
+    own kernel weights with its own mass taken out, which makes the estimate tend to the
+    exact AP as bins grow; FastAP's formula (sum over bins of ``h+ H+ / H``) counts an
+    item split over two bins as partly ranked above itself and keeps an O(1) bias.
+    That formula is available as ``fastap`` and matches pytorch-metric-learning's
+    ``FastAPLoss`` on cosine scores.
+``sigmoid``
+    Smooth-AP (Brown, Xie, Kalogeiton, Zisserman, "Smooth-AP: Smoothing the Path
+    Towards Large-Scale Image Retrieval", ECCV 2020): ranks are sums of
+    ``sigmoid((s_k - s_j) / temperature)`` (paper: 0.01). Only the rows of relevant
+    items are formed, (chunk, P, N) at a time, never (Q, N, N).
+``sorting``
+    Relevance is carried through a relaxed sorting network of
+    :mod:`rankssl.ops.sorting` (Petersen et al., ICML 2021 / ICLR 2022): the soft
+    permutation ``P`` of each row maps relevance and validity to ranks
+    (``relevance @ P``) without forming ``P``, and AP is computed on that soft ranking.
+    Tends to the exact AP as ``steepness`` grows. O(N * layers) per query.
+
+Queries are processed ``chunk_size`` at a time; for ``sigmoid`` and ``sorting`` each
+chunk is recomputed on the backward pass (activation checkpointing), so the memory held
+for backward is that of the inputs, linear in Q for a fixed N, plus one chunk's work.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from rankssl.ops.layers import comparator_step, mix
+from rankssl.ops.networks import check_network, get_network
+from rankssl.ops.relaxations import check_relaxation
+
+__all__ = [
+    "AP_ESTIMATORS",
+    "average_precision",
+    "check_ap_estimator",
+    "exact_average_precision",
+]
+
+#: Default settings of every estimator; ``average_precision`` accepts exactly these.
+AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
+    "binned": dict(num_bins=20, score_range=(-1.0, 1.0)),
+    "fastap": dict(num_bins=10, score_range=(-1.0, 1.0)),
+    "sigmoid": dict(temperature=0.01),
+    "sorting": dict(
+        sorting_network="bitonic_mirrored", distribution="cauchy", steepness=100.0, art_lambda=0.25
+    ),
+}
+
+#: Queries per chunk when ``chunk_size`` is None: the per-chunk work is (chunk, N) for
+#: the binned estimators, (chunk, P, N) for sigmoid and (chunk, N, layers) for sorting.
+DEFAULT_CHUNK_SIZE = {"binned": 1024, "fastap": 1024, "sigmoid": 32, "sorting": 8}
+
+
+def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
+    """Validate an estimator name and its settings; return the full settings with defaults.
+
+    Raises:
+        ValueError: unknown estimator or a bad value; TypeError: a setting the estimator
+        does not take.
+    """
+    if estimator not in AP_ESTIMATORS:
+        raise ValueError(
+            f"Unknown AP estimator {estimator!r}; expected one of {', '.join(AP_ESTIMATORS)}."
+        )
+    defaults = AP_ESTIMATORS[estimator]
+    unknown = sorted(set(settings) - set(defaults))
+    if unknown:
+        raise TypeError(
+            f"The {estimator!r} AP estimator does not take {', '.join(unknown)}; "
+            f"its settings are {', '.join(defaults)}."
+        )
+    full = {**defaults, **settings}
+    if estimator in ("binned", "fastap"):
+        if not isinstance(full["num_bins"], int) or full["num_bins"] < 1:
+            raise ValueError(f"num_bins must be a positive integer, got {full['num_bins']!r}.")
+        low, high = full["score_range"]
+        if not float(low) < float(high):
+            raise ValueError(f"score_range must be (low, high) with low < high, got {full['score_range']!r}.")
+    elif estimator == "sigmoid":
+        if not float(full["temperature"]) > 0:
+            raise ValueError(f"temperature must be > 0, got {full['temperature']!r}.")
+    else:
+        check_network(full["sorting_network"])
+        check_relaxation(full["distribution"], full["steepness"], full["art_lambda"])
+    return full
+
+
+def _check_inputs(
+    scores: torch.Tensor, relevance: torch.Tensor, valid: Optional[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"scores must have shape (num_queries, num_items), got {shape}.")
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be floating point, got dtype {scores.dtype}.")
+    if scores.shape[1] < 2:
+        raise ValueError(f"A ranking needs at least 2 items per query, got {scores.shape[1]}.")
+    masks = []
+    for name, mask in (("relevance", relevance), ("valid", valid)):
+        if mask is None:
+            masks.append(torch.ones_like(scores, dtype=torch.bool))
+            continue
+        if not isinstance(mask, torch.Tensor) or mask.shape != scores.shape:
+            shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ValueError(f"{name} must have the shape of scores {tuple(scores.shape)}, got {shape}.")
+        if mask.is_floating_point() or mask.is_complex():
+            raise TypeError(f"{name} must be a bool (or 0/1 integer) mask, got dtype {mask.dtype}.")
+        masks.append(mask.to(device=scores.device, dtype=torch.bool))
+    valid_mask = masks[1]
+    relevance_mask = masks[0] & valid_mask
+    num_relevant = relevance_mask.sum(1)
+    if not bool((num_relevant > 0).all()):
+        missing = torch.nonzero(num_relevant == 0).flatten()
+        raise ValueError(
+            f"{missing.numel()} of {scores.shape[0]} queries have no relevant valid item "
+            f"(first: query {int(missing[0])}); AP is undefined for them. Drop those queries "
+            "or give each at least one relevant item."
+        )
+    return relevance_mask, valid_mask
+
+
+def exact_average_precision(
+    scores: torch.Tensor, relevance: torch.Tensor, valid: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Exact AP per query (no gradient), ties counted as in scikit-learn.
+
+    Args:
+        scores: (Q, N) floating scores, higher = ranked higher.
+        relevance: (Q, N) bool, the relevant items; every query needs one.
+        valid: (Q, N) bool, items that take part in the ranking (default: all).
+
+    Returns:
+        (Q,) float tensor.
+
+    Example:
+        >>> scores = torch.tensor([[0.9, 0.8, 0.1]])
+        >>> exact_average_precision(scores, torch.tensor([[True, False, True]]))
+        tensor([0.8333])
+    """
+    relevance, valid = _check_inputs(scores, relevance, valid)
+    scores = scores.detach().float()
+    out = []
+    for start in range(0, scores.shape[0], 64):
+        s, rel, val = (t[start : start + 64] for t in (scores, relevance, valid))
+        at_or_above = s[:, None, :] >= s[:, :, None]  # [q, j, k]: item k scores >= item j
+        relevant_above = (at_or_above & rel[:, None, :]).sum(-1).float()
+        valid_above = (at_or_above & val[:, None, :]).sum(-1).float()
+        precision = relevant_above / valid_above.clamp_min(1.0)
+        out.append((precision * rel).sum(1) / rel.sum(1))
+    return torch.cat(out)
+
+
+def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence[float]):
+    """Triangular kernel of every score over num_bins + 1 centres: lower centre index and
+    the weight ``t`` of the upper centre (the lower one gets ``1 - t``)."""
+    low, high = float(score_range[0]), float(score_range[1])
+    position = (s.clamp(low, high) - low) * (num_bins / (high - low))
+    index = position.detach().floor().clamp(max=num_bins - 1).long()
+    return index, position - index
+
+
+def _histogram(index, upper_weight, mask, num_centres):
+    """(c, num_centres) soft counts of the masked items."""
+    mask = mask.to(upper_weight.dtype)
+    hist = torch.zeros(index.shape[0], num_centres, dtype=upper_weight.dtype, device=index.device)
+    hist = hist.scatter_add(1, index, (1 - upper_weight) * mask)
+    return hist.scatter_add(1, index + 1, upper_weight * mask)
+
+
+def _at_or_above(hist: torch.Tensor) -> torch.Tensor:
+    """Cumulative counts from the highest centre down: C_b = sum_{b' >= b} h_b'."""
+    return hist.flip(1).cumsum(1).flip(1)
+
+
+def _binned_ap(s, rel, valid, num_bins, score_range):
+    index, t = _binned_weights(s, num_bins, score_range)
+    relevant_hist = _histogram(index, t, rel, num_bins + 1)
+    valid_hist = _histogram(index, t, valid, num_bins + 1)
+
+    def read(cumulative):  # each item's kernel-weighted count of items at or above it
+        return torch.lerp(cumulative.gather(1, index), cumulative.gather(1, index + 1), t)
+
+    # The item's own mass as read by its own kernel: sum_b w_b sum_{b'>=b} w_b'.
+    own = (1 + (1 - t) ** 2 + t**2) / 2
+    # For a relevant item both terms are >= 1; the clamp guards the others (masked out).
+    at_or_above_valid = (1 - own + read(_at_or_above(valid_hist))).clamp_min(1e-6)
+    precision = (1 - own + read(_at_or_above(relevant_hist))) / at_or_above_valid
+    return (precision * rel).sum(1) / rel.sum(1)
+
+
+def _fastap(s, rel, valid, num_bins, score_range):
+    index, t = _binned_weights(s, num_bins, score_range)
+    relevant_hist = _histogram(index, t, rel, num_bins + 1)
+    valid_hist = _histogram(index, t, valid, num_bins + 1)
+    ratio = _at_or_above(relevant_hist) / _at_or_above(valid_hist).clamp_min(1e-12)
+    return (relevant_hist * ratio).sum(1) / rel.sum(1)
+
+
+def _sigmoid_ap(s, rel, valid, temperature):
+    num_relevant = rel.sum(1)
+    width = int(num_relevant.max())
+    # Indices of each row's relevant items first (stable), padded to the widest row.
+    order = torch.sort(rel.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+    is_item = torch.arange(width, device=s.device) < num_relevant[:, None]
+    anchor = s.gather(1, order).masked_fill(~is_item, 0.0)  # (c, P)
+    ranked = s.masked_fill(~valid, float("-inf"))
+    above = torch.sigmoid_((ranked[:, None, :] - anchor[:, :, None]) / temperature)  # (c, P, N)
+    # Each relevant item j adds sigmoid(0) = 1/2 for itself; Smooth-AP ranks exclude it.
+    rank_all = 0.5 + above.sum(-1)
+    rank_relevant = 0.5 + torch.bmm(above, rel.to(above.dtype)[:, :, None]).squeeze(-1)
+    precision = (rank_relevant / rank_all).masked_fill(~is_item, 0.0)
+    return precision.sum(1) / num_relevant
+
+
+def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lambda):
+    # Invalid items go below every valid one; they carry no validity mass either way.
+    floor = s.detach().masked_fill(~valid, float("inf")).min() - 1.0
+    x = s.masked_fill(~valid, 0.0) + (~valid).to(s.dtype) * floor
+    carried = torch.stack((rel, valid), dim=1).to(s.dtype)  # (c, 2, N): [relevance, validity] @ P
+    for layer in get_network(sorting_network, s.shape[1], s.device):
+        x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
+        carried = mix(layer, carried, alpha.unsqueeze(-2))
+    relevant_at, valid_at = carried[:, 0], carried[:, 1]  # ascending ranks: the top is last
+    precision = _at_or_above(relevant_at) / _at_or_above(valid_at).clamp_min(1e-6)
+    return (relevant_at * precision).sum(1) / rel.sum(1)
+
+
+_ESTIMATOR_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
+    "binned": _binned_ap,
+    "fastap": _fastap,
+    "sigmoid": _sigmoid_ap,
+    "sorting": _sorting_ap,
+}
+_CHECKPOINTED = ("sigmoid", "sorting")
+
+
+def average_precision(
+    scores: torch.Tensor,
+    relevance: torch.Tensor,
+    valid: Optional[torch.Tensor] = None,
+    estimator: str = "binned",
+    chunk_size: Optional[int] = None,
+    **settings,
+) -> torch.Tensor:
+    """Differentiable AP of every query's ranking, by the estimator named.
+
+    Args:
+        scores: (Q, N) floating scores (e.g. cosine similarities), higher = ranked
+            higher. Computed in float32.
+        relevance: (Q, N) bool mask of relevant items. Every query needs at least one
+            relevant valid item (else ``ValueError``).
+        valid: (Q, N) bool mask of items in the ranking (``False`` for the query itself
+            or padding); default all.
+        estimator: ``"binned"`` (default), ``"sigmoid"``, ``"sorting"`` or ``"fastap"``
+            (see the module docstring).
+        chunk_size: queries per chunk (default per estimator, ``DEFAULT_CHUNK_SIZE``).
+        **settings: the estimator's settings (``AP_ESTIMATORS`` lists them with their
+            defaults): ``num_bins``, ``score_range`` (binned, fastap); ``temperature``
+            (sigmoid); ``sorting_network``, ``distribution``, ``steepness``,
+            ``art_lambda`` (sorting).
+
+    Returns:
+        (Q,) AP estimates in [0, 1], differentiable with respect to ``scores``.
+
+    Example:
+        >>> scores = torch.tensor([[0.9, 0.8, 0.1]], requires_grad=True)
+        >>> relevant = torch.tensor([[True, False, True]])
+        >>> ap = average_precision(scores, relevant, estimator="sigmoid", temperature=1e-3)
+        >>> round(float(ap), 4)
+        0.8333
+        >>> (1 - ap).sum().backward()
+    """
+    settings = check_ap_estimator(estimator, **settings)
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE[estimator]
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    relevance, valid = _check_inputs(scores, relevance, valid)
+    scores = scores.float()
+    function = _ESTIMATOR_FUNCTIONS[estimator]
+
+    def run(s, rel, val):
+        return function(s, rel, val, **settings)
+
+    recompute = estimator in _CHECKPOINTED and torch.is_grad_enabled() and scores.requires_grad
+    chunks = []
+    for start in range(0, scores.shape[0], chunk_size):
+        args = [t[start : start + chunk_size] for t in (scores, relevance, valid)]
+        chunks.append(checkpoint(run, *args, use_reentrant=False) if recompute else run(*args))
+    return torch.cat(chunks)
