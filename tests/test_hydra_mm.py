@@ -138,3 +138,19 @@ def test_analyze_bad_input(tmp_path):
         analyze_checkpoint(path, class_names=["a"], plot=False)
     with pytest.raises(ValueError, match="at most 2"):
         analyze_checkpoint(path, max_classes=2, plot=False)
+
+
+def test_checkpoint_loader_refuses_arbitrary_getattr(tmp_path):
+    import pickle
+
+    from rankssl.mm.analyze import _load
+
+    from collections import OrderedDict
+
+    class Evil:  # getattr on an allowed class: the first step of reaching arbitrary code
+        def __reduce__(self):
+            return (getattr, (OrderedDict, "fromkeys"))
+
+    torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(pickle.UnpicklingError):
+        _load(str(tmp_path / "evil.pth"))

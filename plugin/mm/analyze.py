@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import pickle
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -62,6 +63,29 @@ def _mode_from_meta(meta: dict) -> Optional[str]:
         return None
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """The one ``getattr`` an mmengine checkpoint needs: a public method of ``HistoryBuffer``.
+
+    mmengine pickles each buffer's statistics methods as ``getattr(HistoryBuffer, 'min')``;
+    allowing the builtin ``getattr`` itself would open ``weights_only`` loading to
+    arbitrary attribute access, so only this restricted stand-in is allowed, and only
+    while a checkpoint is read here.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if obj is HistoryBuffer and isinstance(name, str) and not name.startswith("_") and callable(
+        getattr(HistoryBuffer, name, None)
+    ):
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(f"Refusing getattr({obj!r}, {name!r}) while loading a checkpoint.")
+
+
+def _load(path: str) -> Any:
+    allow_mmengine_checkpoints()
+    with torch.serialization.safe_globals([(_history_buffer_getattr, "builtins.getattr")]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_feature_filter(path: str, mode: Optional[str] = None) -> Dict[str, Any]:
     """Rebuild the feature filter stored in a checkpoint (mmengine's, or a bare state dict).
 
@@ -72,8 +96,7 @@ def load_feature_filter(path: str, mode: Optional[str] = None) -> Dict[str, Any]
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint at {path!r}.")
-    allow_mmengine_checkpoints()
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = _load(path)
     state = _state_dict(checkpoint)
     keys = [k for k in state if k.endswith(_EMBEDDING)]
     if not keys:

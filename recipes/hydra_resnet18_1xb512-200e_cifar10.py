@@ -1,0 +1,39 @@
+# Hydra on CIFAR-10 (with labels): ResNet-18 with a 32x32 stem, LayerNorm head, 1 GPU x batch 512.
+# MPerClassSampler: 64 images of each of 8 classes per batch.
+_base_ = [
+    './_base_/datasets/cifar10.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 200
+warmup_epochs = 10
+batch_size = 512
+num_classes = 10
+lr = 0.3 * batch_size / 256
+
+model = dict(
+    type='Hydra',
+    backbone=dict(type='TorchvisionResNet', depth=18, small_stem=True),
+    neck=dict(type='HydraProjectionHead', hidden_dim=2048, out_dim=128),
+    loss=dict(type='HydraLoss', num_classes=num_classes, temperature=0.1, gate_mode='fused',
+              pairing='arbitrary', seed=0),
+)
+train_dataloader = dict(
+    batch_size=batch_size,
+    sampler=dict(_delete_=True, type='MPerClassSampler', m=64, batch_size=batch_size),
+)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-4))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+val_evaluator = [
+    dict(type='KNNAccuracy', k=20, temperature=0.07),
+    dict(type='KNNAccuracy', k=200, temperature=0.1, prefix='knn200'),
+    dict(type='EffectiveRank'),
+]
+test_evaluator = val_evaluator
+custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]

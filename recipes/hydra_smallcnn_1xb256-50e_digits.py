@@ -1,0 +1,36 @@
+# Hydra on the embedded digits canvas (with labels): SmallCNN, LayerNorm head, 1 process x batch 256.
+# MPerClassSampler puts 32 images of each of 8 classes in every batch, so each anchor's
+# partner class has positives. Same budget as the SimCLR and GroCo digits recipes.
+_base_ = [
+    './_base_/datasets/digits.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 50
+warmup_epochs = 5
+batch_size = 256
+num_classes = 10
+lr = 0.3 * batch_size / 256  # SimCLR's SGD rule; Hydra's loss is a softmax over cosine logits
+
+model = dict(
+    type='Hydra',
+    backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
+    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128),
+    loss=dict(type='HydraLoss', num_classes=num_classes, temperature=0.1, gate_mode='fused',
+              pairing='arbitrary', embed_dim=128, hidden_dim=256, seed=0),
+)
+train_dataloader = dict(
+    batch_size=batch_size,
+    sampler=dict(_delete_=True, type='MPerClassSampler', m=32, batch_size=batch_size),
+)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+# kNN accuracy and the collapse diagnostics (effective rank, spectrum.png) at every validation.
+val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='EffectiveRank')]
+custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]
