@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 
 from rankssl.losses import GroCoLoss  # noqa: E402
 from rankssl.losses import HydraLoss  # noqa: E402
+from rankssl.losses import S2R2Loss  # noqa: E402
 
 __all__ = ["GroCoLoss", "__version__"]
 __all__ += ["HydraLoss"]
+__all__ += ["S2R2Loss"]

@@ -1,0 +1,187 @@
+"""S2R2: Self-Supervised Ranking.
+
+Varamesh, Diba, Tuytelaars, Van Gool, "Self-Supervised Ranking for Representation
+Learning" (arXiv:2010.07258). Every image of a batch is augmented into V views; every
+view is a retrieval query against all the other views of the batch, where the V - 1
+other views of its own image are relevant. The encoder maximises the average precision
+(AP) of those rankings: loss = 1 - mean AP, a listwise objective over many views.
+
+The paper leaves the AP estimator open; the default here is the binned estimator of
+:mod:`rankssl.ops.average_precision` (FastAP / Revaud et al.'s quantised AP), with the
+Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argument away.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankssl.ops import dist
+from rankssl.ops.average_precision import average_precision, check_ap_estimator
+from rankssl.losses._views import Views, as_view_list
+
+__all__ = ["S2R2Loss", "ranking_ap_loss"]
+
+SIMILARITIES = ("cosine", "dot")
+
+
+def _check_similarity(similarity: str) -> None:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"Unknown similarity {similarity!r}; expected one of {', '.join(SIMILARITIES)}.")
+
+
+def ranking_ap_loss(
+    query_emb: torch.Tensor,
+    db_emb: torch.Tensor,
+    relevance: torch.Tensor,
+    valid: Optional[torch.Tensor] = None,
+    estimator: str = "binned",
+    similarity: str = "cosine",
+    chunk_size: Optional[int] = None,
+    **estimator_settings,
+) -> torch.Tensor:
+    """Per-query ``1 - AP`` of ranking a database by similarity to each query.
+
+    The functional core of both :class:`S2R2Loss` and :class:`rankssl.pml.S2R2Loss`.
+
+    Args:
+        query_emb: (Q, D) floating embeddings of the queries.
+        db_emb: (N, D) embeddings of the database.
+        relevance: (Q, N) bool, ``True`` where a database item is relevant to a query.
+            Every query needs at least one relevant valid item.
+        valid: (Q, N) bool, database items ranked for each query (``False``: the query
+            itself, ignored pairs). Default: all.
+        estimator, chunk_size, **estimator_settings: see
+            :func:`rankssl.ops.average_precision`.
+        similarity: ``"cosine"`` (embeddings L2-normalised first) or ``"dot"``. The
+            binned estimators bin scores over ``score_range`` (default [-1, 1], right
+            for cosine); widen it for dot products.
+
+    Returns:
+        (Q,) ``1 - AP`` per query, scores computed in float32.
+
+    Example:
+        >>> queries, database = torch.randn(4, 8), torch.randn(10, 8)
+        >>> relevance = torch.zeros(4, 10, dtype=torch.bool)
+        >>> relevance[:, 0] = True
+        >>> ranking_ap_loss(queries, database, relevance).shape
+        torch.Size([4])
+    """
+    _check_similarity(similarity)
+    for name, emb in (("query_emb", query_emb), ("db_emb", db_emb)):
+        if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or not emb.is_floating_point():
+            got = f"{tuple(emb.shape)} {emb.dtype}" if isinstance(emb, torch.Tensor) else type(emb).__name__
+            raise ValueError(f"{name} must be a floating (rows, dim) tensor, got {got}.")
+    if query_emb.shape[1] != db_emb.shape[1]:
+        raise ValueError(
+            f"query_emb has dim {query_emb.shape[1]} but db_emb has dim {db_emb.shape[1]}."
+        )
+    query_emb, db_emb = query_emb.float(), db_emb.float()
+    if similarity == "cosine":
+        query_emb, db_emb = F.normalize(query_emb, dim=1), F.normalize(db_emb, dim=1)
+    scores = query_emb @ db_emb.T
+    return 1 - average_precision(scores, relevance, valid, estimator, chunk_size, **estimator_settings)
+
+
+class S2R2Loss(nn.Module):
+    """Self-Supervised Ranking loss (Varamesh et al., 2020), lightly-style.
+
+    The V views of B images make B * V queries. Each ranks all other B * V - 1 views
+    (itself excluded); the V - 1 other views of its image are relevant. The loss is
+    ``1 - mean AP`` over all queries, AP estimated by ``estimator``.
+
+    Args:
+        estimator: ``"binned"`` (default; FastAP-style triangular histograms),
+            ``"sigmoid"`` (Smooth-AP), ``"sorting"`` (sorting network) or
+            ``"fastap"`` (FastAP's own formula).
+        num_bins: bins of the binned estimators (default 20; ``fastap``'s own default 10
+            is used when the estimator is ``"fastap"`` and this is left at None).
+        temperature: sigmoid estimator temperature (Smooth-AP: 0.01).
+        steepness, sorting_network, distribution: sorting estimator settings.
+        similarity: ``"cosine"`` (default) or ``"dot"``.
+        chunk_size: queries per chunk (memory bound); None: the estimator's default.
+        gather_distributed: rank against the views of every process (gathered with
+            gradients); the queries stay the local views.
+
+    Shapes:
+        ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
+        shape (B, D), B >= 2; returns a scalar.
+
+    Example:
+        >>> import torch
+        >>> from rankssl.losses import S2R2Loss
+        >>> loss_fn = S2R2Loss()
+        >>> views = [torch.randn(8, 16, requires_grad=True) for _ in range(4)]
+        >>> loss = loss_fn(views)
+        >>> loss.backward()
+    """
+
+    def __init__(
+        self,
+        estimator: str = "binned",
+        num_bins: Optional[int] = None,
+        temperature: float = 0.01,
+        steepness: float = 100.0,
+        sorting_network: str = "bitonic_mirrored",
+        distribution: str = "cauchy",
+        similarity: str = "cosine",
+        chunk_size: Optional[int] = None,
+        gather_distributed: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_similarity(similarity)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}.")
+        if estimator in ("binned", "fastap"):
+            settings = {} if num_bins is None else dict(num_bins=num_bins)
+        elif estimator == "sigmoid":
+            settings = dict(temperature=temperature)
+        elif estimator == "sorting":
+            settings = dict(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
+        else:
+            settings = {}
+        self.estimator_settings = check_ap_estimator(estimator, **settings)
+        self.estimator = estimator
+        self.similarity = similarity
+        self.chunk_size = chunk_size
+        self.gather_distributed = gather_distributed
+
+    def forward(self, *views: Views) -> torch.Tensor:
+        view_list = as_view_list(views)
+        num_views, batch_size = len(view_list), view_list[0].shape[0]
+        queries = torch.cat(view_list, dim=0)  # row v * B + b: view v of image b
+        device = queries.device
+        image = torch.arange(batch_size, device=device).repeat(num_views)
+        database, db_image, offset = queries, image, 0
+        if self.gather_distributed and dist.is_distributed():
+            database = dist.gather(queries)
+            offset = dist.local_row_offset(queries.shape[0])
+            db_image = torch.cat(
+                [image + process * batch_size for process in range(dist.world_size())]
+            )
+            image = image + dist.rank() * batch_size
+        rows = torch.arange(queries.shape[0], device=device)
+        valid = torch.ones(queries.shape[0], database.shape[0], dtype=torch.bool, device=device)
+        valid[rows, rows + offset] = False
+        relevance = (image[:, None] == db_image[None, :]) & valid
+        losses = ranking_ap_loss(
+            queries,
+            database,
+            relevance,
+            valid,
+            self.estimator,
+            self.similarity,
+            self.chunk_size,
+            **self.estimator_settings,
+        )
+        return losses.mean()
+
+    def extra_repr(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in self.estimator_settings.items())
+        return (
+            f"estimator={self.estimator!r}, {settings}, similarity={self.similarity!r}, "
+            f"chunk_size={self.chunk_size}, gather_distributed={self.gather_distributed}"
+        )
