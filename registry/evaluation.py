@@ -1,6 +1,6 @@
 """Register metrics and hooks (imported lazily through ``locations``)."""
 
-from rankssl.mm.hooks import CurvesHook
+from rankssl.mm.hooks import CurvesHook, FlushDenormalHook
 from rankssl.mm.metrics import KNNAccuracy, LinearProbeAccuracy
 from rankssl.registry import HOOKS, METRICS
 from rankssl.registry._catalog import register
@@ -8,6 +8,7 @@ from rankssl.registry._catalog import register
 register(METRICS, KNNAccuracy)
 register(METRICS, LinearProbeAccuracy)
 register(HOOKS, CurvesHook)
+register(HOOKS, FlushDenormalHook)
 
 # Collapse diagnostics for any algorithm (issue 5).
 from rankssl.mm.diagnostics import EffectiveRank, SpectrumHook  # noqa: E402

@@ -27,6 +27,10 @@ __all__ = ["SelfSupervisedAlgorithm", "GroCo", "SimCLR"]
 ConfigType = Union[dict, nn.Module]
 
 allow_mmengine_checkpoints()
+# Ranking losses send tiny gradients back; on CPUs the resulting subnormal floats make
+# back-propagation ~10x slower. Flushing them must happen before torch starts its
+# worker threads (they inherit the setting), hence here, at import. See FlushDenormalHook.
+torch.set_flush_denormal(True)
 
 
 def _pool(features: Any) -> torch.Tensor:

