@@ -13,7 +13,7 @@ Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argumen
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,8 @@ __all__ = ["S2R2Loss", "ranking_ap_loss"]
 SIMILARITIES = ("cosine", "dot")
 
 
-def _check_similarity(similarity: str) -> None:
-    if similarity not in SIMILARITIES:
+def _check_similarity(similarity) -> None:
+    if not callable(similarity) and similarity not in SIMILARITIES:
         raise ValueError(f"Unknown similarity {similarity!r}; expected one of {', '.join(SIMILARITIES)}.")
 
 
@@ -39,7 +39,7 @@ def ranking_ap_loss(
     relevance: torch.Tensor,
     valid: Optional[torch.Tensor] = None,
     estimator: str = "binned",
-    similarity: str = "cosine",
+    similarity: Union[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = "cosine",
     chunk_size: Optional[int] = None,
     **estimator_settings,
 ) -> torch.Tensor:
@@ -56,9 +56,10 @@ def ranking_ap_loss(
             itself, ignored pairs). Default: all.
         estimator, chunk_size, **estimator_settings: see
             :func:`rankssl.ops.average_precision`.
-        similarity: ``"cosine"`` (embeddings L2-normalised first) or ``"dot"``. The
-            binned estimators bin scores over ``score_range`` (default [-1, 1], right
-            for cosine); widen it for dot products.
+        similarity: ``"cosine"`` (embeddings L2-normalised first), ``"dot"``, or a
+            callable ``(query_emb, db_emb) -> (Q, N) scores`` (higher = more similar).
+            The binned estimators bin scores over ``score_range`` (default [-1, 1],
+            right for cosine); widen it for other scores.
 
     Returns:
         (Q,) ``1 - AP`` per query, scores computed in float32.
@@ -79,10 +80,13 @@ def ranking_ap_loss(
         raise ValueError(
             f"query_emb has dim {query_emb.shape[1]} but db_emb has dim {db_emb.shape[1]}."
         )
-    query_emb, db_emb = query_emb.float(), db_emb.float()
-    if similarity == "cosine":
-        query_emb, db_emb = F.normalize(query_emb, dim=1), F.normalize(db_emb, dim=1)
-    scores = query_emb @ db_emb.T
+    if callable(similarity):
+        scores = similarity(query_emb, db_emb)
+    else:
+        query_emb, db_emb = query_emb.float(), db_emb.float()
+        if similarity == "cosine":
+            query_emb, db_emb = F.normalize(query_emb, dim=1), F.normalize(db_emb, dim=1)
+        scores = query_emb @ db_emb.T
     return 1 - average_precision(scores, relevance, valid, estimator, chunk_size, **estimator_settings)
 
 
