@@ -24,3 +24,13 @@ def _run_benchmark(script: str, *args: str) -> str:
 def test_sorting_benchmark_quick():
     out = _run_benchmark("bench_sorting.py", "--quick")
     assert "| odd_even | 8 | 5 |" in out
+
+
+@pytest.mark.slow
+def test_quality_benchmark_quick(tmp_path):
+    out = _run_benchmark(
+        "quality.py", "--quick", "--no-sweep", "--methods", "SimCLR", "GroCo", "--out", str(tmp_path)
+    )
+    assert "| GroCo | no | 2 |" in out and "| raw pixels |" in out
+    assert (tmp_path / "quality_curves.png").stat().st_size > 0
+    assert (tmp_path / "quality.json").exists()
