@@ -212,7 +212,7 @@ METHODS: Dict[str, Method] = {
     "GroCo": Method("GroCo", 2, False, _groco, _views_only,
                     grid={"steepness": [1.0, 4.0]}, defaults={"steepness": 1.0, "n_negatives": 10}),
     "S2R2": Method("S2R2", 4, False, _s2r2, _views_only,
-                   grid={}, defaults={}),
+                   grid={"num_bins": [10, 40]}, defaults={"estimator": "binned", "num_bins": 20}),
     "Hydra": Method("Hydra", 2, True, _hydra, _views_and_labels,
                     grid={"temperature": [0.1, 0.3]}, defaults={"temperature": 0.1}),
     "SupCon": Method("SupCon", 2, True, _supcon, _concat_with_labels,

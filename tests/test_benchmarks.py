@@ -34,3 +34,10 @@ def test_quality_benchmark_quick(tmp_path):
     assert "| GroCo | no | 2 |" in out and "| raw pixels |" in out
     assert (tmp_path / "quality_curves.png").stat().st_size > 0
     assert (tmp_path / "quality.json").exists()
+
+
+@pytest.mark.slow
+def test_speed_benchmark_quick():
+    out = _run_benchmark("speed.py", "--quick")
+    for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):
+        assert row in out
