@@ -35,3 +35,10 @@ register(MODELS, HydraLoss, hosts=("lightly", "pml", "mmengine"))
 register(MODELS, FeatureFilter, hosts=("torch", "mmengine"))
 register(MODELS, HydraProjectionHead, hosts=("torch", "mmengine"))
 register(MODELS, Hydra)
+
+# S2R2 (issue 4): the AP loss and the many-view algorithm.
+from rankssl.losses import S2R2Loss  # noqa: E402
+from rankssl.mm.s2r2 import S2R2  # noqa: E402
+
+register(MODELS, S2R2Loss, hosts=("lightly", "pml", "mmengine"))
+register(MODELS, S2R2)

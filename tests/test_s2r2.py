@@ -179,3 +179,21 @@ def test_gather_distributed_matches_single_process():
                 torch.testing.assert_close(
                     grad / 2, full_view.grad[rank * 4 : (rank + 1) * 4], atol=1e-6, rtol=1e-5
                 )
+
+
+@pytest.mark.slow
+def test_ap_benchmark_quick():
+    """benchmarks/bench_ap.py at toy size, so that it cannot rot."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "bench_ap.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| 36 |" in result.stdout and "| binned |" in result.stdout

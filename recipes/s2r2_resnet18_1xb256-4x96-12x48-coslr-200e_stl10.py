@@ -1,0 +1,33 @@
+# S2R2 on STL-10 (train+unlabeled, 96x96), the paper's first setting: ResNet-18 with the
+# ImageNet stem, MLP head, 1 GPU x 256 images x 16 views (4 global 96-pixel crops and
+# 12 local 48-pixel crops: 4,096 queries per batch), 200 epochs, kNN on train/test.
+_base_ = [
+    './_base_/datasets/stl10.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 200
+warmup_epochs = 10
+lr = 0.3 * 256 / 256  # SimCLR's 0.3 x batch / 256 with SGD
+
+model = dict(
+    type='S2R2',
+    backbone=dict(type='TorchvisionResNet', depth=18, small_stem=False),
+    neck=dict(type='MLPHead', hidden_dim=2048, out_dim=128, num_layers=2),
+    loss=dict(type='S2R2Loss', estimator='binned', num_bins=20),
+)
+global_view = dict(type='SimCLRViewTransform', input_size=96, min_scale=0.14, normalize=None)
+local_view = dict(type='SimCLRViewTransform', input_size=48, min_scale=0.05, normalize=None)
+train_pipeline = [
+    dict(type='MultiView', views=[dict(global_view, num_views=4), dict(local_view, num_views=12)]),
+    dict(type='PackViews'),
+]
+train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
