@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: GroCo and SimCLR on the embedded digits, kNN table")
     demo.add_argument("--work-dir", default="work_dirs/demo")
     demo.add_argument("--epochs", type=int, default=None, help="override both recipes' epochs")
+
+    from rankssl.mm.analyze import add_analyze_arguments  # Hydra's class-pair gate analysis
+
+    add_analyze_arguments(sub.add_parser(
+        "analyze", help="Hydra checkpoint: class-pair gates, overlap of active dimensions, CSV/NPZ, heatmaps"))
     return parser
 
 
@@ -279,6 +284,10 @@ def _last_knn(runner) -> float:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo}
+    if args.command == "analyze":
+        from rankssl.mm.analyze import run_analyze
+
+        return run_analyze(args)
     return commands[args.command](args)
 
 

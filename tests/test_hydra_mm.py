@@ -154,3 +154,12 @@ def test_checkpoint_loader_refuses_arbitrary_getattr(tmp_path):
     torch.save({"state_dict": {}, "x": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(pickle.UnpicklingError):
         _load(str(tmp_path / "evil.pth"))
+
+
+def test_rankssl_cli_has_analyze(tmp_path, capsys):
+    from rankssl.cli import main as cli_main
+
+    _, path = _checkpoint(tmp_path)
+    assert cli_main(["analyze", path, "--classes", "1,3", "--out", str(tmp_path / "cli"), "--no-plot"]) == 0
+    assert "3 class pairs of 2 classes" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "pair_gates.npz").exists()

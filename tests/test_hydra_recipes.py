@@ -73,7 +73,7 @@ def test_digits_recipe_then_analyze(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe, image_size, channels",
-    [("hydra_resnet18_1xb512-200e_cifar10.py", 32, 3), ("hydra_resnet50_32xb32-1000e_in1k.py", 64, 3)],
+    [("hydra_resnet18_1xb512-coslr-200e_cifar10.py", 32, 3), ("hydra_resnet50_32xb32-coslr-1000e_in1k.py", 64, 3)],
 )
 def test_recipe_smoke(tmp_path, recipe, image_size, channels):
     cfg = Config.fromfile(os.path.join(RECIPES, recipe))
