@@ -33,6 +33,15 @@ class CurvesHook(Hook):
         self.train: List[Dict[str, float]] = []
         self.val: List[Dict[str, float]] = []
 
+    def before_train(self, runner) -> None:
+        # After a resume, keep the curves of the iterations that the checkpoint covers.
+        path = os.path.join(runner.work_dir, "scalars.json")
+        if runner.iter > 0 and not self.train and os.path.isfile(path):
+            with open(path) as f:
+                data = json.load(f)
+            self.train = [r for r in data.get("train", []) if r["iter"] <= runner.iter]
+            self.val = [r for r in data.get("val", []) if r["iter"] <= runner.iter]
+
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Optional[dict] = None) -> None:
         if outputs is None or not self.every_n_train_iters(runner, self.interval):
             return

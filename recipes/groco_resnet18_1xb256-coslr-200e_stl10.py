@@ -1,0 +1,24 @@
+# GroCo on STL-10 (train+unlabeled, 96x96): ResNet-18 with the ImageNet stem, GroCo head, 1 GPU x batch 256, 200 epochs.
+_base_ = [
+    './_base_/datasets/stl10.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 200
+warmup_epochs = 10
+lr = 0.75 * 32 * 256 / 1024  # GroCo's rule: base 0.75 x 32 x batch / 1024
+
+model = dict(
+    type='GroCo',
+    backbone=dict(type='TorchvisionResNet', depth=18, small_stem=False),
+    neck=dict(type='GroCoProjectionHead', hidden_dim=2048, out_dim=2048),
+    loss=dict(type='GroCoLoss', n_negatives=10),
+)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
