@@ -8,8 +8,8 @@ B = 256 images x V = 16 views.
 Every loss is called through pml's interface (``loss(embeddings, labels)``) with the
 default mean reducer: rankssl's as ``rankssl.pml.S2R2Loss(estimator=...)``. Labels are
 C classes of C items each in contiguous blocks (N = C^2), the one layout pml's
-SmoothAPLoss computes correctly. Time: median of forward + backward, all losses
-interleaved in one process. Peak memory: highest resident set size above the level
+SmoothAPLoss computes correctly. Time: median of forward + backward over rounds in
+which all losses take turns, in one process (the machine may be shared). Peak memory: highest resident set size above the level
 before the step, sampled during one forward + backward in a fresh subprocess per case
 (see ``measure.py``). Ratios are peer / rankssl (higher is better for rankssl).
 SmoothAPLoss forms several (N, N, N) float32 tensors; it is measured where that fits
@@ -24,12 +24,14 @@ import datetime
 import json
 import math
 import os
+import statistics
 import sys
+import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measure import machine_description, median_time, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
+from measure import machine_description, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
 
 DIM = 128
 SIZES = [256, 1024, 4096]
@@ -91,6 +93,20 @@ def make_s2r2_step(batch: int, views: int, estimator: str = "binned", seed: int 
     return step
 
 
+def interleaved_times(steps: dict, repeats: int) -> dict:
+    """Median seconds per step, the steps taking turns in every round so that load
+    changes on a shared machine hit all of them alike."""
+    for step in steps.values():
+        step()  # warm-up
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _runs(impl: str, n: int) -> bool:
     return impl != "pml_smoothap" or n <= SMOOTH_AP_MAX_N
 
@@ -107,8 +123,9 @@ def run_sizes(sizes, repeats: int, in_process: bool = False) -> list:
     for n in sizes:
         row = dict(n=n)
         steps = {impl: make_step(impl, n) for impl in IMPLS if _runs(impl, n)}
-        for impl, step in steps.items():
-            row[f"{impl}_ms"] = 1e3 * median_time(step, repeats=repeats, warmup=1)
+        for impl, seconds in interleaved_times(steps, repeats).items():
+            row[f"{impl}_ms"] = 1e3 * seconds
+        for impl in steps:
             row[f"{impl}_mb"] = _peak_mb(dict(impl=impl, n=n), in_process)
         if "pml_smoothap_mb" not in row:
             row["pml_smoothap_bound_mb"] = 4 * n**3 / 2**20
@@ -141,8 +158,9 @@ def format_row(r: dict) -> str:
 
 def run_s2r2(case: dict, repeats: int, in_process: bool = False) -> None:
     print(f"\n| S2R2Loss, B x V = {case['batch']} x {case['views']} | ms | peak MiB |\n|---|---|---|")
-    for estimator in ("binned", "sigmoid"):
-        ms = 1e3 * median_time(make_s2r2_step(**case, estimator=estimator), repeats=repeats, warmup=1)
+    steps = {estimator: make_s2r2_step(**case, estimator=estimator) for estimator in ("binned", "sigmoid")}
+    for estimator, seconds in interleaved_times(steps, repeats).items():
+        ms = 1e3 * seconds
         mb = _peak_mb(dict(s2r2=case, estimator=estimator), in_process)
         print(f"| {estimator} | {ms:.0f} | {mb:.0f} |", flush=True)
 
@@ -150,10 +168,13 @@ def run_s2r2(case: dict, repeats: int, in_process: bool = False) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="toy sizes (used by the test suite)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="N values (default: 256 1024 4096)")
+    parser.add_argument("--no-s2r2", action="store_true", help="skip the B=256 x V=16 S2R2 case")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_flush_denormal(True)  # as rankssl.mm does for training: subnormals slow CPUs ~10x
     if args.memory_case:
         case = json.loads(args.memory_case)
         if "s2r2" in case:
@@ -168,8 +189,9 @@ def main(argv=None) -> None:
         run_sizes(QUICK_SIZES, 1, in_process=True)
         run_s2r2(QUICK_S2R2_CASE, 1, in_process=True)
     else:
-        run_sizes(SIZES, args.repeats)
-        run_s2r2(S2R2_CASE, args.repeats)
+        run_sizes(args.sizes, args.repeats)
+        if not args.no_s2r2:
+            run_s2r2(S2R2_CASE, args.repeats)
 
 
 if __name__ == "__main__":

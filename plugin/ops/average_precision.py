@@ -182,12 +182,12 @@ def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence[float]
     return index, position - index
 
 
-def _histogram(index, upper_weight, mask, num_centres):
-    """(c, num_centres) soft counts of the masked items."""
-    mask = mask.to(upper_weight.dtype)
-    hist = torch.zeros(index.shape[0], num_centres, dtype=upper_weight.dtype, device=index.device)
-    hist = hist.scatter_add(1, index, (1 - upper_weight) * mask)
-    return hist.scatter_add(1, index + 1, upper_weight * mask)
+def _histogram(index, upper_weight, lower_weight, mask, num_centres):
+    """(c, num_centres) soft counts of the masked items (the others go to a dropped bin)."""
+    index = index.masked_fill(~mask, num_centres)
+    hist = torch.zeros(index.shape[0], num_centres + 2, dtype=upper_weight.dtype, device=index.device)
+    hist = hist.scatter_add(1, index, lower_weight).scatter_add(1, index + 1, upper_weight)
+    return hist[:, :num_centres]
 
 
 def _at_or_above(hist: torch.Tensor) -> torch.Tensor:
@@ -197,24 +197,27 @@ def _at_or_above(hist: torch.Tensor) -> torch.Tensor:
 
 def _binned_ap(s, rel, valid, num_bins, score_range):
     index, t = _binned_weights(s, num_bins, score_range)
-    relevant_hist = _histogram(index, t, rel, num_bins + 1)
-    valid_hist = _histogram(index, t, valid, num_bins + 1)
+    lower = 1 - t
+    relevant_hist = _histogram(index, t, lower, rel, num_bins + 1)
+    valid_hist = _histogram(index, t, lower, valid, num_bins + 1)
 
     def read(cumulative):  # each item's kernel-weighted count of items at or above it
         return torch.lerp(cumulative.gather(1, index), cumulative.gather(1, index + 1), t)
 
-    # The item's own mass as read by its own kernel: sum_b w_b sum_{b'>=b} w_b'.
-    own = (1 + (1 - t) ** 2 + t**2) / 2
+    # The item's own mass as read by its own kernel is sum_b w_b sum_{b'>=b} w_b' =
+    # (1 + (1-t)^2 + t^2) / 2, so 1 - own = t (1 - t).
+    not_own = t * lower
     # For a relevant item both terms are >= 1; the clamp guards the others (masked out).
-    at_or_above_valid = (1 - own + read(_at_or_above(valid_hist))).clamp_min(1e-6)
-    precision = (1 - own + read(_at_or_above(relevant_hist))) / at_or_above_valid
-    return (precision * rel).sum(1) / rel.sum(1)
+    at_or_above_valid = (not_own + read(_at_or_above(valid_hist))).clamp_min(1e-6)
+    precision = (not_own + read(_at_or_above(relevant_hist))) / at_or_above_valid
+    return precision.masked_fill(~rel, 0.0).sum(1) / rel.sum(1)
 
 
 def _fastap(s, rel, valid, num_bins, score_range):
     index, t = _binned_weights(s, num_bins, score_range)
-    relevant_hist = _histogram(index, t, rel, num_bins + 1)
-    valid_hist = _histogram(index, t, valid, num_bins + 1)
+    lower = 1 - t
+    relevant_hist = _histogram(index, t, lower, rel, num_bins + 1)
+    valid_hist = _histogram(index, t, lower, valid, num_bins + 1)
     ratio = _at_or_above(relevant_hist) / _at_or_above(valid_hist).clamp_min(1e-12)
     return (relevant_hist * ratio).sum(1) / rel.sum(1)
 

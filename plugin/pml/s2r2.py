@@ -114,11 +114,13 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         if not bool(has_relevant.any()):
             return self.zero_losses()
         queries = torch.nonzero(has_relevant).squeeze(1)
+        if queries.shape[0] < embeddings.shape[0]:
+            embeddings, relevance, valid = embeddings[queries], relevance[queries], valid[queries]
         losses = ranking_ap_loss(
-            embeddings[queries],
+            embeddings,
             ref_emb,
-            relevance[queries],
-            valid[queries],
+            relevance,
+            valid,
             self.estimator,
             self._scores,
             self.chunk_size,
