@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import List
 
+import pickle
+
 import numpy as np
 import torch
 
@@ -33,10 +35,28 @@ def mmengine_checkpoint_types() -> List[object]:
     return types
 
 
+def _history_buffer_attribute(obj: object, name: str) -> object:
+    """Stands in for ``getattr`` while unpickling: only a ``HistoryBuffer``'s statistics methods.
+
+    mmengine pickles each ``HistoryBuffer`` with its statistics functions, which pickle
+    writes as ``getattr(HistoryBuffer, 'mean')``. Allow-listing the real ``getattr``
+    would let a checkpoint reach any attribute of any allowed object; this stand-in
+    answers only that call.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed = {"min", "max", "current", "mean"} | set(HistoryBuffer._statistics_methods)
+    if isinstance(obj, type) and issubclass(obj, HistoryBuffer) and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f"Checkpoint asks for attribute {name!r} of {obj!r}; refused.")
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's checkpoint types for ``torch.load(weights_only=True)``; idempotent."""
     global _DONE
     if _DONE or not hasattr(torch.serialization, "add_safe_globals"):
         return
-    torch.serialization.add_safe_globals(mmengine_checkpoint_types())
+    torch.serialization.add_safe_globals(
+        mmengine_checkpoint_types() + [(_history_buffer_attribute, "builtins.getattr")]
+    )
     _DONE = True

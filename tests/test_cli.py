@@ -1,0 +1,155 @@
+"""The rankssl command: recipes, list, train/test, resume, errors, distributed CPU training."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rankssl.cli import main
+from rankssl.recipes import find_recipe
+
+DIGITS = find_recipe("groco_smallcnn_1xb256-50e_digits")
+
+
+def _tiny_recipe(tmp_path, extra: str = "", name: str = "tiny.py") -> str:
+    """A recipe inheriting the shipped digits recipe, shrunk to 4 iterations per epoch."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        _base_ = {DIGITS!r}
+        model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16))
+        train_dataloader = dict(batch_size=12, dataset=dict(indices=48))
+        val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
+        test_dataloader = val_dataloader
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=5))
+        train_cfg = dict(max_epochs=2, val_interval=1)
+    """) + textwrap.dedent(extra))
+    return str(path)
+
+
+def test_recipes_and_list_commands(capsys):
+    assert main(["recipes"]) == 0
+    assert "groco_resnet50_32xb32-coslr-100e_in1k-2x224-6x96" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.strip() and len(line.split()) > 2}
+    assert rows["GroCoLoss"].startswith("model") and "lightly, pml, mmengine" in rows["GroCoLoss"]
+    for name, kind in [("GroCo", "model"), ("SimCLR", "model"), ("KNNAccuracy", "metric"),
+                       ("DigitsCanvas", "dataset"), ("MultiView", "transform"), ("CurvesHook", "hook"),
+                       ("MPerClassSampler", "data sampler"), ("CPUDistributedDataParallel", "model_wrapper")]:
+        assert name in out and kind in out
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "rankssl", "recipes"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "simclr_smallcnn_1xb256-50e_digits" in proc.stdout
+
+
+def test_unknown_recipe_name_suggests():
+    with pytest.raises(FileNotFoundError, match="Did you mean: groco_smallcnn_1xb256-50e_digits"):
+        main(["train", "groco_smallcnn_1xb256_50e_digits"])
+
+
+def test_recipe_with_unknown_type_fails_clearly(tmp_path):
+    recipe = _tiny_recipe(tmp_path, "model = dict(loss=dict(type='GroCoLos'))\n")
+    with pytest.raises(KeyError) as info:
+        main(["train", recipe, "--work-dir", str(tmp_path / "w")])
+    assert "rankssl::model" in str(info.value) and "GroCoLoss" in str(info.value)
+
+
+def test_recipe_with_wrong_parameter_names_it(tmp_path):
+    recipe = _tiny_recipe(tmp_path, "model = dict(backbone=dict(depth=3))\n")
+    with pytest.raises(TypeError, match=r"SmallCNN.*depth"):
+        main(["train", recipe, "--work-dir", str(tmp_path / "w")])
+
+
+def _lrs_by_iter(work_dir):
+    with open(os.path.join(work_dir, "scalars.json")) as f:
+        return {r["iter"]: r["lr"] for r in json.load(f)["train"]}
+
+
+@pytest.mark.slow
+def test_resume_continues_iterations_and_lr_schedule(tmp_path):
+    recipe = _tiny_recipe(tmp_path)
+    ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
+    main(["train", recipe, "--work-dir", ref, "--cfg-options", "train_cfg.max_epochs=4"])
+    # stopped after 2 epochs, then resumed to 4: the LR schedule does not depend on max_epochs
+    main(["train", recipe, "--work-dir", run])
+    assert os.path.isfile(os.path.join(run, "epoch_2.pth"))
+    main(["train", recipe, "--work-dir", run, "--resume", "--cfg-options", "train_cfg.max_epochs=4"])
+    expected, got = _lrs_by_iter(ref), _lrs_by_iter(run)
+    assert sorted(got) == sorted(expected) == list(range(1, 17))
+    for it in expected:
+        assert got[it] == pytest.approx(expected[it], rel=1e-9), it
+    with open(os.path.join(run, "last_checkpoint")) as f:
+        assert f.read().strip().endswith("epoch_4.pth")
+    # evaluation of the checkpoint with kNN (two protocols) and a linear probe
+    proc = subprocess.run([sys.executable, "-m", "rankssl", "test", recipe, os.path.join(run, "epoch_4.pth"),
+                           "--work-dir", str(tmp_path / "test")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for key in ("knn/top1", "knn200/top1", "linear/top1"):
+        assert key in proc.stdout
+
+
+def test_torch_load_stays_weights_only_for_mmengine_checkpoints(tmp_path):
+    import torch
+    from mmengine.logging import HistoryBuffer
+
+    from rankssl.mm.checkpoint import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    buf = HistoryBuffer()
+    buf.update(1.5)
+    torch.save({"message_hub": {"log_scalars": {"loss": buf}}}, tmp_path / "c.pth")
+    loaded = torch.load(tmp_path / "c.pth", weights_only=True)
+    assert loaded["message_hub"]["log_scalars"]["loss"].current() == 1.5
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|not an allowed"):
+        torch.load(tmp_path / "evil.pth")
+
+
+DIST_EXTRA = """
+# Deterministic and batch-independent: identical views, no BatchNorm, no shuffling, so one
+# process with a global batch of 24 and two processes with 12 each see the same data.
+model = dict(
+    backbone=dict(norm='none'),
+    neck=dict(_delete_=True, type='MLPHead', hidden_dim=32, out_dim=16, batch_norm=False),
+    loss=dict(gather_distributed=True))
+train_dataloader = dict(
+    batch_size={batch}, sampler=dict(shuffle=False),
+    dataset=dict(indices=48, pipeline=[dict(type='MultiView', views=[dict(type='ToTensor', num_views=2)]),
+                           dict(type='PackViews')]))
+custom_hooks = [dict(type='CurvesHook', all_ranks=True), dict(type='FlushDenormalHook')]
+train_cfg = dict(max_epochs=1, val_interval=1)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_torchrun_two_cpu_processes_match_single_process(tmp_path):
+    single = _tiny_recipe(tmp_path, DIST_EXTRA.format(batch=24), "single.py")
+    double = _tiny_recipe(tmp_path, DIST_EXTRA.format(batch=12), "double.py")
+    main(["train", single, "--work-dir", str(tmp_path / "single")])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    from dist_utils import _free_port
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         "-m", "rankssl", "train", double, "--work-dir", str(tmp_path / "double"), "--launcher", "pytorch"],
+        capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with open(tmp_path / "single" / "scalars.json") as f:
+        ref = [r["loss"] for r in json.load(f)["train"]]
+    ranks = []
+    for r in range(2):
+        with open(tmp_path / "double" / f"scalars_rank{r}.json") as f:
+            ranks.append([rec["loss"] for rec in json.load(f)["train"]])
+    assert len(ref) == len(ranks[0]) == len(ranks[1]) == 2
+    for it in range(2):  # iteration 2 also checks that the DDP update equals the single-process one
+        assert (ranks[0][it] + ranks[1][it]) / 2 == pytest.approx(ref[it], rel=1e-4, abs=1e-6)
