@@ -166,6 +166,7 @@ def run_steps(batch: int, device: str, amp: bool, repeats: int) -> List[Dict]:
 
 
 def main(argv=None) -> None:
+    torch.set_flush_denormal(True)  # as rankssl.mm does for training (see quality.py)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
