@@ -7,7 +7,8 @@ Every method runs its shipped digits recipe (``recipes/*_digits.py``: SmallCNN, 
 256, SGD + cosine schedule) through mmengine's Runner; the supervised-contrastive
 reference is the Hydra recipe with its loss swapped for pytorch-metric-learning's
 ``SupConLoss`` (temperature 0.1) on all views, so it shares Hydra's head, sampler and
-schedule. Each run is evaluated on frozen backbone features of the test split: weighted
+schedule. Both label-using losses run alone and mixed half/half with the recipe's
+instance term (lightly's NT-Xent on the two views, as the authors' code mixes in MoCo v3). Each run is evaluated on frozen backbone features of the test split: weighted
 kNN (k=20, T=0.07, bank = train split) and the effective rank / singular spectrum of
 the L2-normalised features of all bank and query images (``EffectiveRank``). Writes
 ``benchmarks/hydra_digits/results.json``, a markdown table and one spectrum plot per
@@ -26,11 +27,15 @@ import torch
 from torch import nn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HYDRA = "hydra_smallcnn_1xb256-50e_digits.py"
+# name -> (recipe, work dir, loss swapped for SupCon?, keep the recipe's instance (NT-Xent) term?)
 RECIPES = {
-    "SimCLR (lightly NTXentLoss)": "simclr_smallcnn_1xb256-50e_digits.py",
-    "GroCo": "groco_smallcnn_1xb256-50e_digits.py",
-    "SupCon (pml SupConLoss, labels)": "hydra_smallcnn_1xb256-50e_digits.py",
-    "Hydra (labels)": "hydra_smallcnn_1xb256-50e_digits.py",
+    "SimCLR (lightly NTXentLoss)": ("simclr_smallcnn_1xb256-50e_digits.py", "simclr", False, True),
+    "GroCo": ("groco_smallcnn_1xb256-50e_digits.py", "groco", False, True),
+    "SupCon (pml SupConLoss, labels)": (HYDRA, "hydra_supcon", True, False),
+    "Hydra (labels)": (HYDRA, "hydra", False, False),
+    "SupCon + NT-Xent (labels)": (HYDRA, "hydra_supcon_ntxent", True, True),
+    "Hydra + NT-Xent (labels; recipe default)": (HYDRA, "hydra_ntxent", False, True),
 }
 
 
@@ -47,12 +52,15 @@ class SupConOnViews(nn.Module):
         return self.loss(torch.cat(views), labels.repeat(len(views)))
 
 
-def run(name: str, recipe: str, epochs: int, out: str, seed: int) -> Dict[str, float]:
+def run(name: str, spec: tuple, epochs: int, out: str, seed: int) -> Dict[str, float]:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
+    recipe, work_dir, supcon, instance = spec
     cfg = Config.fromfile(os.path.join(ROOT, "recipes", recipe))
-    cfg.work_dir = os.path.join(out, recipe.split("_")[0] + ("_supcon" if "SupCon" in name else ""))
+    cfg.work_dir = os.path.join(out, work_dir)
+    if not instance and "instance_loss" in cfg.model:
+        cfg.model.instance_loss = None
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=epochs)
     if epochs < cfg.get("max_epochs", epochs):  # keep the schedule's shape on a shorter run
@@ -67,7 +75,7 @@ def run(name: str, recipe: str, epochs: int, out: str, seed: int) -> Dict[str, f
     cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=epochs, max_keep_ckpts=1)
     cfg.default_hooks.logger.interval = 50
     runner = Runner.from_cfg(cfg)
-    if "SupCon" in name:
+    if supcon:
         runner.model.loss_module = SupConOnViews(0.1)
     start = time.time()
     runner.train()

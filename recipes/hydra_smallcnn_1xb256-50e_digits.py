@@ -18,6 +18,10 @@ model = dict(
     neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128),
     loss=dict(type='HydraLoss', num_classes=num_classes, temperature=0.1, gate_mode='fused',
               pairing='arbitrary', embed_dim=128, hidden_dim=256, seed=0),
+    # As in the authors' v1 code: (L_instance + beta * L_hydra) / (1 + beta), beta = 1; without the
+    # instance term Hydra, like SupCon, collapses early at temperature 0.1 on the digits (RESULTS.md).
+    instance_loss=dict(type='NTXentLoss', temperature=0.2),
+    pair_weight=1.0,
 )
 train_dataloader = dict(
     batch_size=batch_size,

@@ -163,3 +163,19 @@ def test_rankssl_cli_has_analyze(tmp_path, capsys):
     assert cli_main(["analyze", path, "--classes", "1,3", "--out", str(tmp_path / "cli"), "--no-plot"]) == 0
     assert "3 class pairs of 2 classes" in capsys.readouterr().out
     assert (tmp_path / "cli" / "pair_gates.npz").exists()
+
+
+def test_instance_loss_mixing():
+    model = Hydra(backbone=dict(type="SmallCNN", in_channels=1, widths=(8, 16)),
+                  neck=dict(type="HydraProjectionHead", hidden_dim=32, out_dim=16), num_classes=4,
+                  loss=dict(type="HydraLoss", embed_dim=16, hidden_dim=16),
+                  instance_loss=dict(type="NTXentLoss", temperature=0.2), pair_weight=2.0)
+    proj = [torch.randn(8, 16), torch.randn(8, 16)]
+    labels = torch.arange(4).repeat(2)
+    pair_labels_seed = torch.random.get_rng_state()
+    got = model.compute_loss(proj, dict(label=labels))
+    torch.random.set_rng_state(pair_labels_seed)
+    want = (model.instance_loss(*proj) + 2.0 * model.loss_module(proj, labels)) / 3.0
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="pair_weight"):
+        Hydra(backbone=dict(type="SmallCNN", in_channels=1, widths=(8, 16)), num_classes=4, pair_weight=-1)

@@ -12,6 +12,7 @@ the batch from ``data_samples['label']``; train with a class-balanced sampler
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import List, Optional, Union
 
 import torch
@@ -36,6 +37,14 @@ class Hydra(SelfSupervisedAlgorithm):
             ``num_classes``, ``dim`` to the neck's ``out_dim``; a ``feature_filter``
             given as a config dict (``dict(type='FeatureFilter', ...)``) is built first.
         num_classes: number of classes, if the loss config does not give it.
+        instance_loss: optional instance-discrimination loss over the views, called as
+            ``instance_loss(view_a, view_b)`` for every pair of views (e.g. lightly's
+            ``NTXentLoss``). The authors' v1 code mixes Hydra with such a term (MoCo v3);
+            without it, Hydra (like supervised contrastive learning) can collapse early on
+            small, noisy data. The loss is then ``(L_instance + pair_weight * L_hydra) /
+            (1 + pair_weight)``.
+        pair_weight: beta, the weight of the Hydra term when ``instance_loss`` is given
+            (authors: 1).
 
     Example:
         >>> import torch
@@ -56,6 +65,8 @@ class Hydra(SelfSupervisedAlgorithm):
         neck: Optional[ConfigType] = None,
         loss: Optional[ConfigType] = None,
         num_classes: Optional[int] = None,
+        instance_loss: Optional[ConfigType] = None,
+        pair_weight: float = 1.0,
         pool: Optional[ConfigType] = None,
         data_preprocessor: Optional[Union[dict, nn.Module]] = None,
         init_cfg: Optional[dict] = None,
@@ -64,6 +75,10 @@ class Hydra(SelfSupervisedAlgorithm):
         loss = self._loss_config(loss, num_classes, neck_cfg)
         super().__init__(backbone, neck=neck_cfg, loss=loss, pool=pool, data_preprocessor=data_preprocessor,
                          init_cfg=init_cfg)
+        if not isinstance(pair_weight, (int, float)) or pair_weight < 0:
+            raise ValueError(f"pair_weight must be a non-negative number, got {pair_weight!r}.")
+        self.instance_loss = build_module(instance_loss)
+        self.pair_weight = float(pair_weight)
 
     @staticmethod
     def _loss_config(loss: Optional[ConfigType], num_classes: Optional[int], neck: ConfigType) -> ConfigType:
@@ -94,4 +109,9 @@ class Hydra(SelfSupervisedAlgorithm):
                 "Hydra needs class labels: the batch's data_samples has no 'label' (pack the dataset's "
                 "gt_label with PackViews)."
             )
-        return self.loss_module(projections, labels)
+        pair_loss = self.loss_module(projections, labels)
+        if self.instance_loss is None:
+            return pair_loss
+        pairs = list(itertools.combinations(projections, 2))
+        instance = sum(self.instance_loss(a, b) for a, b in pairs) / len(pairs)
+        return (instance + self.pair_weight * pair_loss) / (1.0 + self.pair_weight)
