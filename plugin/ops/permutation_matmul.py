@@ -23,7 +23,7 @@ from typing import List, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from rankssl.ops.layers import split_pairs
+from rankssl.ops.layers import mix_no_grad, split_pairs
 from rankssl.ops.networks import ComparatorLayer
 from rankssl.ops.relaxations import RELAXATION_DERIVATIVES, RELAXATIONS
 
@@ -44,10 +44,10 @@ class _PermutationMatmul(torch.autograd.Function):
         diffs: List[torch.Tensor] = []
         values = x
         for layer in layers:
-            a, b, join = split_pairs(layer, values, transposed=False)
+            a, b, _ = split_pairs(layer, values, transposed=False)
             d = (b - a).to(compute_dtype)
             alpha = relax(d, steepness, art_lambda).to(x.dtype)
-            values = join(torch.lerp(b, a, alpha), torch.lerp(a, b, alpha))
+            values = mix_no_grad(layer, values, alpha)
             alphas.append(alpha)
             diffs.append(d)
         # w^T (..., m, n): wires on the last dimension.
@@ -55,9 +55,7 @@ class _PermutationMatmul(torch.autograd.Function):
         products = []
         for layer, alpha in zip(reversed(layers), reversed(alphas)):
             products.append(w)
-            first, second, join = split_pairs(layer, w, transposed=True)
-            alpha = alpha.unsqueeze(-2)
-            w = join(torch.lerp(second, first, alpha), torch.lerp(first, second, alpha))
+            w = mix_no_grad(layer, w, alpha.unsqueeze(-2), transposed=True)
         products.reverse()  # products[t] is the w that layer t multiplied
         ctx.layers, ctx.distribution = layers, distribution
         ctx.steepness, ctx.art_lambda = steepness, art_lambda
@@ -78,11 +76,10 @@ class _PermutationMatmul(torch.autograd.Function):
         g = grad_output.transpose(-1, -2)  # (..., m, n)
         alpha_grads = []
         for layer, alpha, w in zip(layers, alphas, products):
-            g_a, g_b, join = split_pairs(layer, g, transposed=False)
+            g_a, g_b, _ = split_pairs(layer, g, transposed=False)
             w_min, w_max, _ = split_pairs(layer, w, transposed=True)
             alpha_grads.append(((g_a - g_b) * (w_min - w_max)).sum(-2))
-            alpha = alpha.unsqueeze(-2)
-            g = join(torch.lerp(g_b, g_a, alpha), torch.lerp(g_a, g_b, alpha))
+            g = mix_no_grad(layer, g, alpha.unsqueeze(-2))
         grad_v = None
         if ctx.needs_input_grad[1]:
             grad_v = _reduce_to_shape(g.transpose(-1, -2), ctx.v_shape).to(ctx.v_dtype)
@@ -92,11 +89,11 @@ class _PermutationMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             gx = grad_output.new_zeros(grad_output.shape[:-1])
             for layer, alpha, d, g_alpha in zip(reversed(layers), reversed(alphas), reversed(diffs), reversed(alpha_grads)):
-                g_min, g_max, join = split_pairs(layer, gx, transposed=True)
+                g_min, g_max, _ = split_pairs(layer, gx, transposed=True)
                 # x_min = b + alpha (a - b), x_max = a + alpha (b - a), with d = b - a.
                 g_alpha = g_alpha - (g_min - g_max) * d.to(g_alpha.dtype)
                 g_d = (g_alpha.to(d.dtype) * derivative(d, alpha.to(d.dtype), ctx.steepness, ctx.art_lambda)).to(gx.dtype)
-                gx = join(torch.lerp(g_max, g_min, alpha) - g_d, torch.lerp(g_min, g_max, alpha) + g_d)
+                gx = mix_no_grad(layer, gx, alpha, transposed=True, shift=g_d)
             grad_x = gx
         return grad_x, grad_v, None, None, None, None
 
