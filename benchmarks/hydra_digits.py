@@ -35,7 +35,7 @@ RECIPES = {
     "SupCon (pml SupConLoss, labels)": (HYDRA, "hydra_supcon", True, False),
     "Hydra (labels)": (HYDRA, "hydra", False, False),
     "SupCon + NT-Xent (labels)": (HYDRA, "hydra_supcon_ntxent", True, True),
-    "Hydra + NT-Xent (labels; recipe default)": (HYDRA, "hydra_ntxent", False, True),
+    "Hydra + NT-Xent (labels)": (HYDRA, "hydra_ntxent", False, True),
 }
 
 
@@ -52,13 +52,15 @@ class SupConOnViews(nn.Module):
         return self.loss(torch.cat(views), labels.repeat(len(views)))
 
 
-def run(name: str, spec: tuple, epochs: int, out: str, seed: int) -> Dict[str, float]:
+def run(name: str, spec: tuple, epochs: int, out: str, seed: int, temperature: float = None) -> Dict[str, float]:
     from mmengine.config import Config
     from mmengine.runner import Runner
 
     recipe, work_dir, supcon, instance = spec
     cfg = Config.fromfile(os.path.join(ROOT, "recipes", recipe))
-    cfg.work_dir = os.path.join(out, work_dir)
+    cfg.work_dir = os.path.join(out, work_dir + (f"_t{temperature}" if temperature else ""))
+    if temperature and cfg.model.type == "Hydra":
+        cfg.model.loss.temperature = temperature
     if not instance and "instance_loss" in cfg.model:
         cfg.model.instance_loss = None
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -76,7 +78,7 @@ def run(name: str, spec: tuple, epochs: int, out: str, seed: int) -> Dict[str, f
     cfg.default_hooks.logger.interval = 50
     runner = Runner.from_cfg(cfg)
     if supcon:
-        runner.model.loss_module = SupConOnViews(0.1)
+        runner.model.loss_module = SupConOnViews(temperature or 0.1)
     start = time.time()
     runner.train()
     seconds = time.time() - start
@@ -87,7 +89,13 @@ def run(name: str, spec: tuple, epochs: int, out: str, seed: int) -> Dict[str, f
             "spectrum_png": os.path.join(cfg.work_dir, "spectrum.png")}
 
 
-def summarize(results: Dict[str, dict], out: str) -> str:
+def _short(name: str) -> str:
+    for detail in (" (lightly NTXentLoss)", " (pml SupConLoss, labels)", " (labels)"):
+        name = name.replace(detail, "")
+    return name
+
+
+def summarize(results: Dict[str, dict], out: str, analyze_run: str = "hydra") -> str:
     """Markdown table, one plot of every method's final spectrum, and Hydra's gate analysis."""
     import glob
 
@@ -105,7 +113,7 @@ def summarize(results: Dict[str, dict], out: str) -> str:
         if os.path.exists(npz):
             stored = np.load(npz)
             s = stored[sorted(stored.files, key=lambda k: int(k.split("_")[1]))[-1]]
-            ax.semilogy(np.arange(1, len(s) + 1), s / s[0], label=f"{name.split(' (')[0]}: erank {r['erank']:.1f}")
+            ax.semilogy(np.arange(1, len(s) + 1), s / s[0], label=f"{_short(name)}: erank {r['erank']:.1f}")
     ax.set_xlabel("singular value index")
     ax.set_ylabel("s_k / s_1 (test + bank features)")
     ax.set_title(f"digits, SmallCNN features after {next(iter(results.values()))['epochs']} epochs")
@@ -113,7 +121,7 @@ def summarize(results: Dict[str, dict], out: str) -> str:
     fig.tight_layout()
     fig.savefig(os.path.join(out, "spectra.png"), dpi=100)
     plt.close(fig)
-    checkpoints = sorted(glob.glob(os.path.join(out, "hydra", "epoch_*.pth")))
+    checkpoints = sorted(glob.glob(os.path.join(out, analyze_run, "epoch_*.pth")))
     if checkpoints:
         from rankssl.mm.analyze import analyze_checkpoint
 
@@ -129,6 +137,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="*", default=None, help="subset of method names (prefix match)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "hydra_digits"))
+    parser.add_argument("--label-temperature", type=float, default=None,
+                        help="temperature of Hydra and SupCon instead of the recipe's 0.1 (names get a suffix)")
+    parser.add_argument("--analyze-run", default="hydra", help="work dir (under --out) whose gates to analyse")
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild table and plots")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
@@ -140,10 +151,12 @@ def main() -> None:
             break
         if args.only and not any(name.startswith(p) for p in args.only):
             continue
-        results[name] = dict(run(name, recipe, args.epochs, args.out, args.seed), epochs=args.epochs, seed=args.seed)
+        t = args.label_temperature if recipe[0] == HYDRA else None
+        key = name + (f", T={t}" if t else "")
+        results[key] = dict(run(name, recipe, args.epochs, args.out, args.seed, t), epochs=args.epochs, seed=args.seed)
         json.dump(results, open(results_path, "w"), indent=1)
-        print(name, results[name], flush=True)
-    print(summarize(results, args.out))
+        print(key, results[key], flush=True)
+    print(summarize(results, args.out, args.analyze_run))
 
 
 if __name__ == "__main__":

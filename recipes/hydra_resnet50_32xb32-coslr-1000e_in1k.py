@@ -22,8 +22,8 @@ model = dict(
     neck=dict(type='HydraProjectionHead', hidden_dim=2048, out_dim=256, num_layers=3),
     loss=dict(type='HydraLoss', num_classes=num_classes, temperature=0.1, gate_mode='fused',
               pairing='arbitrary', embed_dim=512, hidden_dim=1024, gather_distributed=True, seed=0),
-    # As in the authors' v1 code: (L_instance + beta * L_hydra) / (1 + beta), beta = 1; without the
-    # instance term Hydra, like SupCon, collapses early at temperature 0.1 on the digits (RESULTS.md).
+    # As in the authors' v1 code: (L_instance + beta * L_hydra) / (1 + beta), beta = 1; it also guards
+    # against the early collapse that pure Hydra and SupCon show at temperature 0.1 on the digits.
     instance_loss=dict(type='NTXentLoss', temperature=0.2, gather_distributed=True),
     pair_weight=1.0,
 )
