@@ -114,6 +114,13 @@ class GroCoLoss(nn.Module):
         ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
         shape (B, D); returns a scalar.
 
+    Note:
+        The loss's gradients are small (the paper trains with learning rate 24 at batch
+        1024). On CPUs, back-propagating them through a network produces subnormal
+        floats that slow training about tenfold; call ``torch.set_flush_denormal(True)``
+        at the start of your program (before torch starts its threads), as
+        ``rankssl.mm`` does.
+
     Example:
         >>> import torch
         >>> from rankssl.losses import GroCoLoss
