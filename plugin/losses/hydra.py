@@ -92,6 +92,48 @@ def hydra_pair_loss(
     return losses, num_positive > 0
 
 
+def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) -> None:
+    """Raise a ``ValueError`` for a non-positive temperature, a negative gate penalty or an
+    unknown pairing (shared by the lightly-style and the pml loss)."""
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+    if not isinstance(gate_penalty, (int, float)) or gate_penalty < 0:
+        raise ValueError(f"gate_penalty must be a non-negative number, got {gate_penalty!r}.")
+    check_pairing(pairing)
+
+
+def feature_filter_for(
+    num_classes: int,
+    dim: int,
+    embed_dim: int,
+    hidden_dim: int,
+    gate_mode: str,
+    feature_filter: Optional[FeatureFilter] = None,
+) -> FeatureFilter:
+    """Build the loss's :class:`FeatureFilter`, or check that a given one gates ``dim``
+    dimensions of ``num_classes`` classes."""
+    if feature_filter is None:
+        return FeatureFilter(num_classes, dim, embed_dim, hidden_dim, gate_mode)
+    if feature_filter.num_classes != num_classes or feature_filter.out_dim != dim:
+        raise ValueError(
+            f"feature_filter has num_classes={feature_filter.num_classes}, out_dim="
+            f"{feature_filter.out_dim} but the loss was given num_classes={num_classes}, dim={dim}."
+        )
+    return feature_filter
+
+
+def checked_class_pair_weight(weight: Optional[torch.Tensor], num_classes: int) -> Optional[torch.Tensor]:
+    """``weight`` as a (C, C) float32 tensor, or ``None``; a clear error for another shape."""
+    if weight is None:
+        return None
+    weight = torch.as_tensor(weight, dtype=torch.float32)
+    if weight.shape != (num_classes, num_classes):
+        raise ValueError(
+            f"class_pair_weight must have shape ({num_classes}, {num_classes}), got {tuple(weight.shape)}."
+        )
+    return weight
+
+
 class HydraLoss(nn.Module):
     """Hydra loss (Wu et al., arXiv:2410.18200), lightly-style; needs class labels.
 
@@ -155,25 +197,10 @@ class HydraLoss(nn.Module):
         feature_filter: Optional[FeatureFilter] = None,
     ) -> None:
         super().__init__()
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-        if not isinstance(gate_penalty, (int, float)) or gate_penalty < 0:
-            raise ValueError(f"gate_penalty must be a non-negative number, got {gate_penalty!r}.")
-        check_pairing(pairing)
-        if feature_filter is None:
-            feature_filter = FeatureFilter(num_classes, dim, embed_dim, hidden_dim, gate_mode)
-        elif feature_filter.num_classes != num_classes or feature_filter.out_dim != dim:
-            raise ValueError(
-                f"feature_filter has num_classes={feature_filter.num_classes}, out_dim="
-                f"{feature_filter.out_dim} but the loss was given num_classes={num_classes}, dim={dim}."
-            )
+        check_hydra_settings(temperature, gate_penalty, pairing)
+        feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
+        class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
         if class_pair_weight is not None:
-            class_pair_weight = torch.as_tensor(class_pair_weight, dtype=torch.float32)
-            if class_pair_weight.shape != (num_classes, num_classes):
-                raise ValueError(
-                    f"class_pair_weight must have shape ({num_classes}, {num_classes}), "
-                    f"got {tuple(class_pair_weight.shape)}."
-                )
             self.register_buffer("class_pair_weight", class_pair_weight, persistent=False)
         else:
             self.class_pair_weight = None

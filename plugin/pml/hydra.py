@@ -15,8 +15,13 @@ from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
-from rankssl.losses.hydra import hydra_pair_loss
-from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
+from rankssl.losses.hydra import (
+    check_hydra_settings,
+    checked_class_pair_weight,
+    feature_filter_for,
+    hydra_pair_loss,
+)
+from rankssl.losses.pair_sampling import sample_pair_labels
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["HydraLoss"]
@@ -85,26 +90,11 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 f"HydraLoss compares embeddings by its own gated cosine similarity; distance must be "
                 f"CosineSimilarity, got {type(self.distance).__name__}."
             )
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-        check_pairing(pairing)
-        if feature_filter is None:
-            feature_filter = FeatureFilter(num_classes, embedding_size, embed_dim, hidden_dim, gate_mode)
-        elif feature_filter.num_classes != num_classes or feature_filter.out_dim != embedding_size:
-            raise ValueError(
-                f"feature_filter has num_classes={feature_filter.num_classes}, out_dim="
-                f"{feature_filter.out_dim} but the loss was given num_classes={num_classes}, "
-                f"embedding_size={embedding_size}."
-            )
-        if class_pair_weight is not None:
-            class_pair_weight = torch.as_tensor(class_pair_weight, dtype=torch.float32)
-            if class_pair_weight.shape != (num_classes, num_classes):
-                raise ValueError(
-                    f"class_pair_weight must have shape ({num_classes}, {num_classes}), "
-                    f"got {tuple(class_pair_weight.shape)}."
-                )
-        self.feature_filter = feature_filter
-        self.class_pair_weight = class_pair_weight
+        check_hydra_settings(temperature, gate_penalty, pairing)
+        self.feature_filter = feature_filter_for(
+            num_classes, embedding_size, embed_dim, hidden_dim, gate_mode, feature_filter
+        )
+        self.class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
         self.num_classes = num_classes
         self.embedding_size = embedding_size
         self.temperature = float(temperature)
