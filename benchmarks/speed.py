@@ -24,10 +24,9 @@ import datetime
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import machine_description, median_time, peak_memory_in_subprocess, peak_memory_of  # noqa: E402

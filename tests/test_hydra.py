@@ -1,6 +1,5 @@
 """HydraLoss (lightly-style): a per-anchor loop reference, SupCon relation, views, bad input, distributed."""
 
-import math
 
 import pytest
 import torch
