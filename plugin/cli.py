@@ -32,7 +32,10 @@ DEMO_RECIPES = (
 def _parser() -> argparse.ArgumentParser:
     from mmengine.config import DictAction
 
+    from rankssl import __version__
+
     parser = argparse.ArgumentParser(prog="rankssl", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"rankssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a recipe")

@@ -47,6 +47,15 @@ def test_python_dash_m_works():
     assert proc.returncode == 0 and "simclr_smallcnn_1xb256-50e_digits" in proc.stdout
 
 
+def test_version(capsys):
+    from rankssl import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rankssl {__version__}"
+
+
 def test_unknown_recipe_name_suggests():
     with pytest.raises(FileNotFoundError, match="Did you mean: groco_smallcnn_1xb256-50e_digits"):
         main(["train", "groco_smallcnn_1xb256_50e_digits"])
