@@ -139,7 +139,7 @@ class SupConOnViews(nn.Module):
         return self.loss(torch.cat(views), labels.repeat(len(views)))
 
 
-# Base learning rates are the recipes' own (SimCLR's 0.3 x batch / 256; GroCo's paper rule
+# Base learning rates are the recipes' original rules (SimCLR's 0.3 x batch / 256; GroCo's paper rule
 # 0.75 x 32 x batch / 1024, halved in the digits recipe, because its gradients are small).
 # Label-based methods run without the recipes' NT-Xent term, to compare the losses alone;
 # at T = 0.1 (the Hydra paper's) both collapse on the digits (RESULTS.md, Hydra), so their
@@ -147,7 +147,7 @@ class SupConOnViews(nn.Module):
 METHODS: Dict[str, Method] = {
     "SimCLR": Method("SimCLR", "simclr_smallcnn_1xb256-50e_digits", False, {"temperature": [0.2, 0.5]}, 0.3),
     "GroCo": Method("GroCo", "groco_smallcnn_1xb256-50e_digits", False, {"steepness": [1.0, 4.0]}, 3.0),
-    "S2R2": Method("S2R2", "s2r2_smallcnn_1xb128-8v-50e_digits", False, {"num_bins": [10, 40]}, 0.3, views=4),
+    "S2R2": Method("S2R2", "s2r2_smallcnn_1xb256-4v-50e_digits", False, {"num_bins": [10, 40]}, 0.3, views=4),
     "Hydra": Method("Hydra", "hydra_smallcnn_1xb256-50e_digits", True, {"temperature": [0.2, 0.5]}, 0.3),
     "SupCon": Method("SupCon", "hydra_smallcnn_1xb256-50e_digits", True, {"temperature": [0.2, 0.5]}, 0.3,
                      supcon=True),

@@ -10,7 +10,7 @@ max_epochs = 50
 warmup_epochs = 5
 batch_size = 256
 num_classes = 10
-lr = 0.3 * batch_size / 256  # SimCLR's SGD rule; Hydra's loss is a softmax over cosine logits
+lr = 0.3 * batch_size / 256 * 0.5  # SimCLR's SGD rule x0.5, the quality benchmark sweep's winner
 
 model = dict(
     type='Hydra',

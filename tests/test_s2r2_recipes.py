@@ -12,7 +12,7 @@ from _mm_helpers import shrink
 from rankssl.recipes import RECIPES_DIR, list_recipes
 
 S2R2_RECIPES = [
-    ("s2r2_smallcnn_1xb128-8v-50e_digits", 8),
+    ("s2r2_smallcnn_1xb256-4v-50e_digits", 4),
     ("s2r2_resnet18_1xb256-4x96-12x48-coslr-200e_stl10", 16),
     ("s2r2_resnet18_1xb128-4x224-12x96-coslr-200e_coco-folder", 16),
 ]
