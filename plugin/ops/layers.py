@@ -82,15 +82,17 @@ def mix_no_grad(
     alpha: torch.Tensor,
     transposed: bool = False,
     shift: Optional[torch.Tensor] = None,
+    pairs: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """:func:`mix` for code that runs without autograd: the two lerps write straight
     into a preallocated output instead of being stacked and concatenated, which saves
     two copies per layer (the bulk of a layer's time on small tensors).
 
     ``shift`` (..., k), if given, is subtracted from the first output of every
-    comparator and added to the second.
+    comparator and added to the second. ``pairs``: the ``(first, second)`` that
+    :func:`split_pairs` already returned for ``t``, to skip splitting it again.
     """
-    first, second, _ = split_pairs(layer, t, transposed)
+    first, second = pairs if pairs is not None else split_pairs(layer, t, transposed)[:2]
     out = torch.empty_like(t)
     k = layer.num_comparators
     if layer.adjacent_start is not None:

@@ -47,7 +47,7 @@ class _PermutationMatmul(torch.autograd.Function):
             a, b, _ = split_pairs(layer, values, transposed=False)
             d = (b - a).to(compute_dtype)
             alpha = relax(d, steepness, art_lambda).to(x.dtype)
-            values = mix_no_grad(layer, values, alpha)
+            values = mix_no_grad(layer, values, alpha, pairs=(a, b))
             alphas.append(alpha)
             diffs.append(d)
         # w^T (..., m, n): wires on the last dimension.
@@ -79,7 +79,7 @@ class _PermutationMatmul(torch.autograd.Function):
             g_a, g_b, _ = split_pairs(layer, g, transposed=False)
             w_min, w_max, _ = split_pairs(layer, w, transposed=True)
             alpha_grads.append(((g_a - g_b) * (w_min - w_max)).sum(-2))
-            g = mix_no_grad(layer, g, alpha.unsqueeze(-2))
+            g = mix_no_grad(layer, g, alpha.unsqueeze(-2), pairs=(g_a, g_b))
         grad_v = None
         if ctx.needs_input_grad[1]:
             grad_v = _reduce_to_shape(g.transpose(-1, -2), ctx.v_shape).to(ctx.v_dtype)
@@ -93,7 +93,7 @@ class _PermutationMatmul(torch.autograd.Function):
                 # x_min = b + alpha (a - b), x_max = a + alpha (b - a), with d = b - a.
                 g_alpha = g_alpha - (g_min - g_max) * d.to(g_alpha.dtype)
                 g_d = (g_alpha.to(d.dtype) * derivative(d, alpha.to(d.dtype), ctx.steepness, ctx.art_lambda)).to(gx.dtype)
-                gx = mix_no_grad(layer, gx, alpha, transposed=True, shift=g_d)
+                gx = mix_no_grad(layer, gx, alpha, transposed=True, shift=g_d, pairs=(g_min, g_max))
             grad_x = gx
         return grad_x, grad_v, None, None, None, None
 
