@@ -20,13 +20,26 @@ __all__ = ["SelfSupervisedLoss", "CrossBatchMemory", "RANKSSL_PML_LOSSES"]
 RANKSSL_PML_LOSSES = ("GroCoLoss", "S2R2Loss", "HydraLoss")
 
 
-def _refusal(wrapper: str, loss_name: str, supported: List[str]) -> ValueError:
-    return ValueError(
-        f"{wrapper} does not support {loss_name}; supported losses: {', '.join(supported)}."
-    )
+class _AcceptsRanksslLosses:
+    """Extends a pml wrapper's list of supported loss names with rankssl's.
+
+    Put it first among the bases, before the pml wrapper whose list it extends.
+    """
+
+    @classmethod
+    def supported_losses(cls) -> List[str]:
+        return super().supported_losses() + list(RANKSSL_PML_LOSSES)
+
+    @classmethod
+    def check_loss_support(cls, loss_name: str) -> None:
+        supported = cls.supported_losses()
+        if loss_name not in supported:
+            raise ValueError(
+                f"{cls.__name__} does not support {loss_name}; supported losses: {', '.join(supported)}."
+            )
 
 
-class SelfSupervisedLoss(pml_losses.SelfSupervisedLoss):
+class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
     """Labels-from-views wrapper, like pml's, for rankssl's losses and pml's own.
 
     ``loss_fn(embeddings, ref_emb, *more_views)``: row ``i`` of every view is the same
@@ -41,15 +54,6 @@ class SelfSupervisedLoss(pml_losses.SelfSupervisedLoss):
         >>> view0, view1 = torch.randn(8, 16), torch.randn(8, 16)
         >>> loss = loss_fn(view0, view1)
     """
-
-    @staticmethod
-    def supported_losses() -> List[str]:
-        return pml_losses.SelfSupervisedLoss.supported_losses() + list(RANKSSL_PML_LOSSES)
-
-    @classmethod
-    def check_loss_support(cls, loss_name: str) -> None:
-        if loss_name not in cls.supported_losses():
-            raise _refusal(cls.__name__, loss_name, cls.supported_losses())
 
     def forward(self, embeddings: torch.Tensor, ref_emb: torch.Tensor, *more_views: torch.Tensor):
         views = (embeddings, ref_emb) + more_views
@@ -68,7 +72,7 @@ class SelfSupervisedLoss(pml_losses.SelfSupervisedLoss):
         return self.loss(torch.cat(views, dim=0), labels)
 
 
-class CrossBatchMemory(pml_losses.CrossBatchMemory):
+class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
     """pml's memory bank of past embeddings, for rankssl's losses and pml's own.
 
     Same arguments as :class:`pytorch_metric_learning.losses.CrossBatchMemory`.
@@ -79,12 +83,3 @@ class CrossBatchMemory(pml_losses.CrossBatchMemory):
         >>> loss_fn = CrossBatchMemory(GroCoLoss(n_negatives=4), embedding_size=16, memory_size=64)
         >>> loss = loss_fn(torch.randn(12, 16), torch.arange(6).repeat(2))
     """
-
-    @staticmethod
-    def supported_losses() -> List[str]:
-        return pml_losses.CrossBatchMemory.supported_losses() + list(RANKSSL_PML_LOSSES)
-
-    @classmethod
-    def check_loss_support(cls, loss_name: str) -> None:
-        if loss_name not in cls.supported_losses():
-            raise _refusal(cls.__name__, loss_name, cls.supported_losses())
