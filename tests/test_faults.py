@@ -227,3 +227,94 @@ def test_checkpoint_saved_at_every_validation(tmp_path):
     recipe = _tiny_recipe(tmp_path, "train_cfg = dict(max_epochs=2, val_interval=1)\n")
     main(["train", recipe, "--work-dir", str(tmp_path / "w")])
     assert sorted(n for n in os.listdir(tmp_path / "w") if n.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
+
+
+# ----------------------------------------------------------------------------- distributed
+def _gather_uneven(rank, world_size):
+    from rankssl.losses import GroCoLoss
+
+    batch = 6 if rank == 0 else 5
+    views = [torch.randn(batch, 8, requires_grad=True) for _ in range(2)]
+    try:
+        GroCoLoss(n_negatives=2, gather_distributed=True)(views)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_gather_with_uneven_batches_raises_on_every_rank():
+    from dist_utils import run_distributed
+
+    messages = run_distributed(_gather_uneven, 2)
+    for message in messages:  # a clear error on both ranks instead of a gloo SIGABRT
+        assert message is not None and "rank 0: (6, 8)" in message and "rank 1: (5, 8)" in message
+        assert "same batch size" in message
+
+
+FREEZE_MODULE = """
+import os, signal
+from mmengine.hooks import Hook
+from rankssl.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class FreezeRankOne(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.rank == 1 and runner.iter + 1 == 2:
+            os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+FROZEN_PEER = """
+custom_imports = dict(imports=['freeze_rank_one'], allow_failed_imports=False)
+custom_hooks = [dict(type='FreezeRankOne')]
+env_cfg = dict(dist_cfg=dict(timeout={timeout}))
+train_cfg = dict(max_epochs=2)
+"""
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_frozen_peer_ends_the_survivor_within_the_recipe_timeout(tmp_path):
+    from dist_utils import _free_port
+
+    timeout = 20
+    (tmp_path / "freeze_rank_one.py").write_text(FREEZE_MODULE)
+    recipe = _tiny_recipe(tmp_path, FROZEN_PEER.format(timeout=timeout))
+    env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(_free_port()),
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = []
+    for rank in range(2):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "rankssl", "train", recipe, "--work-dir", str(tmp_path / "w"),
+             "--launcher", "pytorch"], env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    survivor, frozen = procs
+    try:
+        deadline = time.time() + 300
+        while _state(frozen.pid) != "T":  # rank 1 stops itself after its second iteration
+            assert survivor.poll() is None and frozen.poll() is None, survivor.stderr.read()[-3000:]
+            assert time.time() < deadline, "rank 1 never reached its second iteration"
+            time.sleep(0.2)
+        stopped_at = time.time()
+        _, err = survivor.communicate(timeout=timeout + 120)  # torch's default would block 30 minutes
+        waited = time.time() - stopped_at
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert survivor.returncode != 0
+    assert timeout / 2 < waited < timeout + 120  # the recipe's timeout ended it, not another error
+    assert "timed out" in err.lower() or "timeout" in err.lower(), err[-3000:]
