@@ -220,8 +220,8 @@ def cmd_list(args) -> int:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {hosts:<{widths[2]}}  {module}")
     print(f"\n{len(rows)} components in scope 'rankssl' (use type='NAME' with default_scope='rankssl', "
           "or type='rankssl.NAME').")
-    for name, error in sorted(plugins.FAILED.items()):
-        print(f"plugin {name!r} failed to load and was skipped: {error}")
+    for line in plugins.report_lines():  # failed plugins, and names a plugin tried to take over
+        print(line)
     return 0
 
 
