@@ -266,7 +266,7 @@ def remove_stale_temporaries(folder: str) -> List[str]:
     if not os.path.isdir(folder):
         return removed
     for name in os.listdir(folder):
-        if name.startswith(".") and name.endswith(TMP_SUFFIX) and (".pth." in name or "last_checkpoint." in name):
+        if re.fullmatch(r"\..+\.\d+" + re.escape(TMP_SUFFIX), name):  # temporary_path()'s names
             try:
                 os.remove(os.path.join(folder, name))
                 removed.append(os.path.join(folder, name))

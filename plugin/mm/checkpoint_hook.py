@@ -260,7 +260,8 @@ class AtomicCheckpointHook(CheckpointHook):
             import torch
             import torch.distributed as dist
 
-            flag = torch.tensor([self._signal or 0], dtype=torch.int64)
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            flag = torch.tensor([self._signal or 0], dtype=torch.int64, device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             self._signal = int(flag.item()) or None
         return self._signal is not None
