@@ -200,6 +200,8 @@ def test_sigterm_saves_and_resume_continues_the_same_random_stream(tmp_path, cap
     recipe = _tiny_recipe(tmp_path)
     ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
     main(["train", recipe, "--work-dir", ref])
+    # checkpoint interval 5, 3 epochs each followed by validation: a checkpoint at each validation
+    assert sorted(n for n in os.listdir(ref) if n.endswith(".pth")) == [f"epoch_{i}.pth" for i in (1, 2, 3)]
     hooks = "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), dict(type='SendSignalAt', at=6)]\n"
     stopping = _tiny_recipe(tmp_path, hooks, "stopping.py")
     handler_before = signal.getsignal(signal.SIGTERM)
@@ -210,23 +212,21 @@ def test_sigterm_saves_and_resume_continues_the_same_random_stream(tmp_path, cap
     saved = os.path.join(run, "interrupted_iter_6.pth")
     assert open(os.path.join(run, "last_checkpoint")).read() == saved
     assert signal.getsignal(signal.SIGTERM) is handler_before  # handlers restored
-    main(["train", recipe, "--work-dir", run, "--resume"])
-    assert f"resuming from {saved}" in capsys.readouterr().err
+    # plain mmengine resume=True, with the marker emptied as a kill during its rewrite would leave it
+    open(os.path.join(run, "last_checkpoint"), "w").close()
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(recipe)
+    cfg.work_dir, cfg.resume = run, True
+    Runner.from_cfg(cfg).train()
     expected, got = _losses(ref), _losses(run)
     assert sorted(got) == sorted(expected) == list(range(1, 13))
     for it in range(1, 13):  # the resumed iterations 7..12 see the same batches and augmentations
-        assert got[it][0] == pytest.approx(expected[it][0], rel=1e-5, abs=1e-7), it
+        assert got[it][0] == pytest.approx(expected[it][0], rel=1e-6, abs=1e-8), it  # observed: bit-identical
         assert got[it][1] == pytest.approx(expected[it][1], rel=1e-9), it
     assert not os.path.exists(saved)  # superseded by the regular checkpoints
     assert os.path.isfile(os.path.join(run, "epoch_3.pth"))
-
-
-@pytest.mark.slow
-def test_checkpoint_saved_at_every_validation(tmp_path):
-    """Checkpoint interval 5, a 2-epoch run validated after each epoch: a checkpoint at each validation."""
-    recipe = _tiny_recipe(tmp_path, "train_cfg = dict(max_epochs=2, val_interval=1)\n")
-    main(["train", recipe, "--work-dir", str(tmp_path / "w")])
-    assert sorted(n for n in os.listdir(tmp_path / "w") if n.endswith(".pth")) == ["epoch_1.pth", "epoch_2.pth"]
 
 
 # ----------------------------------------------------------------------------- distributed
