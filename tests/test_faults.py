@@ -199,9 +199,13 @@ def test_sigterm_saves_and_resume_continues_the_same_random_stream(tmp_path, cap
     _register_signal_hook()
     recipe = _tiny_recipe(tmp_path)
     ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
-    main(["train", recipe, "--work-dir", ref])
+    main(["train", recipe, "--work-dir", ref, "--cfg-options", "default_hooks.checkpoint.save_best=knn/top1"])
     # checkpoint interval 5, 3 epochs each followed by validation: a checkpoint at each validation
-    assert sorted(n for n in os.listdir(ref) if n.endswith(".pth")) == [f"epoch_{i}.pth" for i in (1, 2, 3)]
+    names = sorted(n for n in os.listdir(ref) if n.endswith(".pth"))
+    assert [n for n in names if n.startswith("epoch_")] == [f"epoch_{i}.pth" for i in (1, 2, 3)]
+    best = [n for n in names if n.startswith("best_")]
+    assert len(best) == 1 and not [n for n in os.listdir(ref) if n.endswith(".tmp")]
+    verify_checkpoint(os.path.join(ref, best[0]))
     hooks = "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), dict(type='SendSignalAt', at=6)]\n"
     stopping = _tiny_recipe(tmp_path, hooks, "stopping.py")
     handler_before = signal.getsignal(signal.SIGTERM)

@@ -4,7 +4,7 @@
 (``recipes/_base_/default_runtime.py``); it takes all of ``CheckpointHook``'s arguments
 and adds:
 
-- atomic writes: each checkpoint and the ``last_checkpoint`` marker are written to a
+- atomic writes: each checkpoint (``best_*`` too) and the ``last_checkpoint`` marker are written to a
   temporary file in the same folder, fsynced and renamed, so a kill leaves the previous
   file or the new one, never a torn one; outdated checkpoints are deleted only after
   the new one is in place;
@@ -212,6 +212,25 @@ class AtomicCheckpointHook(CheckpointHook):
             for name in os.listdir(self.out_dir):  # a regular checkpoint supersedes an interrupted one
                 if name.startswith(INTERRUPTED_PREFIX) and name.endswith(".pth"):
                     os.remove(os.path.join(self.out_dir, name))
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """mmengine's best-checkpoint logic, with the file written atomically."""
+        save = runner.save_checkpoint
+
+        def save_atomically(out_dir, filename, *args, **kwargs):
+            if not os.path.isdir(out_dir):
+                return save(out_dir, filename, *args, **kwargs)
+            path = os.path.join(out_dir, filename)
+            tmp = temporary_path(path)
+            save(os.path.dirname(tmp), os.path.basename(tmp), *args, **kwargs)
+            if is_main_process():
+                publish(tmp, path)
+
+        runner.save_checkpoint = save_atomically
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del runner.save_checkpoint  # the Runner method again
 
     def _write(self, runner, filename: str, meta: dict) -> None:
         """Save through a temporary file, rename it into place, then update ``last_checkpoint``."""
