@@ -1,7 +1,6 @@
 """A run is never lost: damaged checkpoints are refused, resume finds the newest intact one,
 a stop saves, a resumed run continues the same random stream, a frozen peer times out."""
 
-import json
 import os
 import signal
 import subprocess
@@ -115,6 +114,14 @@ def test_resume_with_nothing_to_resume_is_an_error(tmp_path):
         main(["train", recipe, "--work-dir", str(tmp_path / "w"), "--resume"])
 
 
+@pytest.mark.slow
+def test_resume_or_start_starts_fresh_when_there_is_nothing(tmp_path, capsys):
+    recipe = _tiny_recipe(tmp_path, "train_cfg = dict(max_epochs=1)\n")
+    main(["train", recipe, "--work-dir", str(tmp_path / "w"), "--resume-or-start"])
+    assert "nothing to resume" in capsys.readouterr().err
+    assert (tmp_path / "w" / "last_checkpoint").read_text() == str(tmp_path / "w" / "epoch_1.pth")
+
+
 # ----------------------------------------------------------------------------- kill during a write
 KILL_SCRIPT = """
 import os, signal, sys
@@ -160,8 +167,8 @@ def test_kill_during_checkpoint_write(tmp_path, capsys):
     assert [r["iter"] for r in train] == list(range(1, 9))
     # what mmengine's own CheckpointHook leaves after such a kill: a torn file, newer than the rest
     (work / "epoch_2.pth").write_bytes((work / "epoch_1.pth").read_bytes()[:20000])
-    # `rankssl train --resume` skips it, says so, continues from epoch 1 and finishes the run
-    main(["train", recipe, "--work-dir", str(work), "--resume"])
+    # `rankssl train --resume-or-start` (as --resume) skips it, says so, continues from epoch 1, finishes
+    main(["train", recipe, "--work-dir", str(work), "--resume-or-start"])
     err = capsys.readouterr().err
     assert f"skipped {work / 'epoch_2.pth'}" in err and f"resuming from {work / 'epoch_1.pth'}" in err
     assert (work / "last_checkpoint").read_text().strip() == str(work / "epoch_3.pth")
