@@ -260,7 +260,7 @@ class AtomicCheckpointHook(CheckpointHook):
     def _remove_signal_handlers(self) -> None:
         self._active = False
         for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         self._previous_handlers = {}
 
     def _on_signal(self, signum: int, frame) -> None:
