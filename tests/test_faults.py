@@ -114,14 +114,6 @@ def test_resume_with_nothing_to_resume_is_an_error(tmp_path):
         main(["train", recipe, "--work-dir", str(tmp_path / "w"), "--resume"])
 
 
-@pytest.mark.slow
-def test_resume_or_start_starts_fresh_when_there_is_nothing(tmp_path, capsys):
-    recipe = _tiny_recipe(tmp_path, "train_cfg = dict(max_epochs=1)\n")
-    main(["train", recipe, "--work-dir", str(tmp_path / "w"), "--resume-or-start"])
-    assert "nothing to resume" in capsys.readouterr().err
-    assert (tmp_path / "w" / "last_checkpoint").read_text() == str(tmp_path / "w" / "epoch_1.pth")
-
-
 # ----------------------------------------------------------------------------- kill during a write
 KILL_SCRIPT = """
 import os, signal, sys
@@ -206,7 +198,10 @@ def test_sigterm_saves_and_resume_continues_the_same_random_stream(tmp_path, cap
     _register_signal_hook()
     recipe = _tiny_recipe(tmp_path)
     ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
-    main(["train", recipe, "--work-dir", ref, "--cfg-options", "default_hooks.checkpoint.save_best=knn/top1"])
+    # --resume-or-start in an empty work dir starts fresh and says so
+    main(["train", recipe, "--work-dir", ref, "--resume-or-start",
+          "--cfg-options", "default_hooks.checkpoint.save_best=knn/top1"])
+    assert "nothing to resume" in capsys.readouterr().err
     # checkpoint interval 5, 3 epochs each followed by validation: a checkpoint at each validation
     names = sorted(n for n in os.listdir(ref) if n.endswith(".pth"))
     assert [n for n in names if n.startswith("epoch_")] == [f"epoch_{i}.pth" for i in (1, 2, 3)]
