@@ -324,3 +324,21 @@ def test_frozen_peer_ends_the_survivor_within_the_recipe_timeout(tmp_path):
     assert survivor.returncode != 0
     assert timeout / 2 < waited < timeout + 120  # the recipe's timeout ended it, not another error
     assert "timed out" in err.lower() or "timeout" in err.lower(), err[-3000:]
+
+
+def test_signal_handler_defers_the_first_signal_and_stops_at_the_second():
+    from rankssl.mm.checkpoint_hook import AtomicCheckpointHook
+
+    hook = AtomicCheckpointHook(interval=1)
+    before = signal.getsignal(signal.SIGINT)
+    hook._install_signal_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # first Ctrl-C: noted, training goes on to a checkpoint
+        time.sleep(0.05)
+        assert hook._signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # second: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        hook._remove_signal_handlers()
+    assert signal.getsignal(signal.SIGINT) is before
