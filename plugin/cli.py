@@ -8,8 +8,9 @@ would, plus the conveniences below:
   initialised here (mmengine's ``init_dist`` assumes CUDA) and the model is wrapped by
   ``CPUDistributedDataParallel``; ``AmpOptimWrapper`` and SyncBN fall back to their CPU
   equivalents with a warning.
-- ``--resume`` continues from the work dir's last checkpoint; mmengine's checkpoint
-  types are allow-listed for ``torch.load(weights_only=True)``.
+- ``--resume`` continues from the work dir's newest intact checkpoint (damaged ones are
+  skipped and named; nothing to resume is an error unless ``--resume-or-start``);
+  mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                        help="override config entries, e.g. train_cfg.max_epochs=5")
     train.add_argument("--resume", nargs="?", const="auto", default=None,
-                       help="resume from the work dir's last checkpoint, or from the given checkpoint")
+                       help="resume from the work dir's newest intact checkpoint, or from the given checkpoint")
+    train.add_argument("--resume-or-start", action="store_true",
+                       help="resume like --resume if the work dir has a checkpoint, else start fresh")
     train.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                        help="'pytorch' under torchrun (CPU/gloo or GPU/NCCL)")
     train.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper, GPUs)")
@@ -121,11 +124,9 @@ def setup_launcher(cfg, launcher: str) -> None:
                            "run `torchrun --nproc_per_node N -m rankssl train RECIPE --launcher pytorch`.")
     if torch.cuda.is_available():
         return  # mmengine's init_dist handles NCCL and sets the device
-    import torch.distributed as dist
+    from rankssl.mm.launch import init_cpu_process_group
 
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    cfg.setdefault("env_cfg", {}).setdefault("dist_cfg", {})["backend"] = "gloo"
+    init_cpu_process_group(cfg)  # honours env_cfg.dist_cfg.timeout (default 300 s)
     wrapper = dict(cfg.get("model_wrapper_cfg") or {})
     wrapper["type"] = "rankssl.CPUDistributedDataParallel"
     wrapper.setdefault("broadcast_buffers", False)
@@ -152,9 +153,9 @@ def cpu_fallbacks(cfg) -> None:
 def build_runner(cfg):
     from mmengine.runner import Runner
 
-    from rankssl.mm.checkpoint import allow_mmengine_checkpoints
+    from rankssl.mm.checkpoint import install_checkpoint_safety
 
-    allow_mmengine_checkpoints()
+    install_checkpoint_safety()
     return Runner.from_cfg(cfg)
 
 
@@ -164,8 +165,16 @@ def cmd_train(args) -> int:
     if args.amp:
         cfg.optim_wrapper["type"] = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
+    if args.resume == "auto" or args.resume_or_start:
+        from rankssl.mm.checkpoint import select_resume_checkpoint
+
+        choice = select_resume_checkpoint(cfg.work_dir)
+        if choice.path is None and not args.resume_or_start:
+            raise FileNotFoundError("--resume: " + "; ".join(choice.messages()) +
+                                    ". Train without --resume to start fresh (or pass --resume-or-start).")
+        for line in choice.messages():
+            print(f"rankssl: {line}", file=sys.stderr)
+        cfg.resume, cfg.load_from = choice.path is not None, choice.path
     elif args.resume:
         cfg.resume, cfg.load_from = True, args.resume
     setup_launcher(cfg, args.launcher)
@@ -211,8 +220,8 @@ def cmd_list(args) -> int:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {hosts:<{widths[2]}}  {module}")
     print(f"\n{len(rows)} components in scope 'rankssl' (use type='NAME' with default_scope='rankssl', "
           "or type='rankssl.NAME').")
-    for name, error in sorted(plugins.FAILED.items()):
-        print(f"plugin {name!r} failed to load and was skipped: {error}")
+    for line in plugins.report_lines():  # failed plugins, and names a plugin tried to take over
+        print(line)
     return 0
 
 

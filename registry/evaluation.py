@@ -10,6 +10,11 @@ register(METRICS, LinearProbeAccuracy)
 register(HOOKS, CurvesHook)
 register(HOOKS, FlushDenormalHook)
 
+# Checkpoints written atomically, saved at validation and on SIGTERM/SIGINT, RNG continuity (issue 10).
+from rankssl.mm.checkpoint_hook import AtomicCheckpointHook  # noqa: E402
+
+register(HOOKS, AtomicCheckpointHook)
+
 # Collapse diagnostics for any algorithm (issue 5).
 from rankssl.mm.diagnostics import EffectiveRank, SpectrumHook  # noqa: E402
 

@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from rankssl.mm.checkpoint import allow_mmengine_checkpoints
+from rankssl.mm.checkpoint import allow_mmengine_checkpoints, verify_checkpoint
 from rankssl.models.feature_filter import FeatureFilter, class_pair_gates
 
 __all__ = ["add_analyze_arguments", "analyze_checkpoint", "load_feature_filter", "main", "run_analyze"]
@@ -82,6 +82,7 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 def _load(path: str) -> Any:
     allow_mmengine_checkpoints()
+    verify_checkpoint(path)  # CRC-checked: a damaged file is refused, not half-read
     with torch.serialization.safe_globals([(_history_buffer_getattr, "builtins.getattr")]):
         return torch.load(path, map_location="cpu", weights_only=True)
 

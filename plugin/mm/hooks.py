@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 
-__all__ = ["CurvesHook", "FlushDenormalHook"]
+__all__ = ["CurvesHook", "FlushDenormalHook", "read_scalars"]
 
 
 class CurvesHook(Hook):
     """Write ``scalars.json`` and PNG plots of the loss and validation metrics into the work dir.
 
     Records the training loss and learning rate every ``interval`` iterations and
-    every validation metric; rewrites ``scalars.json``, ``loss.png`` and
-    ``metrics.png`` after each validation and at the end of training. Only rank 0
-    writes, unless ``all_ranks=True`` (then rank r writes ``scalars_rank{r}.json``
-    besides, which the distributed tests read).
+    every validation metric. Each record is appended to ``scalars.jsonl`` (one JSON
+    object a line, ``"split": "train"`` or ``"val"``) as soon as it is made, so a killed
+    run loses no point recorded before the kill; ``scalars.json``, ``loss.png`` and
+    ``metrics.png`` are rewritten (atomically) after each validation and at the end of
+    training. On resume the curves recorded up to the checkpoint's iteration are read
+    back and continued. Only rank 0 writes, unless ``all_ranks=True`` (then rank r
+    writes ``scalars_rank{r}.json`` besides, which the distributed tests read).
 
     Args:
         interval: record the loss every ``interval`` iterations.
@@ -26,6 +29,7 @@ class CurvesHook(Hook):
     """
 
     priority = "LOW"
+    LOG_NAME = "scalars.jsonl"
 
     def __init__(self, interval: int = 1, all_ranks: bool = False) -> None:
         self.interval = interval
@@ -35,12 +39,14 @@ class CurvesHook(Hook):
 
     def before_train(self, runner) -> None:
         # After a resume, keep the curves of the iterations that the checkpoint covers.
-        path = os.path.join(runner.work_dir, "scalars.json")
-        if runner.iter > 0 and not self.train and os.path.isfile(path):
-            with open(path) as f:
-                data = json.load(f)
-            self.train = [r for r in data.get("train", []) if r["iter"] <= runner.iter]
-            self.val = [r for r in data.get("val", []) if r["iter"] <= runner.iter]
+        if runner.iter > 0 and not self.train:
+            train, val = read_scalars(runner.work_dir)
+            self.train = [r for r in train if r["iter"] <= runner.iter]
+            self.val = [r for r in val if r["iter"] <= runner.iter]
+        if runner.rank == 0:  # the log restarts with what the run keeps
+            lines = [json.dumps(dict(r, split="train")) + "\n" for r in self.train]
+            lines += [json.dumps(dict(r, split="val")) + "\n" for r in self.val]
+            _atomic_write(os.path.join(runner.work_dir, self.LOG_NAME), "".join(lines))
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Optional[dict] = None) -> None:
         if outputs is None or not self.every_n_train_iters(runner, self.interval):
@@ -55,26 +61,32 @@ class CurvesHook(Hook):
         if lrs:
             record["lr"] = float(next(iter(lrs.values()))[0])
         self.train.append(record)
+        self._append(runner, record, "train")
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if metrics:
             record = {"iter": runner.iter, "epoch": runner.epoch}
             record.update({k: float(v) for k, v in metrics.items()})
             self.val.append(record)
+            self._append(runner, record, "val")
         self._write(runner)
 
     def after_train(self, runner) -> None:
         self._write(runner)
 
+    def _append(self, runner, record: Dict[str, float], split: str) -> None:
+        if runner.rank != 0:
+            return
+        with open(os.path.join(runner.work_dir, self.LOG_NAME), "a") as f:
+            f.write(json.dumps(dict(record, split=split)) + "\n")
+
     def _write(self, runner) -> None:
         data = {"train": self.train, "val": self.val}
         if self.all_ranks:
-            with open(os.path.join(runner.work_dir, f"scalars_rank{runner.rank}.json"), "w") as f:
-                json.dump(data, f)
+            _atomic_write(os.path.join(runner.work_dir, f"scalars_rank{runner.rank}.json"), json.dumps(data))
         if runner.rank != 0:
             return
-        with open(os.path.join(runner.work_dir, "scalars.json"), "w") as f:
-            json.dump(data, f, indent=1)
+        _atomic_write(os.path.join(runner.work_dir, "scalars.json"), json.dumps(data, indent=1))
         self._plot(runner.work_dir)
 
     def _plot(self, work_dir: str) -> None:
@@ -103,6 +115,34 @@ class CurvesHook(Hook):
             fig.tight_layout()
             fig.savefig(os.path.join(work_dir, "metrics.png"), dpi=100)
             plt.close(fig)
+
+
+def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, float]]]:
+    """(train, val) records of a run: from ``scalars.jsonl`` (a torn last line is ignored), else ``scalars.json``."""
+    log = os.path.join(work_dir, CurvesHook.LOG_NAME)
+    train: List[Dict[str, float]] = []
+    val: List[Dict[str, float]] = []
+    if os.path.isfile(log):
+        with open(log) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # a write cut short by a kill: everything before it is intact
+                (val if record.pop("split", "train") == "val" else train).append(record)
+        return train, val
+    path = os.path.join(work_dir, "scalars.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+        return list(data.get("train", [])), list(data.get("val", []))
+    return train, val
+
+
+def _atomic_write(path: str, text: str) -> None:
+    from rankssl.mm.checkpoint import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 class FlushDenormalHook(Hook):

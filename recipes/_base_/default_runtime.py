@@ -5,7 +5,9 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=5),  # progress lines with ETA
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=2, save_last=True),
+    # mmengine's CheckpointHook, plus: atomic writes (temp file, fsync, rename), a save at
+    # every validation and on SIGTERM/SIGINT, random-state continuity on resume
+    checkpoint=dict(type='AtomicCheckpointHook', interval=10, max_keep_ckpts=2, save_last=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # scalars.json, loss.png and metrics.png in the work dir
@@ -17,7 +19,9 @@ custom_hooks = [
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),  # `rankssl train` switches to gloo without GPUs
+    # `rankssl train` switches to gloo without GPUs. timeout (seconds): how long a process
+    # waits for a frozen peer before failing; unset = 300 on CPU (gloo), torch's default on GPUs
+    dist_cfg=dict(backend='nccl'),
 )
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends)

@@ -1,0 +1,303 @@
+"""mmengine's ``CheckpointHook``, made so that a run is never lost.
+
+``AtomicCheckpointHook`` is the ``checkpoint`` hook of every rankssl recipe
+(``recipes/_base_/default_runtime.py``); it takes all of ``CheckpointHook``'s arguments
+and adds:
+
+- atomic writes: each checkpoint (``best_*`` too) and the ``last_checkpoint`` marker are written to a
+  temporary file in the same folder, fsynced and renamed, so a kill leaves the previous
+  file or the new one, never a torn one; outdated checkpoints are deleted only after
+  the new one is in place;
+- a checkpoint at every validation (not only every ``interval`` epochs), so a run
+  shortened with ``train_cfg.max_epochs`` still leaves something to resume from;
+- a clean stop on SIGTERM/SIGINT: the current iteration finishes, a checkpoint is
+  written, the process exits with status 128 + signal number (a second signal stops at
+  once);
+- random-number continuity: the generators of every process (Python, NumPy, torch)
+  and the sampler's seed are saved, and restored on resume, so a resumed run sees the
+  same augmentations as the uninterrupted one. Validation is kept off the training
+  stream (the state at the end of a training epoch is put back before the next one), and
+  a run stopped mid-epoch resumes at the next batch of that epoch: the batches already
+  trained on are drawn again (same augmentations) and skipped without training;
+- resume fallback for plain mmengine too: with ``resume=True`` and no ``load_from``,
+  it picks the newest intact checkpoint (``select_resume_checkpoint``) instead of
+  trusting ``last_checkpoint``, and logs what it skipped.
+
+Example (a recipe):
+    >>> default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=10, save_last=True))
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any, Dict, Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import print_log
+
+from rankssl.mm.checkpoint import (
+    atomic_write_text,
+    install_checkpoint_safety,
+    publish,
+    remove_stale_temporaries,
+    select_resume_checkpoint,
+    temporary_path,
+)
+from rankssl.mm.rng_state import gather_rng_states, restore_rng_state
+
+__all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
+
+RESUME_KEY = "rankssl_resume"  # checkpoint entry: generator states, sampler seed, batches done in the epoch
+INTERRUPTED_PREFIX = "interrupted_"
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _SkipFirstBatches:
+    """A dataloader that draws and discards its first ``n`` batches (then behaves as the original)."""
+
+    def __init__(self, loader, n: int) -> None:
+        self._loader, self._n = loader, n
+
+    def __iter__(self):
+        iterator = iter(self._loader)
+        for _ in range(self._n):
+            next(iterator, None)
+        return iterator
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` with atomic writes, saves at validation and on signals, RNG continuity.
+
+    Args:
+        save_at_val: also save after each training epoch that is followed by validation.
+        save_on_signal: on SIGTERM/SIGINT, save after the current iteration and exit.
+        *args, **kwargs: mmengine ``CheckpointHook``'s arguments (``interval``,
+            ``max_keep_ckpts``, ``save_last``, ``out_dir``, ...).
+    """
+
+    def __init__(self, *args, save_at_val: bool = True, save_on_signal: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        install_checkpoint_safety()
+        self.save_at_val = save_at_val
+        self.save_on_signal = save_on_signal
+        self._to_save: Optional[Dict[str, Any]] = None  # RESUME_KEY entry for the next save
+        self._pending: Optional[Dict[str, Any]] = None  # to restore before the next training epoch
+        self._epoch_start_states = None
+        self._signal: Optional[int] = None
+        self._previous_handlers: Dict[int, Any] = {}
+        self._active = False
+        self._batches_done = 0
+
+    # ------------------------------------------------------------------ resume choice
+    def before_run(self, runner) -> None:
+        if getattr(runner, "_resume", False) and getattr(runner, "_load_from", None) is None:
+            choice = select_resume_checkpoint(runner.work_dir)
+            for line in choice.messages():
+                print_log(line, logger="current", level=30 if line.startswith(("skipped", "nothing")) else 20)
+            if choice.path is None:
+                print_log("resume=True but nothing to resume: training starts from scratch.", logger="current",
+                          level=30)
+                runner._resume = False
+            else:
+                runner._load_from = choice.path
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process():
+            for folder in {self.out_dir, runner.work_dir}:
+                if isinstance(folder, str) and os.path.isdir(folder):
+                    remove_stale_temporaries(folder)
+        self._install_signal_handlers()
+
+    def after_train(self, runner) -> None:
+        self._remove_signal_handlers()
+        super().after_train(runner)
+
+    # ------------------------------------------------------------------ epochs and RNG
+    def before_train_epoch(self, runner) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            states = pending.get("rng_states") or []
+            if len(states) == runner.world_size:
+                restore_rng_state(states[runner.rank])
+            elif states:
+                print_log(f"The checkpoint holds the random state of {len(states)} processes, this run has "
+                          f"{runner.world_size}: the augmentation stream is not continued.", logger="current",
+                          level=30)
+            skip = int(pending.get("batches_done", 0))
+            if skip > 0:
+                print_log(f"Resuming inside epoch {runner.epoch + 1}: drawing and skipping its first {skip} "
+                          "batches, trained on before the stop.", logger="current")
+                runner.train_loop.dataloader = _SkipFirstBatches(runner.train_loop.dataloader, skip)
+        self._epoch_start_states = gather_rng_states()  # what a stop inside this epoch will save
+        self._batches_done = int(pending.get("batches_done", 0)) if pending else 0
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        self._batches_done += 1
+        super().after_train_iter(runner, batch_idx, data_batch, outputs)
+        if self.save_on_signal and self._stop_requested(runner):
+            self._save_and_exit(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        loader = runner.train_loop.dataloader
+        if isinstance(loader, _SkipFirstBatches):
+            runner.train_loop.dataloader = loader._loader
+        # Both the uninterrupted and a resumed run continue from this state (validation
+        # in between draws from the generators and would otherwise shift the stream).
+        states = gather_rng_states()
+        self._pending = {"rng_states": states, "batches_done": 0}
+        self._to_save = dict(self._pending, sampler_seed=self._sampler_seed(runner))
+        if not self.by_epoch:
+            return
+        if self.every_n_epochs(runner, self.interval, self.save_begin) or (
+                self.save_last and self.is_last_train_epoch(runner)) or self._validates_after(runner):
+            runner.logger.info(f"Saving checkpoint at {runner.epoch + 1} epochs")
+            self._save_checkpoint(runner)
+        self._to_save = None
+
+    def _validates_after(self, runner) -> bool:
+        if not self.save_at_val:
+            return False
+        loop = runner.train_loop
+        if getattr(runner, "_val_loop", None) is None or not hasattr(loop, "val_interval"):
+            return False
+        epoch = runner.epoch + 1
+        return epoch >= loop.val_begin and (epoch % loop.val_interval == 0 or epoch == loop.max_epochs)
+
+    @staticmethod
+    def _sampler_seed(runner) -> Optional[int]:
+        seed = getattr(getattr(runner.train_loop.dataloader, "sampler", None), "seed", None)
+        return int(seed) if isinstance(seed, int) else None
+
+    # ------------------------------------------------------------------ checkpoint contents
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        if self._to_save is not None:
+            checkpoint[RESUME_KEY] = self._to_save
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not getattr(runner, "_resume", False):
+            return  # load_from for fine-tuning or testing: no training state to continue
+        saved = checkpoint.get(RESUME_KEY)
+        if not saved:
+            return
+        self._pending = saved
+        seed = saved.get("sampler_seed")
+        sampler = getattr(runner.train_loop.dataloader, "sampler", None)
+        if seed is not None and hasattr(sampler, "seed"):
+            sampler.seed = seed
+
+    # ------------------------------------------------------------------ atomic saving
+    def _save_checkpoint_with_step(self, runner, step, meta) -> None:
+        filename = self.filename_tmpl.format(step)
+        self._write(runner, filename, meta)
+        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step):
+            # outdated checkpoints go only once the new one is in place
+            while len(self.keep_ckpt_ids) >= self.max_keep_ckpts:
+                old = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+                if is_main_process() and self.file_backend.isfile(old) and old != self.last_ckpt:
+                    self.file_backend.remove(old)
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        if is_main_process() and os.path.isdir(self.out_dir):
+            for name in os.listdir(self.out_dir):  # a regular checkpoint supersedes an interrupted one
+                if name.startswith(INTERRUPTED_PREFIX) and name.endswith(".pth"):
+                    os.remove(os.path.join(self.out_dir, name))
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """mmengine's best-checkpoint logic, with the file written atomically."""
+        save = runner.save_checkpoint
+
+        def save_atomically(out_dir, filename, *args, **kwargs):
+            if not os.path.isdir(out_dir):
+                return save(out_dir, filename, *args, **kwargs)
+            path = os.path.join(out_dir, filename)
+            tmp = temporary_path(path)
+            save(os.path.dirname(tmp), os.path.basename(tmp), *args, **kwargs)
+            if is_main_process():
+                publish(tmp, path)
+
+        runner.save_checkpoint = save_atomically
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del runner.save_checkpoint  # the Runner method again
+
+    def _write(self, runner, filename: str, meta: dict) -> None:
+        """Save through a temporary file, rename it into place, then update ``last_checkpoint``."""
+        path = self.file_backend.join_path(self.out_dir, filename)
+        self.last_ckpt = path
+        runner.message_hub.update_info("last_ckpt", path)
+        local = os.path.isdir(self.out_dir)
+        tmp = temporary_path(path) if local else path
+        runner.save_checkpoint(
+            os.path.dirname(tmp), os.path.basename(tmp), self.file_client_args, save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
+            backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        if local:
+            publish(tmp, path)
+        atomic_write_text(os.path.join(runner.work_dir, "last_checkpoint"), path)
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> None:
+        self._active, self._signal = True, None
+        if not self.save_on_signal or threading.current_thread() is not threading.main_thread():
+            return
+        for sig in _SIGNALS:
+            self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _remove_signal_handlers(self) -> None:
+        self._active = False
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        self._previous_handlers = {}
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if not self._active or self._signal is not None:  # second signal, or a run that ended abnormally
+            self._remove_signal_handlers()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.raise_signal(signum)
+            return
+        self._signal = signum
+        print(f"\nrankssl: received {signal.Signals(signum).name}; saving a checkpoint after the current "
+              "iteration, then stopping (send it again to stop at once).", file=sys.stderr, flush=True)
+
+    def _stop_requested(self, runner) -> bool:
+        if runner.world_size > 1:  # every process stops at the same iteration
+            import torch
+            import torch.distributed as dist
+
+            device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+            flag = torch.tensor([self._signal or 0], dtype=torch.int64, device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self._signal = int(flag.item()) or None
+        return self._signal is not None
+
+    def _save_and_exit(self, runner) -> None:
+        signum = self._signal
+        # mmengine restarts an epoch-based run at the start of the epoch in meta; the
+        # batches already done are then drawn again with the same generators and skipped.
+        meta = dict(epoch=runner.epoch, iter=runner.iter + 1)
+        self._to_save = {"rng_states": self._epoch_start_states, "batches_done": self._batches_done,
+                         "sampler_seed": self._sampler_seed(runner)} if self.by_epoch else None
+        filename = f"{INTERRUPTED_PREFIX}iter_{runner.iter + 1}.pth"
+        self._write(runner, filename, meta)
+        self._remove_signal_handlers()
+        name = signal.Signals(signum).name
+        message = (f"rankssl: stopped by {name} after iteration {runner.iter + 1}; saved "
+                   f"{os.path.join(self.out_dir, filename)}. Continue with `--resume` (or resume=True).")
+        print_log(message, logger="current")
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)

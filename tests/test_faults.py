@@ -1,0 +1,344 @@
+"""A run is never lost: damaged checkpoints are refused, resume finds the newest intact one,
+a stop saves, a resumed run continues the same random stream, a frozen peer times out."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from rankssl.cli import main
+from rankssl.mm.checkpoint import (
+    CheckpointError,
+    install_checkpoint_safety,
+    load_checkpoint_file,
+    select_resume_checkpoint,
+    verify_checkpoint,
+)
+from rankssl.mm.hooks import read_scalars
+from rankssl.recipes import find_recipe
+
+DIGITS = find_recipe("groco_smallcnn_1xb256-50e_digits")
+
+
+def _tiny_recipe(tmp_path, extra: str = "", name: str = "tiny.py") -> str:
+    """The shipped digits recipe shrunk to 4 iterations per epoch, 3 epochs, checkpoints every 5."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        _base_ = {DIGITS!r}
+        model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16))
+        train_dataloader = dict(batch_size=12, dataset=dict(indices=48))
+        val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
+        test_dataloader = val_dataloader
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=5, max_keep_ckpts=3))
+        train_cfg = dict(max_epochs=3, val_interval=1)
+    """) + textwrap.dedent(extra))
+    return str(path)
+
+
+def _save(path, **extra):
+    torch.save({"meta": {"epoch": 1}, "state_dict": {"w": torch.arange(4096.0).reshape(64, 64)}, **extra}, path)
+
+
+# ----------------------------------------------------------------------------- damaged files
+def _damage(tmp_path):
+    good = tmp_path / "good.pth"
+    _save(good)
+    data = bytearray(good.read_bytes())
+    start = data.index(b"data/0") + 200  # inside the tensor's bytes
+    flipped = bytearray(data)
+    flipped[start + 1000] ^= 0x04
+    files = {
+        "empty.pth": (b"", "empty"),
+        "text.pth": (b"epoch_3.pth\n", "not a torch zip archive"),
+        "truncated.pth": (bytes(data[: len(data) // 2]), "truncated"),
+        "flipped.pth": (bytes(flipped), "CRC-32"),
+    }
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    return good, {name: words for name, (_, words) in files.items()}
+
+
+def test_damaged_checkpoints_are_refused_with_the_file_named(tmp_path):
+    good, cases = _damage(tmp_path)
+    verify_checkpoint(str(good))
+    assert torch.equal(load_checkpoint_file(str(good))["state_dict"]["w"], torch.arange(4096.0).reshape(64, 64))
+    for name, words in cases.items():
+        path = str(tmp_path / name)
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint_file(path)
+        assert path in str(info.value) and words in str(info.value), (name, str(info.value))
+    # the bit flip really loads silently without the check: the check is what refuses it
+    assert not torch.equal(torch.load(tmp_path / "flipped.pth")["state_dict"]["w"],
+                           torch.load(good)["state_dict"]["w"])
+    # mmengine's own loader (Runner.load_checkpoint / resume) goes through the same check
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    install_checkpoint_safety()
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        _load_checkpoint(str(tmp_path / "flipped.pth"))
+    with pytest.raises(CheckpointError, match="empty"):
+        _load_checkpoint(str(tmp_path / "empty.pth"))
+    assert _load_checkpoint(str(good))["meta"] == {"epoch": 1}
+
+
+def test_resume_picks_newest_intact_checkpoint_and_ignores_bad_marker(tmp_path):
+    for i in (1, 2):
+        _save(tmp_path / f"epoch_{i}.pth", step=i)
+        time.sleep(0.02)
+    (tmp_path / "epoch_3.pth").write_bytes((tmp_path / "epoch_2.pth").read_bytes()[:3000])  # a torn write
+    (tmp_path / "best_knn_epoch_9.pth").write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text("")  # a kill while mmengine rewrote it
+    choice = select_resume_checkpoint(str(tmp_path))
+    assert choice.path == str(tmp_path / "epoch_2.pth")
+    skipped = dict(choice.skipped)
+    assert set(skipped) == {str(tmp_path / "last_checkpoint"), str(tmp_path / "epoch_3.pth")}
+    assert "empty" in skipped[str(tmp_path / "last_checkpoint")]
+    assert any("resuming from" in line and "epoch_2.pth" in line for line in choice.messages())
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "epoch_7.pth"))  # dangling
+    choice = select_resume_checkpoint(str(tmp_path))
+    assert choice.path == str(tmp_path / "epoch_2.pth") and "does not exist" in dict(choice.skipped)[
+        str(tmp_path / "last_checkpoint")]
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    assert select_resume_checkpoint(str(empty)).path is None
+
+
+def test_resume_with_nothing_to_resume_is_an_error(tmp_path):
+    recipe = _tiny_recipe(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nothing to resume.*--resume-or-start"):
+        main(["train", recipe, "--work-dir", str(tmp_path / "w"), "--resume"])
+
+
+# ----------------------------------------------------------------------------- kill during a write
+KILL_SCRIPT = """
+import os, signal, sys
+import mmengine.runner.runner as runner_module
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+real_save = runner_module.save_checkpoint
+calls = []
+
+def save_then_die(checkpoint, filename, **kwargs):
+    calls.append(filename)
+    if len(calls) < 2:
+        return real_save(checkpoint, filename, **kwargs)
+    real_save(checkpoint, filename, **kwargs)
+    with open(filename, 'r+b') as f:  # the second write is cut short by a kill
+        f.truncate(os.path.getsize(filename) // 3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+runner_module.save_checkpoint = save_then_die
+cfg = Config.fromfile(sys.argv[1])
+cfg.work_dir = sys.argv[2]
+Runner.from_cfg(cfg).train()
+"""
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_write(tmp_path, capsys):
+    """SIGKILL in the middle of writing epoch_2.pth: the previous checkpoint and the marker stay intact."""
+    recipe = _tiny_recipe(tmp_path)
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    work = tmp_path / "w"
+    proc = subprocess.run([sys.executable, str(script), recipe, str(work)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    # the torn bytes went to a temporary file; epoch_1 and the marker are intact
+    assert not (work / "epoch_2.pth").exists()
+    assert (work / "last_checkpoint").read_text() == str(work / "epoch_1.pth")
+    assert [n for n in os.listdir(work) if n.endswith(".tmp")]
+    # the curve survives the kill: every iteration recorded before it (2 epochs x 4)
+    train, _ = read_scalars(str(work))
+    assert [r["iter"] for r in train] == list(range(1, 9))
+    # what mmengine's own CheckpointHook leaves after such a kill: a torn file, newer than the rest
+    (work / "epoch_2.pth").write_bytes((work / "epoch_1.pth").read_bytes()[:20000])
+    # `rankssl train --resume-or-start` (as --resume) skips it, says so, continues from epoch 1, finishes
+    main(["train", recipe, "--work-dir", str(work), "--resume-or-start"])
+    err = capsys.readouterr().err
+    assert f"skipped {work / 'epoch_2.pth'}" in err and f"resuming from {work / 'epoch_1.pth'}" in err
+    assert (work / "last_checkpoint").read_text().strip() == str(work / "epoch_3.pth")
+    verify_checkpoint(str(work / "epoch_3.pth"))
+    verify_checkpoint(str(work / "epoch_2.pth"))  # rewritten whole
+    assert not [n for n in os.listdir(work) if n.endswith(".tmp")]  # stale temporaries cleaned
+    train, val = read_scalars(str(work))
+    assert [r["iter"] for r in train] == list(range(1, 13)) and [r["epoch"] for r in val] == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- stop and continue
+def _register_signal_hook():
+    from mmengine.hooks import Hook
+
+    from rankssl.registry import HOOKS
+
+    class SendSignalAt(Hook):
+        def __init__(self, at: int, signum: int = int(signal.SIGTERM)) -> None:
+            self.at, self.signum = at, signum
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            if runner.iter + 1 == self.at:
+                os.kill(os.getpid(), self.signum)
+
+    HOOKS.register_module(name="SendSignalAt", module=SendSignalAt, force=True)
+
+
+def _losses(work_dir):
+    train, _ = read_scalars(work_dir)
+    return {r["iter"]: (r["loss"], r["lr"]) for r in train}
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_continues_the_same_random_stream(tmp_path, capsys):
+    _register_signal_hook()
+    recipe = _tiny_recipe(tmp_path)
+    ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
+    # --resume-or-start in an empty work dir starts fresh and says so
+    main(["train", recipe, "--work-dir", ref, "--resume-or-start",
+          "--cfg-options", "default_hooks.checkpoint.save_best=knn/top1"])
+    assert "nothing to resume" in capsys.readouterr().err
+    # checkpoint interval 5, 3 epochs each followed by validation: a checkpoint at each validation
+    names = sorted(n for n in os.listdir(ref) if n.endswith(".pth"))
+    assert [n for n in names if n.startswith("epoch_")] == [f"epoch_{i}.pth" for i in (1, 2, 3)]
+    best = [n for n in names if n.startswith("best_")]
+    assert len(best) == 1 and not [n for n in os.listdir(ref) if n.endswith(".tmp")]
+    verify_checkpoint(os.path.join(ref, best[0]))
+    hooks = "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), dict(type='SendSignalAt', at=6)]\n"
+    stopping = _tiny_recipe(tmp_path, hooks, "stopping.py")
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as info:  # stopped in the middle of epoch 2
+        main(["train", stopping, "--work-dir", run])
+    assert info.value.code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM after iteration 6" in capsys.readouterr().err
+    saved = os.path.join(run, "interrupted_iter_6.pth")
+    assert open(os.path.join(run, "last_checkpoint")).read() == saved
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # handlers restored
+    # plain mmengine resume=True, with the marker emptied as a kill during its rewrite would leave it
+    open(os.path.join(run, "last_checkpoint"), "w").close()
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg = Config.fromfile(recipe)
+    cfg.work_dir, cfg.resume = run, True
+    Runner.from_cfg(cfg).train()
+    expected, got = _losses(ref), _losses(run)
+    assert sorted(got) == sorted(expected) == list(range(1, 13))
+    for it in range(1, 13):  # the resumed iterations 7..12 see the same batches and augmentations
+        assert got[it][0] == pytest.approx(expected[it][0], rel=1e-6, abs=1e-8), it  # observed: bit-identical
+        assert got[it][1] == pytest.approx(expected[it][1], rel=1e-9), it
+    assert not os.path.exists(saved)  # superseded by the regular checkpoints
+    assert os.path.isfile(os.path.join(run, "epoch_3.pth"))
+
+
+# ----------------------------------------------------------------------------- distributed
+def _gather_uneven(rank, world_size):
+    from rankssl.losses import GroCoLoss
+
+    batch = 6 if rank == 0 else 5
+    views = [torch.randn(batch, 8, requires_grad=True) for _ in range(2)]
+    try:
+        GroCoLoss(n_negatives=2, gather_distributed=True)(views)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_gather_with_uneven_batches_raises_on_every_rank():
+    from dist_utils import run_distributed
+
+    messages = run_distributed(_gather_uneven, 2)
+    for message in messages:  # a clear error on both ranks instead of a gloo SIGABRT
+        assert message is not None and "rank 0: (6, 8)" in message and "rank 1: (5, 8)" in message
+        assert "same batch size" in message
+
+
+FREEZE_MODULE = """
+import os, signal
+from mmengine.hooks import Hook
+from rankssl.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class FreezeRankOne(Hook):
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.rank == 1 and runner.iter + 1 == 2:
+            os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+FROZEN_PEER = """
+custom_imports = dict(imports=['freeze_rank_one'], allow_failed_imports=False)
+custom_hooks = [dict(type='FreezeRankOne')]
+env_cfg = dict(dist_cfg=dict(timeout={timeout}))
+train_cfg = dict(max_epochs=2)
+"""
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_frozen_peer_ends_the_survivor_within_the_recipe_timeout(tmp_path):
+    from dist_utils import _free_port
+
+    timeout = 20
+    (tmp_path / "freeze_rank_one.py").write_text(FREEZE_MODULE)
+    recipe = _tiny_recipe(tmp_path, FROZEN_PEER.format(timeout=timeout))
+    env = dict(os.environ, OMP_NUM_THREADS="1", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(_free_port()),
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    procs = []
+    for rank in range(2):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "rankssl", "train", recipe, "--work-dir", str(tmp_path / "w"),
+             "--launcher", "pytorch"], env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    survivor, frozen = procs
+    try:
+        deadline = time.time() + 300
+        while _state(frozen.pid) != "T":  # rank 1 stops itself after its second iteration
+            assert survivor.poll() is None and frozen.poll() is None, survivor.stderr.read()[-3000:]
+            assert time.time() < deadline, "rank 1 never reached its second iteration"
+            time.sleep(0.2)
+        stopped_at = time.time()
+        _, err = survivor.communicate(timeout=timeout + 120)  # torch's default would block 30 minutes
+        waited = time.time() - stopped_at
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert survivor.returncode != 0
+    assert timeout / 2 < waited < timeout + 120  # the recipe's timeout ended it, not another error
+    assert "timed out" in err.lower() or "timeout" in err.lower(), err[-3000:]
+
+
+def test_signal_handler_defers_the_first_signal_and_stops_at_the_second():
+    from rankssl.mm.checkpoint_hook import AtomicCheckpointHook
+
+    hook = AtomicCheckpointHook(interval=1)
+    before = signal.getsignal(signal.SIGINT)
+    hook._install_signal_handlers()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)  # first Ctrl-C: noted, training goes on to a checkpoint
+        time.sleep(0.05)
+        assert hook._signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # second: stop at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        hook._remove_signal_handlers()
+    assert signal.getsignal(signal.SIGINT) is before
