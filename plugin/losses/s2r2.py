@@ -109,7 +109,9 @@ class S2R2Loss(nn.Module):
             cover. Default (None): ``(-1, 1)`` for cosine; for ``"dot"``, ``"batch"``:
             the bins span each batch's own (detached) range of dot products. Raw dot
             products are unbounded, and clamping them to [-1, 1] would put most of them
-            on a boundary, where the estimator has zero gradient.
+            on a boundary, where the estimator has zero gradient. The ``sigmoid``
+            temperature and the ``sorting`` steepness act on the scores as they are:
+            scale them to the dot products' spread yourself.
         chunk_size: queries per chunk (memory bound); None: the estimator's default.
         gather_distributed: rank against the views of every process (gathered with
             gradients); the queries stay the local views.
