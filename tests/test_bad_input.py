@@ -149,6 +149,7 @@ for _name, _make in (("GroCoLoss", lambda: P.GroCoLoss(n_negatives=2)), ("S2R2Lo
         bad(_name, "pml-labels-strings", lambda m=_make: m()(_E, list("abcdefgh")), TypeError, "labels", "integer"),
         bad(_name, "pml-labels-length", lambda m=_make: m()(_E, list(range(7))), ValueError, "labels", "(8,)"),
         bad(_name, "pml-meta", lambda m=_make: m()(meta(8, 4), LABELS8), ValueError, "meta device"),
+        bad(_name, "pml-ref_labels-no-ref_emb", lambda m=_make: m()(_E, LABELS8, ref_labels=LABELS8), ValueError, "ref_labels", "without ref_emb"),
         bad(_name, "pml-width-0", lambda m=_make: m()(torch.randn(8, 0), LABELS8), ValueError, "width 0"),
     ]
 PML += [
