@@ -345,11 +345,13 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
     out = []
     for part, part_name in zip(indices_tuple, names):
         name = f"indices_tuple[{len(out)}] ({part_name})"
-        if isinstance(part, torch.Tensor):
-            if part.is_floating_point() or part.is_complex() or part.dtype == torch.bool:
-                raise TypeError(f"{name} must hold integer indices, got dtype {part.dtype}.")
-        else:
-            part = check_labels(part, name)
+        if not isinstance(part, torch.Tensor):
+            try:
+                part = torch.as_tensor(part)
+            except (TypeError, ValueError, RuntimeError):
+                raise TypeError(f"{name} must be a 1-D tensor or sequence of integer indices, got {describe(part)}.") from None
+        if part.is_floating_point() or part.is_complex() or part.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer indices, got dtype {part.dtype}.")
         if part.dim() != 1:
             raise ValueError(f"{name} must be 1-D, got shape {tuple(part.shape)}.")
         limit = num_rows if part_name.startswith("anchors") else num_ref
