@@ -117,7 +117,7 @@ def test_functional_core_shapes_and_perfect_order():
         (lambda: GroCoLoss(3)(torch.randn(8, 4)), ValueError, "at least 2 views"),
         (lambda: GroCoLoss(3)(torch.randn(8, 4), torch.randn(8, 5)), ValueError, "same shape"),
         (lambda: GroCoLoss(3)(torch.randn(8, 4), torch.randn(7, 4)), ValueError, "same shape"),
-        (lambda: GroCoLoss(3)(torch.ones(8, 4, dtype=torch.long), torch.ones(8, 4, dtype=torch.long)), TypeError, "floating point"),
+        (lambda: GroCoLoss(3)(torch.ones(8, 4, dtype=torch.long), torch.ones(8, 4, dtype=torch.long)), TypeError, "floating-point"),
         (lambda: GroCoLoss(3)(torch.randn(8, 4, 2), torch.randn(8, 4, 2)), ValueError, "batch_size, dim"),
         (lambda: GroCoLoss(10)(torch.randn(8, 4), torch.randn(8, 4)), ValueError, "only 7 other images"),
         (lambda: GroCoLoss(3)(torch.randn(1, 4), torch.randn(1, 4)), ValueError, "no negatives"),

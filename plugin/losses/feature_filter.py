@@ -23,13 +23,17 @@ from typing import Iterator, Optional, Sequence
 import torch
 from torch import nn
 
+from rankssl.ops.validation import check_choice, check_labels, check_positive_int
+
 __all__ = ["FeatureFilter", "GATE_MODES", "check_class_labels"]
 
 GATE_MODES = ("fused", "product", "open")
 
 
 def check_class_labels(labels: object, num_classes: int, length: Optional[int] = None, name: str = "labels") -> torch.Tensor:
-    """Validate a 1-D tensor of integer class indices in ``[0, num_classes)``.
+    """Validate class indices in ``[0, num_classes)``; return them as a 1-D int64 tensor.
+
+    Any integer dtype (int8, uint8, ...) or a Python sequence of integers is accepted.
 
     Raises:
         ValueError: labels missing, of the wrong shape or out of range.
@@ -40,20 +44,7 @@ def check_class_labels(labels: object, num_classes: int, length: Optional[int] =
             f"Hydra needs class labels: pass {name} as a (batch_size,) integer tensor of class "
             f"indices in [0, {num_classes})."
         )
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}.")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must be an integer tensor of class indices, got dtype {labels.dtype}.")
-    if labels.dim() != 1:
-        raise ValueError(f"{name} must have shape (batch_size,), got {tuple(labels.shape)}.")
-    if length is not None and labels.shape[0] != length:
-        raise ValueError(f"{name} has {labels.shape[0]} entries but the batch has {length} embeddings.")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise ValueError(
-            f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}, got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]."
-        )
-    return labels
+    return check_labels(labels, name, length=length, num_classes=num_classes)
 
 
 class FeatureFilter(nn.Module):
@@ -99,10 +90,8 @@ class FeatureFilter(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("num_classes", num_classes), ("out_dim", out_dim), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        if mode not in GATE_MODES:
-            raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.")
+            check_positive_int(value, name)
+        check_choice(mode, "gate_mode", GATE_MODES, "gate mode")
         self.num_classes = num_classes
         self.out_dim = out_dim
         self.embed_dim = embed_dim
@@ -120,8 +109,8 @@ class FeatureFilter(nn.Module):
             )
 
     def forward(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
-        check_class_labels(y1, self.num_classes, name="y1")
-        check_class_labels(y2, self.num_classes, length=y1.shape[0], name="y2")
+        y1 = check_class_labels(y1, self.num_classes, name="y1")
+        y2 = check_class_labels(y2, self.num_classes, length=y1.shape[0], name="y2")
         if self.mode == "open":
             return torch.ones(y1.shape[0], self.out_dim, device=y1.device)
         if self.training and y1.shape[0] < 2:

@@ -22,6 +22,13 @@ from rankssl.ops import dist
 from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.sorting import soft_permutation_matmul
+from rankssl.ops.validation import (
+    check_finite,
+    check_optional_positive_int,
+    check_positive_int,
+    check_tensor,
+    safe_normalize,
+)
 from rankssl.losses._views import Views, as_view_list
 
 __all__ = ["GroCoLoss", "group_ordering_loss"]
@@ -52,11 +59,8 @@ def group_ordering_loss(
         negatives), averaged with the same term for the negative block, as in the
         authors' code, and over the P + K inputs. Scores are computed in float32.
     """
-    if positive_scores.dim() != 2 or negative_scores.dim() != 2:
-        raise ValueError(
-            "positive_scores and negative_scores must have shapes (A, P) and (A, K), got "
-            f"{tuple(positive_scores.shape)} and {tuple(negative_scores.shape)}."
-        )
+    check_tensor(positive_scores, "positive_scores", dims=(2,), shape_hint="(A, P)")
+    check_tensor(negative_scores, "negative_scores", dims=(2,), shape_hint="(A, K)")
     if positive_scores.shape[0] != negative_scores.shape[0]:
         raise ValueError(
             f"positive_scores has {positive_scores.shape[0]} anchors but negative_scores "
@@ -67,6 +71,7 @@ def group_ordering_loss(
         raise ValueError(
             f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}."
         )
+    check_finite([("positive_scores", positive_scores), ("negative_scores", negative_scores)], "anchor")
     scores = torch.cat(
         (negative_scores.float().sort(dim=1).values, positive_scores.float().sort(dim=1).values),
         dim=1,
@@ -143,13 +148,9 @@ class GroCoLoss(nn.Module):
         gather_distributed: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(n_negatives, int) or n_negatives < 1:
-            raise ValueError(f"n_negatives must be a positive integer, got {n_negatives!r}.")
-        if n_positive_views is not None and (not isinstance(n_positive_views, int) or n_positive_views < 2):
-            raise ValueError(
-                f"n_positive_views must be None or an integer >= 2 (a global anchor needs "
-                f"another global view as positive), got {n_positive_views!r}."
-            )
+        check_positive_int(n_negatives, "n_negatives")
+        # A global anchor needs another global view as positive.
+        check_optional_positive_int(n_positive_views, "n_positive_views", minimum=2)
         check_network(sorting_network)
         check_relaxation(distribution, steepness, art_lambda)
         self.n_negatives = n_negatives
@@ -170,7 +171,8 @@ class GroCoLoss(nn.Module):
         )
 
     def forward(self, *views: Views) -> torch.Tensor:
-        normalized = [F.normalize(v.float(), dim=1) for v in as_view_list(views)]
+        views = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
+        normalized = [safe_normalize(v.float(), dim=1) for v in views]
         num_views, batch_size = len(normalized), normalized[0].shape[0]
         num_global = num_views if self.n_positive_views is None else self.n_positive_views
         if num_global > num_views:

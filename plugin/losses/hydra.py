@@ -28,10 +28,16 @@ from rankssl.losses._views import as_view_list
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
 from rankssl.ops import dist
+from rankssl.ops.validation import check_embeddings, check_float, check_labels, check_tensor
 
 __all__ = ["HydraLoss", "gated_cosine_logits", "hydra_pair_loss"]
 
 _EPS = 1e-8
+
+
+def _unit_max(x: torch.Tensor) -> torch.Tensor:
+    scale = x.detach().abs().amax(dim=1, keepdim=True)
+    return x / torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.Tensor, scale: float) -> torch.Tensor:
@@ -40,6 +46,9 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.
     Written with matmuls over squared gates, so memory is O(A*N), never O(A*N*D):
     <g*x, g*y> = (g^2 * x) . y and |g*y|^2 = g^2 . y^2.
     """
+    # Cosine is scale invariant in each row: dividing by the row's largest entry first
+    # keeps the squares below from overflowing (1e30) or underflowing.
+    anchors, keys = _unit_max(anchors), _unit_max(keys)
     g2 = gates * gates
     numerator = (g2 * anchors) @ keys.T
     anchor_norm = (g2 * anchors * anchors).sum(dim=1).clamp_min(_EPS**2).sqrt()
@@ -72,6 +81,15 @@ def hydra_pair_loss(
         ``(losses, has_positive)``: (A,) float32 losses (0 where the anchor has no
         positive) and the (A,) mask of anchors with at least one positive.
     """
+    anchors = check_embeddings(anchors, "anchors")
+    keys = check_embeddings(keys, "keys", dim=anchors.shape[1])
+    check_tensor(gates, "gates", dims=(2,), shape_hint=f"{tuple(anchors.shape)} (one gate per anchor)")
+    if gates.shape != anchors.shape:
+        raise ValueError(f"gates must have the shape of anchors {tuple(anchors.shape)}, got {tuple(gates.shape)}.")
+    anchor_labels = check_labels(anchor_labels, "anchor_labels", length=anchors.shape[0])
+    pair_labels = check_labels(pair_labels, "pair_labels", length=anchors.shape[0])
+    key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
+    check_float(scale, "scale", 0.0)
     logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
     logits = logits - logits.mean(dim=1, keepdim=True)
     positive = key_labels[None, :] == pair_labels[:, None]
@@ -95,10 +113,8 @@ def hydra_pair_loss(
 def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) -> None:
     """Raise a ``ValueError`` for a non-positive temperature, a negative gate penalty or an
     unknown pairing (shared by the lightly-style and the pml loss)."""
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
-    if not isinstance(gate_penalty, (int, float)) or gate_penalty < 0:
-        raise ValueError(f"gate_penalty must be a non-negative number, got {gate_penalty!r}.")
+    check_float(temperature, "temperature", 0.0)
+    check_float(gate_penalty, "gate_penalty", 0.0, inclusive=True)
     check_pairing(pairing)
 
 
@@ -233,7 +249,7 @@ class HydraLoss(nn.Module):
     ) -> torch.Tensor:
         views = as_view_list((embeddings,), min_views=1)
         batch_size = views[0].shape[0]
-        check_class_labels(labels, self.num_classes, length=batch_size)
+        labels = check_class_labels(labels, self.num_classes, length=batch_size)
         if views[0].shape[1] != self.dim:
             raise ValueError(
                 f"Embeddings have dim {views[0].shape[1]} but the feature filter gates {self.dim} "
@@ -256,9 +272,10 @@ class HydraLoss(nn.Module):
                 y, self.pairing, key_labels, self_index, self.class_pair_weight, self._pair_generator()
             )
         else:
-            if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == batch_size:
+            pair_labels = check_class_labels(pair_labels, self.num_classes, name="pair_labels")
+            if pair_labels.shape[0] == batch_size:
                 pair_labels = pair_labels.repeat(len(views))
-            check_class_labels(pair_labels, self.num_classes, length=z.shape[0], name="pair_labels")
+            pair_labels = check_class_labels(pair_labels, self.num_classes, length=z.shape[0], name="pair_labels")
             pair_labels = pair_labels.to(z.device)
         gates = self.feature_filter(y, pair_labels)
         losses, has_positive = hydra_pair_loss(

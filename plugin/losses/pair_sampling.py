@@ -19,14 +19,15 @@ from typing import Optional
 
 import torch
 
+from rankssl.ops.validation import check_choice
+
 __all__ = ["PAIRINGS", "sample_pair_labels"]
 
 PAIRINGS = ("arbitrary", "distinct", "identical")
 
 
 def check_pairing(pairing: str) -> None:
-    if pairing not in PAIRINGS:
-        raise ValueError(f"Unknown pairing {pairing!r}; expected one of {PAIRINGS}.")
+    check_choice(pairing, "pairing", PAIRINGS, "pairing")
 
 
 def sample_pair_labels(

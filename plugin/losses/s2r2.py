@@ -13,14 +13,14 @@ Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argumen
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rankssl.ops import dist
-from rankssl.ops.average_precision import average_precision, check_ap_estimator
+from rankssl.ops.average_precision import BATCH_RANGE, average_precision, check_ap_estimator
+from rankssl.ops.validation import check_choice, check_embeddings, check_optional_positive_int, safe_normalize
 from rankssl.losses._views import Views, as_view_list
 
 __all__ = ["S2R2Loss", "ranking_ap_loss"]
@@ -29,8 +29,8 @@ SIMILARITIES = ("cosine", "dot")
 
 
 def _check_similarity(similarity) -> None:
-    if not callable(similarity) and similarity not in SIMILARITIES:
-        raise ValueError(f"Unknown similarity {similarity!r}; expected one of {', '.join(SIMILARITIES)}.")
+    if not callable(similarity):
+        check_choice(similarity, "similarity", SIMILARITIES, "similarity")
 
 
 def ranking_ap_loss(
@@ -59,7 +59,8 @@ def ranking_ap_loss(
         similarity: ``"cosine"`` (embeddings L2-normalised first), ``"dot"``, or a
             callable ``(query_emb, db_emb) -> (Q, N) scores`` (higher = more similar).
             The binned estimators bin scores over ``score_range`` (default [-1, 1],
-            right for cosine); widen it for other scores.
+            right for cosine); for other scores give their range, or
+            ``score_range="batch"`` to bin over each call's own range of scores.
 
     Returns:
         (Q,) ``1 - AP`` per query, scores computed in float32.
@@ -72,10 +73,8 @@ def ranking_ap_loss(
         torch.Size([4])
     """
     _check_similarity(similarity)
-    for name, emb in (("query_emb", query_emb), ("db_emb", db_emb)):
-        if not isinstance(emb, torch.Tensor) or emb.dim() != 2 or not emb.is_floating_point():
-            got = f"{tuple(emb.shape)} {emb.dtype}" if isinstance(emb, torch.Tensor) else type(emb).__name__
-            raise ValueError(f"{name} must be a floating (rows, dim) tensor, got {got}.")
+    check_embeddings(query_emb, "query_emb")
+    check_embeddings(db_emb, "db_emb")
     if query_emb.shape[1] != db_emb.shape[1]:
         raise ValueError(
             f"query_emb has dim {query_emb.shape[1]} but db_emb has dim {db_emb.shape[1]}."
@@ -85,7 +84,7 @@ def ranking_ap_loss(
     else:
         query_emb, db_emb = query_emb.float(), db_emb.float()
         if similarity == "cosine":
-            query_emb, db_emb = F.normalize(query_emb, dim=1), F.normalize(db_emb, dim=1)
+            query_emb, db_emb = safe_normalize(query_emb, dim=1), safe_normalize(db_emb, dim=1)
         scores = query_emb @ db_emb.T
     return 1 - average_precision(scores, relevance, valid, estimator, chunk_size, **estimator_settings)
 
@@ -106,6 +105,13 @@ class S2R2Loss(nn.Module):
         temperature: sigmoid estimator temperature (Smooth-AP: 0.01).
         steepness, sorting_network, distribution: sorting estimator settings.
         similarity: ``"cosine"`` (default) or ``"dot"``.
+        score_range: binned estimators only: the ``(low, high)`` score interval the bins
+            cover. Default (None): ``(-1, 1)`` for cosine; for ``"dot"``, ``"batch"``:
+            the bins span each batch's own (detached) range of dot products. Raw dot
+            products are unbounded, and clamping them to [-1, 1] would put most of them
+            on a boundary, where the estimator has zero gradient. The ``sigmoid``
+            temperature and the ``sorting`` steepness act on the scores as they are:
+            scale them to the dot products' spread yourself.
         chunk_size: queries per chunk (memory bound); None: the estimator's default.
         gather_distributed: rank against the views of every process (gathered with
             gradients); the queries stay the local views.
@@ -134,13 +140,21 @@ class S2R2Loss(nn.Module):
         similarity: str = "cosine",
         chunk_size: Optional[int] = None,
         gather_distributed: bool = False,
+        score_range: Optional[Union[Tuple[float, float], str]] = None,
     ) -> None:
         super().__init__()
         _check_similarity(similarity)
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}.")
+        check_optional_positive_int(chunk_size, "chunk_size")
+        if score_range is not None and estimator not in ("binned", "fastap"):
+            raise ValueError(
+                f"score_range applies to the binned estimators ('binned', 'fastap'), not {estimator!r}."
+            )
         if estimator in ("binned", "fastap"):
             settings = {} if num_bins is None else dict(num_bins=num_bins)
+            if score_range is None and similarity == "dot":
+                score_range = BATCH_RANGE
+            if score_range is not None:
+                settings["score_range"] = score_range
         elif estimator == "sigmoid":
             settings = dict(temperature=temperature)
         elif estimator == "sorting":
@@ -154,7 +168,7 @@ class S2R2Loss(nn.Module):
         self.gather_distributed = gather_distributed
 
     def forward(self, *views: Views) -> torch.Tensor:
-        view_list = as_view_list(views)
+        view_list = as_view_list(views, loss_name="S2R2Loss", labelled_alternative="rankssl.pml.S2R2Loss")
         num_views, batch_size = len(view_list), view_list[0].shape[0]
         queries = torch.cat(view_list, dim=0)  # row v * B + b: view v of image b
         device = queries.device

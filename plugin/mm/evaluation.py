@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from rankssl.mm.builder import build_from_config
-from rankssl.mm.metrics import weighted_knn_predict
+from rankssl.mm.metrics import knn_log_votes
 
 __all__ = ["extract_features", "knn_accuracy"]
 
@@ -40,5 +40,5 @@ def knn_accuracy(bank_cfg, query_cfg, featurize: Callable[[torch.Tensor], torch.
     bank, bank_labels = extract_features(bank_cfg, featurize)
     query, query_labels = extract_features(query_cfg, featurize)
     num_classes = int(torch.cat([bank_labels, query_labels]).max()) + 1
-    scores = weighted_knn_predict(query, bank, bank_labels, num_classes, k, temperature)
+    scores = knn_log_votes(query, bank, bank_labels, num_classes, k, temperature)
     return 100.0 * (scores.argmax(1) == query_labels).float().mean().item()

@@ -8,7 +8,66 @@ import torch
 import torch.nn.functional as F
 from mmengine.evaluator import BaseMetric
 
-__all__ = ["KNNAccuracy", "LinearProbeAccuracy", "weighted_knn_predict"]
+from rankssl.ops.validation import (
+    check_embeddings,
+    check_finite,
+    check_float,
+    check_labels,
+    check_optional_positive_int,
+    check_positive_int,
+    safe_normalize,
+)
+
+__all__ = ["KNNAccuracy", "LinearProbeAccuracy", "knn_log_votes", "weighted_knn_predict"]
+
+
+def knn_log_votes(
+    query: torch.Tensor,
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    num_classes: int,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """Log of the weighted kNN votes per class, computed stably (log-sum-exp per class).
+
+    The vote of class c is ``sum over the k nearest bank items j of class c of
+    exp(s_j / temperature)``; its log is formed as ``m_c + log sum exp(s_j / T - m_c)``
+    with ``m_c`` the class's largest ``s_j / T``, so no ``exp`` overflows at any
+    temperature (``exp(1 / 0.005)`` is infinite in float32) and the order of the
+    classes is that of the exact votes. Classes without a neighbour get ``-inf``.
+
+    Args and checks: as :func:`weighted_knn_predict`.
+
+    Returns:
+        (Q, num_classes) float32 log-votes.
+    """
+    check_positive_int(k, "k")
+    check_float(temperature, "temperature", 0.0)
+    check_positive_int(num_classes, "num_classes")
+    bank = check_embeddings(bank, "bank features", finite=False)
+    query = check_embeddings(query, "query features", finite=False)
+    if query.shape[1] != bank.shape[1]:
+        raise ValueError(
+            f"Query features have dim {query.shape[1]} but the bank's have dim {bank.shape[1]}: "
+            "both must come from the same model and layer."
+        )
+    check_finite([("bank features", bank), ("query features", query)], "sample")
+    bank_labels = check_labels(bank_labels, "bank_labels", length=bank.shape[0], num_classes=num_classes)
+    bank = safe_normalize(bank.float(), dim=1)
+    k = min(k, bank.shape[0])
+    out = []
+    for start in range(0, query.shape[0], chunk_size):
+        q = safe_normalize(query[start:start + chunk_size].float(), dim=1)
+        sims, idx = (q @ bank.T).topk(k, dim=1)
+        logits = sims / temperature
+        labels = bank_labels[idx]
+        class_max = torch.full((q.shape[0], num_classes), float("-inf"), dtype=logits.dtype)
+        class_max = class_max.scatter_reduce(1, labels, logits, reduce="amax")
+        sums = torch.zeros_like(class_max).scatter_add_(1, labels, (logits - class_max.gather(1, labels)).exp())
+        out.append(class_max + sums.log())
+    return torch.cat(out)
 
 
 def weighted_knn_predict(
@@ -23,16 +82,22 @@ def weighted_knn_predict(
     """Class scores of a weighted kNN classifier (Wu et al., CVPR 2018, as used by GroCo and lightly).
 
     Features are L2-normalised; each of the ``k`` most cosine-similar bank items votes
-    for its class with weight ``exp(similarity / temperature)``.
+    for its class with weight ``exp(similarity / temperature)``. The votes themselves
+    overflow float32 for temperatures below about 0.0115; rank classes with
+    :func:`knn_log_votes` there (as :class:`KNNAccuracy` does).
 
     Args:
         query: (Q, D) features to classify.
-        bank: (N, D) labelled features.
+        bank: (N, D) labelled features, N >= 1.
         bank_labels: (N,) integer labels in ``[0, num_classes)``.
-        k: neighbours (clipped to N); temperature: vote temperature.
+        k: neighbours (clipped to N); temperature: vote temperature, > 0.
 
     Returns:
         (Q, num_classes) summed vote weights.
+
+    Raises:
+        ValueError: an empty bank, NaN/inf features, a dimension mismatch, labels
+        outside ``[0, num_classes)``, k < 1 or temperature <= 0.
 
     Example:
         >>> import torch
@@ -40,23 +105,25 @@ def weighted_knn_predict(
         >>> weighted_knn_predict(torch.tensor([[0.9, 0.1, 0.0]]), bank, labels, 3, k=1).argmax(1)
         tensor([0])
     """
-    if k < 1 or temperature <= 0:
-        raise ValueError(f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}.")
-    if bank.shape[0] == 0:
+    _check_bank(bank)
+    return knn_log_votes(query, bank, bank_labels, num_classes, k, temperature, chunk_size).exp()
+
+
+def _check_bank(bank) -> None:
+    if isinstance(bank, torch.Tensor) and bank.shape[0] == 0:
         raise ValueError("The kNN memory bank is empty: the val dataset yielded no bank items (is_bank=True).")
-    bank = F.normalize(bank.float(), dim=1)
-    k = min(k, bank.shape[0])
-    scores = []
-    for start in range(0, query.shape[0], chunk_size):
-        q = F.normalize(query[start:start + chunk_size].float(), dim=1)
-        sims, idx = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(q.shape[0], num_classes, dtype=sims.dtype)
-        votes.scatter_add_(1, bank_labels[idx], (sims / temperature).exp())
-        scores.append(votes)
-    return torch.cat(scores)
 
 
 def _split_results(results: List[Dict[str, Any]]) -> Tuple[torch.Tensor, ...]:
+    if not results:
+        raise ValueError("No evaluation samples were collected: the val dataloader yielded nothing.")
+    shape = results[0]["feat"].shape
+    for index, r in enumerate(results):
+        if r["feat"].shape != shape:
+            raise ValueError(
+                f"Sample {index} has a feature of shape {tuple(r['feat'].shape)} but sample 0 has "
+                f"{tuple(shape)}: every sample needs a feature of the same dimension."
+            )
     feats = torch.stack([r["feat"] for r in results]).float()
     labels = torch.tensor([int(r["label"]) for r in results])
     is_bank = torch.tensor([bool(r["is_bank"]) for r in results])
@@ -101,14 +168,17 @@ class KNNAccuracy(_FeatureMetric):
                  num_classes: Optional[int] = None, collect_device: str = "cpu",
                  prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
-        if k < 1 or temperature <= 0:
-            raise ValueError(f"k must be >= 1 and temperature > 0, got k={k}, temperature={temperature}.")
+        check_positive_int(k, "k")
+        check_float(temperature, "temperature", 0.0)
+        check_optional_positive_int(num_classes, "num_classes")
         self.k, self.temperature, self.topk, self.num_classes = k, temperature, tuple(topk), num_classes
 
     def compute_metrics(self, results: List[Dict[str, Any]]) -> Dict[str, float]:
         bank, bank_labels, query, query_labels = _split_results(results)
         num_classes = self.num_classes or int(torch.cat([bank_labels, query_labels]).max()) + 1
-        scores = weighted_knn_predict(query, bank, bank_labels, num_classes, self.k, self.temperature)
+        check_labels(query_labels, "query labels", num_classes=num_classes)
+        _check_bank(bank)
+        scores = knn_log_votes(query, bank, bank_labels, num_classes, self.k, self.temperature)
         return _topk_accuracy(scores, query_labels, self.topk)
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from rankssl.ops.validation import check_optional_positive_int, check_positive_int
+
 __all__ = ["MPerClassSampler"]
 
 
@@ -41,7 +43,8 @@ class MPerClassSampler(Sampler):
         from mmengine.dist import get_dist_info
 
         self.labels = _dataset_labels(dataset)
-        self.m = m
+        self.m = check_positive_int(m, "m (samples per class)")
+        check_optional_positive_int(batch_size, "batch_size")
         self.rank, self.world_size = get_dist_info()
         self.batch_size = batch_size
         if batch_size is not None and batch_size % m:

@@ -43,6 +43,7 @@ for backward is that of the inputs, linear in Q for a fixed N, plus one chunk's 
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -51,6 +52,7 @@ from torch.utils.checkpoint import checkpoint
 from rankssl.ops.layers import comparator_step, mix
 from rankssl.ops.networks import check_network, get_network
 from rankssl.ops.relaxations import check_relaxation
+from rankssl.ops.validation import check_choice, check_finite, check_float, check_positive_int, check_tensor
 
 __all__ = [
     "AP_ESTIMATORS",
@@ -58,6 +60,9 @@ __all__ = [
     "check_ap_estimator",
     "exact_average_precision",
 ]
+
+#: ``score_range`` value that bins over each call's own (detached) range of valid scores.
+BATCH_RANGE = "batch"
 
 #: Default settings of every estimator; ``average_precision`` accepts exactly these.
 AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
@@ -81,10 +86,7 @@ def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
         ValueError: unknown estimator or a bad value; TypeError: a setting the estimator
         does not take.
     """
-    if estimator not in AP_ESTIMATORS:
-        raise ValueError(
-            f"Unknown AP estimator {estimator!r}; expected one of {', '.join(AP_ESTIMATORS)}."
-        )
+    check_choice(estimator, "estimator", AP_ESTIMATORS, "AP estimator")
     defaults = AP_ESTIMATORS[estimator]
     unknown = sorted(set(settings) - set(defaults))
     if unknown:
@@ -94,30 +96,46 @@ def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
         )
     full = {**defaults, **settings}
     if estimator in ("binned", "fastap"):
-        if not isinstance(full["num_bins"], int) or full["num_bins"] < 1:
-            raise ValueError(f"num_bins must be a positive integer, got {full['num_bins']!r}.")
-        low, high = full["score_range"]
-        if not float(low) < float(high):
-            raise ValueError(f"score_range must be (low, high) with low < high, got {full['score_range']!r}.")
+        check_positive_int(full["num_bins"], "num_bins")
+        full["score_range"] = _check_score_range(full["score_range"])
     elif estimator == "sigmoid":
-        if not float(full["temperature"]) > 0:
-            raise ValueError(f"temperature must be > 0, got {full['temperature']!r}.")
+        check_float(full["temperature"], "temperature", 0.0)
     else:
         check_network(full["sorting_network"])
         check_relaxation(full["distribution"], full["steepness"], full["art_lambda"])
     return full
 
 
+def _check_score_range(score_range):
+    """``(low, high)`` finite floats with low < high, or ``"batch"``."""
+    if isinstance(score_range, str) and score_range == BATCH_RANGE:
+        return score_range
+    try:
+        low, high = (float(bound) for bound in score_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"score_range must be (low, high) with low < high, or {BATCH_RANGE!r}; got {score_range!r}."
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"score_range must be (low, high) finite with low < high, got {score_range!r}.")
+    return (low, high)
+
+
+def _batch_score_range(scores: torch.Tensor, valid: torch.Tensor) -> Tuple[float, float]:
+    """The (detached) range of the valid scores, for ``score_range="batch"``."""
+    ranked = scores.detach()[valid]
+    low, high = float(ranked.min()), float(ranked.max())
+    margin = 1e-6 * max(1.0, abs(low), abs(high))
+    return (low - margin, high + margin)
+
+
 def _check_inputs(
     scores: torch.Tensor, relevance: torch.Tensor, valid: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(scores, torch.Tensor) or scores.dim() != 2:
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise ValueError(f"scores must have shape (num_queries, num_items), got {shape}.")
-    if not scores.is_floating_point():
-        raise TypeError(f"scores must be floating point, got dtype {scores.dtype}.")
+    check_tensor(scores, "scores", dims=(2,), shape_hint="(num_queries, num_items)")
     if scores.shape[1] < 2:
         raise ValueError(f"A ranking needs at least 2 items per query, got {scores.shape[1]}.")
+    check_finite([("scores", scores)], row_axis_name="query")
     masks = []
     for name, mask in (("relevance", relevance), ("valid", valid)):
         if mask is None:
@@ -281,7 +299,9 @@ def average_precision(
             (see the module docstring).
         chunk_size: queries per chunk (default per estimator, ``DEFAULT_CHUNK_SIZE``).
         **settings: the estimator's settings (``AP_ESTIMATORS`` lists them with their
-            defaults): ``num_bins``, ``score_range`` (binned, fastap); ``temperature``
+            defaults): ``num_bins``, ``score_range`` (binned, fastap; ``(low, high)``,
+            or ``"batch"`` for the detached range of this call's valid scores, which
+            suits unbounded scores such as raw dot products); ``temperature``
             (sigmoid); ``sorting_network``, ``distribution``, ``steepness``,
             ``art_lambda`` (sorting).
 
@@ -299,9 +319,10 @@ def average_precision(
     settings = check_ap_estimator(estimator, **settings)
     if chunk_size is None:
         chunk_size = DEFAULT_CHUNK_SIZE[estimator]
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    check_positive_int(chunk_size, "chunk_size")
     relevance, valid = _check_inputs(scores, relevance, valid)
+    if settings.get("score_range") == BATCH_RANGE:
+        settings = {**settings, "score_range": _batch_score_range(scores, valid)}
     scores = scores.float()
     function = _ESTIMATOR_FUNCTIONS[estimator]
 

@@ -32,6 +32,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from rankssl.ops.validation import check_choice, check_positive_int
+
 NETWORKS = ("odd_even", "bitonic", "bitonic_mirrored")
 
 
@@ -198,11 +200,8 @@ def _build_cpu(network: str, n: int) -> Tuple[ComparatorLayer, ...]:
 _DEVICE_CACHE: Dict[Tuple[str, int, torch.device], Tuple[ComparatorLayer, ...]] = {}
 
 
-def check_network(network: str) -> None:
-    if network not in NETWORKS:
-        raise ValueError(
-            f"Unknown sorting network {network!r}; expected one of {', '.join(NETWORKS)}."
-        )
+def check_network(network: str, name: str = "sorting_network") -> None:
+    check_choice(network, name, NETWORKS, "sorting network")
 
 
 def get_network(network: str, n: int, device: torch.device | str = "cpu") -> Tuple[ComparatorLayer, ...]:
@@ -214,8 +213,7 @@ def get_network(network: str, n: int, device: torch.device | str = "cpu") -> Tup
         device: where the index tensors live.
     """
     check_network(network)
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"A sorting network needs at least 2 values to sort, got n={n!r}.")
+    check_positive_int(n, "n (values to sort)", minimum=2)
     device = torch.device(device)
     key = (network, n, device)
     layers = _DEVICE_CACHE.get(key)

@@ -16,6 +16,8 @@ from typing import Callable, Dict
 
 import torch
 
+from rankssl.ops.validation import check_choice, check_float
+
 _SQRT_HALF = math.sqrt(0.5)
 
 
@@ -99,15 +101,11 @@ RELAXATION_DERIVATIVES: Dict[str, Callable[..., torch.Tensor]] = {
 
 
 def check_relaxation(distribution: str, steepness: float, art_lambda: float) -> None:
-    """Raise a ``ValueError`` for an unknown relaxation or a non-positive steepness."""
-    if distribution not in RELAXATIONS:
-        raise ValueError(
-            f"Unknown relaxation {distribution!r}; expected one of {', '.join(RELAXATIONS)}."
-        )
-    if not isinstance(steepness, (int, float)) or not math.isfinite(steepness) or steepness <= 0:
-        raise ValueError(f"steepness must be a positive finite number, got {steepness!r}.")
-    if not isinstance(art_lambda, (int, float)) or art_lambda < 0:
-        raise ValueError(f"art_lambda must be a non-negative number, got {art_lambda!r}.")
+    """Raise a ``ValueError`` for an unknown relaxation, a steepness that is not a positive
+    finite number or a negative ``art_lambda``."""
+    check_choice(distribution, "distribution", RELAXATIONS, "relaxation")
+    check_float(steepness, "steepness", 0.0)
+    check_float(art_lambda, "art_lambda", 0.0, inclusive=True)
 
 
 def swap_probability(

@@ -31,19 +31,16 @@ from rankssl.ops.layers import comparator_step, mix
 from rankssl.ops.networks import check_network, get_network
 from rankssl.ops.permutation_matmul import permutation_matmul
 from rankssl.ops.relaxations import check_relaxation
+from rankssl.ops.validation import check_finite, check_positive_int, check_tensor
 
 __all__ = ["soft_sort", "soft_permutation_matmul", "DiffSortNetwork"]
 
 
-def _check_values(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"Expected a torch.Tensor of values to sort, got {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise TypeError(f"Values to sort must be a floating-point tensor, got dtype {x.dtype}.")
+def _check_values(x: torch.Tensor, name: str = "x") -> None:
+    check_tensor(x, name, shape_hint="(..., n)")
     if x.dim() < 1 or x.shape[-1] < 2:
-        raise ValueError(
-            f"Values to sort must have shape (..., n) with n >= 2, got shape {tuple(x.shape)}."
-        )
+        raise ValueError(f"{name} (values to sort) must have shape (..., n) with n >= 2, got shape {tuple(x.shape)}.")
+    check_finite([(name, x)])
 
 
 def _validated_layers(x, network, distribution, steepness, art_lambda):
@@ -128,9 +125,15 @@ def soft_permutation_matmul(
     """
     layers = _validated_layers(x, network, distribution, steepness, art_lambda)
     n = x.shape[-1]
-    if not isinstance(v, torch.Tensor) or v.dim() < 2 or v.shape[-2] != n:
-        shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
-        raise ValueError(f"v must have shape (n, m) or (..., n, m) with n={n}, got {shape}.")
+    expected = f"(n, m) or {tuple(x.shape[:-1]) + ('n', 'm')} with n={n}"
+    check_tensor(v, "v", shape_hint=expected, floating=False)
+    if v.dim() < 2 or v.shape[-2] != n or (v.dim() > 2 and v.shape[:-2] != x.shape[:-1]):
+        raise ValueError(
+            f"v must have shape {expected} (the leading dimensions of x {tuple(x.shape)}), got {tuple(v.shape)}."
+        )
+    if v.is_complex() or v.dtype == torch.bool:
+        raise TypeError(f"v must be a real-valued tensor, got dtype {v.dtype}.")
+    check_finite([("v", v)])
     return permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
 
 
@@ -160,8 +163,7 @@ class DiffSortNetwork(torch.nn.Module):
         super().__init__()
         check_network(network)
         check_relaxation(distribution, steepness, art_lambda)
-        if not isinstance(size, int) or size < 2:
-            raise ValueError(f"size must be an integer >= 2, got {size!r}.")
+        size = check_positive_int(size, "size", minimum=2)
         self.network, self.size = network, size
         self.steepness, self.distribution, self.art_lambda = steepness, distribution, art_lambda
 

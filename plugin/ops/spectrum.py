@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from rankssl.ops.validation import check_finite, check_tensor
+
 __all__ = ["effective_rank", "singular_spectrum"]
 
 
@@ -32,15 +34,10 @@ def singular_spectrum(embeddings: torch.Tensor, center: bool = True, normalize: 
         >>> singular_spectrum(torch.randn(100, 8)).shape
         torch.Size([8])
     """
-    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
-        shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
-        raise ValueError(f"embeddings must have shape (num_samples, dim), got {shape}.")
-    if not embeddings.is_floating_point():
-        raise TypeError(f"embeddings must be floating point, got dtype {embeddings.dtype}.")
+    check_tensor(embeddings, "embeddings", dims=(2,), shape_hint="(num_samples, dim)")
     if embeddings.shape[0] < 2:
         raise ValueError(f"The spectrum needs at least 2 embeddings, got {embeddings.shape[0]}.")
-    if not bool(torch.isfinite(embeddings).all()):
-        raise ValueError("embeddings contain NaN or infinite values.")
+    check_finite([("embeddings", embeddings)])
     x = embeddings.detach().double()
     if normalize:
         x = torch.nn.functional.normalize(x, dim=1)

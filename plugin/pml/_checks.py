@@ -1,51 +1,70 @@
-"""Input checks shared by the pytorch-metric-learning losses."""
+"""Input checks shared by the pytorch-metric-learning losses (see :mod:`rankssl.ops.validation`)."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
+from rankssl.ops.validation import check_embeddings, check_finite, check_indices_tuple, check_labels
 
-def check_labels(
-    embeddings: torch.Tensor,
-    labels: Optional[torch.Tensor],
-    ref_emb: torch.Tensor,
-    ref_labels: Optional[torch.Tensor],
-) -> None:
-    """Raise a clear error for embeddings or labels of the wrong shape or dtype."""
-    for name, emb in (("embeddings", embeddings), ("ref_emb", ref_emb)):
-        if not isinstance(emb, torch.Tensor) or emb.dim() != 2:
-            shape = tuple(emb.shape) if isinstance(emb, torch.Tensor) else type(emb).__name__
-            raise ValueError(f"{name} must have shape (batch_size, dim), got {shape}.")
-        if not emb.is_floating_point():
-            raise TypeError(f"{name} must be floating point, got dtype {emb.dtype}.")
-    if embeddings.shape[1] != ref_emb.shape[1]:
-        raise ValueError(
-            f"embeddings have dim {embeddings.shape[1]} but ref_emb has dim {ref_emb.shape[1]}."
-        )
-    for name, lab, emb in (("labels", labels, embeddings), ("ref_labels", ref_labels, ref_emb)):
-        if lab is None:
-            continue
-        if lab.dim() != 1 or lab.shape[0] != emb.shape[0]:
+
+def check_inputs(
+    embeddings: object,
+    labels: object,
+    indices_tuple: object,
+    ref_emb: object,
+    ref_labels: object,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[tuple], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Check pml's ``forward`` arguments; return them with labels and indices as int64 tensors.
+
+    - ``embeddings`` and ``ref_emb``: finite floating (rows, dim) tensors of one width;
+    - ``labels`` / ``ref_labels``: one integer per row; a Python sequence is converted;
+    - ``ref_emb`` with labels but without ``ref_labels`` is refused (the reference rows
+      would have no classes), unless an ``indices_tuple`` says which pairs to use;
+    - ``indices_tuple``: triplets or pairs of in-range, non-negative integer indices.
+
+    Raises:
+        ValueError / TypeError naming the argument and what is expected.
+    """
+    embeddings = check_embeddings(embeddings, "embeddings", finite=False)
+    if ref_emb is not None:
+        ref_emb = check_embeddings(ref_emb, "ref_emb", finite=False)
+        if ref_emb.shape[1] != embeddings.shape[1]:
             raise ValueError(
-                f"{name} must have shape ({emb.shape[0]},), one label per row, got {tuple(lab.shape)}."
+                f"embeddings have dim {embeddings.shape[1]} but ref_emb has dim {ref_emb.shape[1]}."
             )
-        if lab.is_floating_point() or lab.is_complex():
-            raise TypeError(f"{name} must be an integer tensor, got dtype {lab.dtype}.")
+        check_finite([("embeddings", embeddings), ("ref_emb", ref_emb)])
+    else:
+        check_finite([("embeddings", embeddings)])
+    if labels is not None:
+        labels = check_labels(labels, "labels", length=embeddings.shape[0], device=embeddings.device)
+    if ref_labels is not None:
+        if ref_emb is None:
+            raise ValueError("ref_labels were given without ref_emb; pass ref_emb=... with them, or drop them.")
+        ref_labels = check_labels(ref_labels, "ref_labels", length=ref_emb.shape[0], device=embeddings.device)
+    if ref_emb is not None and ref_labels is None and indices_tuple is None:
+        raise ValueError(
+            "ref_emb needs ref_labels: pass ref_labels=... with one integer label per row of ref_emb "
+            f"({ref_emb.shape[0]} rows), or an indices_tuple that names the pairs to use."
+        )
+    if indices_tuple is not None:
+        num_ref = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
+        indices_tuple = tuple(
+            part.to(embeddings.device)
+            for part in check_indices_tuple(indices_tuple, embeddings.shape[0], num_ref)
+        )
+    return embeddings, labels, indices_tuple, ref_emb, ref_labels
 
 
 class CheckedInputsMixin:
-    """Checks embeddings and labels before pml's ``forward`` touches them.
+    """Checks embeddings, labels and indices before pml's ``forward`` touches them.
 
     Put it first among the bases of a ``BaseMetricLossFunction`` subclass.
     """
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
-        check_labels(
-            embeddings,
-            labels,
-            embeddings if ref_emb is None else ref_emb,
-            labels if ref_emb is None else ref_labels,
+        embeddings, labels, indices_tuple, ref_emb, ref_labels = check_inputs(
+            embeddings, labels, indices_tuple, ref_emb, ref_labels
         )
         return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)

@@ -19,6 +19,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from rankssl.losses.groco import group_ordering_loss
 from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
+from rankssl.ops.validation import check_optional_positive_int, check_positive_int
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["GroCoLoss"]
@@ -73,10 +74,8 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(n_negatives, int) or n_negatives < 1:
-            raise ValueError(f"n_negatives must be a positive integer, got {n_negatives!r}.")
-        if n_positives is not None and (not isinstance(n_positives, int) or n_positives < 1):
-            raise ValueError(f"n_positives must be None or a positive integer, got {n_positives!r}.")
+        check_positive_int(n_negatives, "n_negatives")
+        check_optional_positive_int(n_positives, "n_positives")
         check_network(sorting_network)
         check_relaxation(distribution, steepness, art_lambda)
         self.n_negatives = n_negatives

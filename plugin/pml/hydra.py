@@ -22,6 +22,7 @@ from rankssl.losses.hydra import (
     hydra_pair_loss,
 )
 from rankssl.losses.pair_sampling import sample_pair_labels
+from rankssl.ops.validation import check_float
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["HydraLoss"]
@@ -80,8 +81,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         feature_filter: Optional[FeatureFilter] = None,
         **kwargs,
     ) -> None:
-        if not isinstance(gate_penalty, (int, float)) or gate_penalty < 0:
-            raise ValueError(f"gate_penalty must be a non-negative number, got {gate_penalty!r}.")
+        check_float(gate_penalty, "gate_penalty", 0.0, inclusive=True)
         # Set before pml's constructor, which picks the reducer from the sub-loss names.
         self.gate_penalty = float(gate_penalty)
         super().__init__(**kwargs)
@@ -128,8 +128,8 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             self._pair_labels = None
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
-        check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
-        check_class_labels(ref_labels, self.num_classes, length=ref_emb.shape[0], name="ref_labels")
+        labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
+        ref_labels = check_class_labels(ref_labels, self.num_classes, length=ref_emb.shape[0], name="ref_labels")
         if embeddings.shape[1] != self.embedding_size:
             raise ValueError(
                 f"Embeddings have dim {embeddings.shape[1]} but the feature filter gates "
@@ -147,7 +147,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 labels, self.pairing, ref_labels, self_index, self.class_pair_weight, self._generator
             )
         else:
-            check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
+            pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
             pair_labels = pair_labels.to(embeddings.device)
         gates = self.feature_filter(labels, pair_labels)
         losses, has_positive = hydra_pair_loss(

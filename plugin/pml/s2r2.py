@@ -19,6 +19,7 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
 from rankssl.losses.s2r2 import ranking_ap_loss
 from rankssl.ops.average_precision import check_ap_estimator
+from rankssl.ops.validation import check_optional_positive_int
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["S2R2Loss"]
@@ -46,7 +47,8 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         estimator: ``"binned"`` (default), ``"sigmoid"`` (Smooth-AP), ``"sorting"`` or
             ``"fastap"`` (FastAP's formula: equals pml's ``FastAPLoss`` on cosine
             scores); see :func:`rankssl.ops.average_precision`.
-        num_bins, score_range: binned estimators (None: the estimator's default).
+        num_bins, score_range: binned estimators (None: the estimator's default);
+            ``score_range="batch"`` bins over each call's own range of scores.
         temperature: sigmoid estimator.
         steepness, sorting_network, distribution: sorting estimator.
         chunk_size: queries per chunk (None: the estimator's default).
@@ -76,14 +78,13 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}.")
+        check_optional_positive_int(chunk_size, "chunk_size")
         settings: dict = {}
         if estimator in ("binned", "fastap"):
             if num_bins is not None:
                 settings["num_bins"] = num_bins
             if score_range is not None:
-                settings["score_range"] = tuple(score_range)
+                settings["score_range"] = score_range if isinstance(score_range, str) else tuple(score_range)
         elif estimator == "sigmoid":
             settings["temperature"] = temperature
         elif estimator == "sorting":
