@@ -1,11 +1,16 @@
-"""The registry class of the ``rankssl`` scope: mmengine's ``Registry`` with helpful misses."""
+"""The registry class of the ``rankssl`` scope: mmengine's ``Registry`` with helpful build errors."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Any, List, Optional
+import sys
+from typing import Any, List, Optional, Tuple
 
 from mmengine.registry import Registry
+from mmengine.utils import get_object_from_string
+
+_BUILD_MODULE = "mmengine.registry.build_functions"
+_REGISTRY_MODULES = ("mmengine.registry.registry", __name__)
 
 __all__ = ["RankSSLRegistry", "UnknownComponentError"]
 
@@ -17,17 +22,54 @@ class UnknownComponentError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class RankSSLRegistry(Registry):
-    """mmengine ``Registry`` whose ``get`` raises :class:`UnknownComponentError` for unknown names.
+def _lookup_context() -> Tuple[bool, bool]:
+    """``(via_parent, building)`` for the current :meth:`RankSSLRegistry.get` call.
 
-    The error names the registry, its scope and the closest registered names
-    (``difflib``), including those of the parents (mmengine's root) and of the sibling
-    scopes (``mmpretrain.ResNet`` ...). ``key in registry`` still answers False.
+    ``via_parent``: a parent's ``Registry.get`` called us after stripping our scope from
+    the key (``'rankssl.X'``). ``building``: the lookup serves one of mmengine's build
+    functions (``Registry.build``, ``Runner.from_cfg`` ...), not a probe.
+    """
+    frame = sys._getframe(2)  # 0: this function, 1: RankSSLRegistry.get
+    via_parent = False
+    while frame is not None and frame.f_globals.get("__name__") in _REGISTRY_MODULES:
+        via_parent = True
+        frame = frame.f_back
+    return via_parent, frame is not None and frame.f_globals.get("__name__") == _BUILD_MODULE
+
+
+class RankSSLRegistry(Registry):
+    """mmengine ``Registry`` that explains a failed build with the closest registered names.
+
+    ``get`` follows mmengine: it returns ``None`` for an unknown name (OpenMMLab code
+    probes registries this way) and ``key in registry`` answers False. A *build*
+    (``registry.build(cfg)``, ``Runner.from_cfg``, any of mmengine's build functions)
+    of an unknown type raises :class:`UnknownComponentError` (a ``KeyError``, what
+    mmengine raises there) naming the registry, its scope and the closest registered
+    names (``difflib``), including those of the parents (mmengine's root) and of the
+    sibling scopes (``mmpretrain.ResNet`` ...).
+
+    Dotted import paths (``rankssl.losses.GroCoLoss``, ``rankssl.losses.groco.GroCoLoss``,
+    ``torch.nn.Linear``) resolve from any scope, which is what lazy-import configs
+    (``read_base()``, ``LazyObject``) dump.
+
+    Example:
+        >>> from rankssl.registry import MODELS
+        >>> MODELS.get("NoSuchLoss") is None
+        True
+        >>> MODELS.get("rankssl.losses.GroCoLoss").__name__
+        'GroCoLoss'
     """
 
     def get(self, key: str) -> Optional[Any]:
         obj = super().get(key)
-        if obj is None and isinstance(key, str):
+        if obj is not None or not isinstance(key, str):
+            return obj
+        via_parent, building = _lookup_context()
+        if via_parent:
+            # A parent stripped our scope from 'rankssl.losses.GroCoLoss': the full import path.
+            key = f"{self.scope}.{key}"
+            obj = get_object_from_string(key) if key.count(".") > 1 else None
+        if obj is None and building:
             raise UnknownComponentError(self.unknown_message(key))
         return obj
 
@@ -55,9 +97,9 @@ class RankSSLRegistry(Registry):
     def unknown_message(self, key: str) -> str:
         scope, real_key = self.split_scope_key(key)
         names = self.visible_names()
-        close = difflib.get_close_matches(key, names, n=5, cutoff=0.5)
+        close = difflib.get_close_matches(real_key, names, n=5, cutoff=0.5)
         if real_key != key:
-            close += [n for n in difflib.get_close_matches(real_key, names, n=5, cutoff=0.5) if n not in close]
+            close += [n for n in difflib.get_close_matches(key, names, n=5, cutoff=0.5) if n not in close]
         lower = [n for n in names if n.lower() == real_key.lower() or n.lower().endswith("." + real_key.lower())]
         close = lower + [n for n in close if n not in lower]
         hint = f" Closest registered names: {', '.join(close[:5])}." if close else " No similar name is registered."

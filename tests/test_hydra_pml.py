@@ -97,7 +97,6 @@ def test_sampled_pairs_are_seeded_and_parameters_train():
         (lambda: HydraLoss(4, 6)(torch.randn(10, 6)), ValueError, "needs class labels"),
         (lambda: HydraLoss(4, 6)(torch.randn(10, 6), LABELS + 1), ValueError, r"\[0, 4\)"),
         (lambda: HydraLoss(4, 6)(torch.randn(10, 6), LABELS.float()), TypeError, "integer"),
-        (lambda: HydraLoss(4, 6)(torch.randn(10, 6), torch.zeros(10, dtype=torch.long)), ValueError, "single class"),
         (lambda: HydraLoss(4, 6)(torch.randn(10, 5), LABELS), ValueError, "gates 6 dimensions"),
         (lambda: HydraLoss(4, 6)(torch.randn(10, 6), LABELS, indices_tuple=(LABELS, LABELS, LABELS)), ValueError, "indices_tuple"),
         (lambda: HydraLoss(4, 6)(torch.randn(4, 6), LABELS[:4], ref_emb=torch.randn(4, 6)), ValueError, "ref_labels"),

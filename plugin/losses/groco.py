@@ -160,6 +160,7 @@ class GroCoLoss(nn.Module):
         self.art_lambda = art_lambda
         self.stop_gradient = stop_gradient
         self.n_positive_views = n_positive_views
+        dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
 
     def _sort_kwargs(self) -> dict:

@@ -227,6 +227,7 @@ class HydraLoss(nn.Module):
         self.pairing = pairing
         self.gate_penalty = float(gate_penalty)
         self.seed = seed
+        dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
         self._generator: Optional[torch.Generator] = None
 

@@ -165,6 +165,7 @@ class S2R2Loss(nn.Module):
         self.estimator = estimator
         self.similarity = similarity
         self.chunk_size = chunk_size
+        dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
 
     def forward(self, *views: Views) -> torch.Tensor:

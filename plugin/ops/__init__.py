@@ -24,3 +24,7 @@ __all__ = [
 ]
 __all__ += ["effective_rank", "singular_spectrum"]
 __all__ += ["AP_ESTIMATORS", "average_precision", "check_ap_estimator", "exact_average_precision"]
+
+from rankssl.ops.diffsort_compat import DiffSortNet  # noqa: E402  (diffsort's API, issue 14)
+
+__all__ += ["DiffSortNet"]

@@ -110,3 +110,15 @@ def local_row_offset(batch_size: int) -> int:
 def gather_list(tensors: List[torch.Tensor]) -> List[torch.Tensor]:
     """:func:`gather` applied to each tensor of a list."""
     return [gather(t, f"view {i}") for i, t in enumerate(tensors)]
+
+
+def check_gather_distributed(gather_distributed: bool) -> None:
+    """Raise ``ValueError`` for ``gather_distributed=True`` without ``torch.distributed``, as lightly's losses do.
+
+    Called by the losses' constructors, so the mistake shows where it is made.
+    """
+    if gather_distributed and not dist.is_available():
+        raise ValueError(
+            "gather_distributed is True but torch.distributed is not available. Set "
+            "gather_distributed=False or install a torch build with distributed support."
+        )

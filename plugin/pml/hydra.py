@@ -44,6 +44,12 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
     :class:`~pytorch_metric_learning.distances.CosineSimilarity` (the default).
     ``indices_tuple`` (miners) is not supported: positives come from class pairs.
 
+    **Pairs differ from pml's same-label pairs.** An anchor's positives are the items of
+    its *partner* class, not of its own, so a batch of all-distinct labels still gives a
+    loss (each anchor has one positive), while a batch of a single class has no partner
+    class: it gives pml's zero loss (which back-propagates), as any pml loss does for a
+    batch without pairs.
+
     The default reducer averages the per-anchor losses over anchors that have a
     positive (``"element"`` losses); with ``gate_penalty > 0`` a second sub-loss
     ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))`` is added, already reduced.
@@ -102,6 +108,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         self.seed = seed
         self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._pair_labels: Optional[torch.Tensor] = None
+        self._ref_self_index: Optional[torch.Tensor] = None
         self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
 
     def get_default_distance(self) -> CosineSimilarity:
@@ -110,8 +117,13 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
     def _sub_loss_names(self):
         return ["loss", "gate_penalty"] if self.gate_penalty > 0 else ["loss"]
 
-    def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, pair_labels=None):
-        """pml's ``forward`` plus an optional (batch_size,) ``pair_labels`` (y2 per anchor)."""
+    def forward(
+        self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, pair_labels=None,
+        ref_self_index=None,
+    ):
+        """pml's ``forward`` plus optional (batch_size,) ``pair_labels`` (y2 per anchor) and
+        ``ref_self_index`` (row of each anchor's own copy in ``ref_emb``, e.g. in a memory
+        bank: never its own positive or partner)."""
         if indices_tuple is not None:
             raise ValueError(
                 "HydraLoss takes its positives from class pairs and does not accept indices_tuple "
@@ -121,11 +133,22 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             check_class_labels(None, self.num_classes)
         if ref_emb is not None and ref_labels is None:
             raise ValueError("HydraLoss needs ref_labels whenever ref_emb is given.")
-        self._pair_labels = pair_labels
+        if ref_self_index is not None:
+            rows = ref_emb.shape[0] if isinstance(ref_emb, torch.Tensor) else -1
+            if (
+                ref_emb is None or not isinstance(ref_self_index, torch.Tensor)
+                or ref_self_index.is_floating_point() or ref_self_index.shape != embeddings.shape[:1]
+                or bool((ref_self_index < 0).any()) or bool((ref_self_index >= rows).any())
+            ):
+                raise ValueError(
+                    f"ref_self_index must be an integer tensor of shape ({embeddings.shape[0]},) with rows of "
+                    f"ref_emb (0 <= index < {rows}), and needs ref_emb."
+                )
+        self._pair_labels, self._ref_self_index = pair_labels, ref_self_index
         try:
             return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         finally:
-            self._pair_labels = None
+            self._pair_labels = self._ref_self_index = None
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
@@ -136,11 +159,11 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 f"{self.embedding_size} dimensions."
             )
         if torch.unique(torch.cat((labels, ref_labels))).numel() < 2:
-            raise ValueError(
-                f"The batch holds a single class ({int(labels[0])}): Hydra has no negatives. "
-                f"Batches need several classes (e.g. MPerClassSampler)."
-            )
+            # No partner class, so no pair: pml's zero loss, which still back-propagates.
+            return self.zero_losses()
         self_index = torch.arange(embeddings.shape[0], device=embeddings.device) if ref_emb is embeddings else None
+        if self_index is None and self._ref_self_index is not None:
+            self_index = self._ref_self_index.to(embeddings.device)
         pair_labels = self._pair_labels
         if pair_labels is None:
             pair_labels = sample_pair_labels(

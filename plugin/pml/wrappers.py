@@ -13,6 +13,9 @@ from typing import List
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning.losses import BaseMetricLossFunction
+
+from rankssl.pml.hydra import HydraLoss
 
 __all__ = ["SelfSupervisedLoss", "CrossBatchMemory", "RANKSSL_PML_LOSSES"]
 
@@ -23,8 +26,25 @@ RANKSSL_PML_LOSSES = ("GroCoLoss", "S2R2Loss", "HydraLoss")
 class _AcceptsRanksslLosses:
     """Extends a pml wrapper's list of supported loss names with rankssl's.
 
-    Put it first among the bases, before the pml wrapper whose list it extends.
+    Put it first among the bases, before the pml wrapper whose list it extends. pml
+    checks only the class *name*, so a rankssl lightly-style loss (``rankssl.losses``,
+    same names) would pass and fail at the first call: it is refused here, naming the
+    pml class to use.
     """
+
+    def __init__(self, loss, *args, **kwargs) -> None:
+        if not isinstance(loss, BaseMetricLossFunction):
+            name = type(loss).__name__
+            hint = (
+                f" {type(loss).__module__}.{name} is the lightly-style loss over views; "
+                f"use rankssl.pml.{name}, the pytorch-metric-learning loss."
+                if name in RANKSSL_PML_LOSSES else ""
+            )
+            raise TypeError(
+                f"{type(self).__name__} wraps a pytorch-metric-learning loss (BaseMetricLossFunction), "
+                f"got {type(loss).__module__}.{name}.{hint}"
+            )
+        super().__init__(loss, *args, **kwargs)
 
     @classmethod
     def supported_losses(cls) -> List[str]:
@@ -75,7 +95,18 @@ class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
 class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
     """pml's memory bank of past embeddings, for rankssl's losses and pml's own.
 
-    Same arguments as :class:`pytorch_metric_learning.losses.CrossBatchMemory`.
+    Same arguments and behaviour as :class:`pytorch_metric_learning.losses.CrossBatchMemory`:
+    each call enqueues the batch (detached) and scores the batch against the whole
+    memory, without an anchor's own copy. In addition:
+
+    * an embedding width other than ``embedding_size``, a batch larger than
+      ``memory_size`` (without ``enqueue_mask``) or labels that do not match the batch
+      raise a ``ValueError`` saying what is expected (pml fails an ``assert`` or an
+      index deep inside);
+    * :class:`rankssl.pml.HydraLoss` works with it: its positives come from class pairs,
+      not from the wrapper's pairs, so it gets the memory as ``ref_emb``/``ref_labels``
+      and the rows of the anchors' own copies (``ref_self_index``); ``miner`` and
+      ``indices_tuple`` are refused for it, as for Hydra itself.
 
     Example:
         >>> import torch
@@ -83,3 +114,62 @@ class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
         >>> loss_fn = CrossBatchMemory(GroCoLoss(n_negatives=4), embedding_size=16, memory_size=64)
         >>> loss = loss_fn(torch.randn(12, 16), torch.arange(6).repeat(2))
     """
+
+    def __init__(self, loss, embedding_size: int, memory_size: int = 1024, miner=None, **kwargs) -> None:
+        for name, value in (("embedding_size", embedding_size), ("memory_size", memory_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if _is_hydra(loss) and miner is not None:
+            raise ValueError(
+                "HydraLoss takes its positives from class pairs, not from a miner: "
+                "use CrossBatchMemory(HydraLoss(...)) without miner."
+            )
+        super().__init__(loss, embedding_size, memory_size, miner, **kwargs)
+
+    def forward(self, embeddings, labels, indices_tuple=None, enqueue_mask=None):
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
+            got = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+            raise ValueError(
+                f"embeddings must have shape (batch_size, embedding_size={self.embedding_size}) to fit the "
+                f"memory, got {got}."
+            )
+        if not isinstance(labels, torch.Tensor) or labels.shape != embeddings.shape[:1]:
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"labels must have shape ({embeddings.shape[0]},), one per embedding, got {got}.")
+        if enqueue_mask is not None and (
+            not isinstance(enqueue_mask, torch.Tensor) or enqueue_mask.dtype != torch.bool
+            or enqueue_mask.shape != embeddings.shape[:1]
+        ):
+            raise ValueError(f"enqueue_mask must be a bool tensor of shape ({embeddings.shape[0]},).")
+        queued = embeddings.shape[0] if enqueue_mask is None else int(enqueue_mask.sum())
+        if queued > self.memory_size:
+            raise ValueError(
+                f"The batch enqueues {queued} embeddings, more than memory_size={self.memory_size}: the "
+                f"memory must hold at least one batch; raise memory_size (or enqueue fewer with enqueue_mask)."
+            )
+        if _is_hydra(self.loss):
+            return self._hydra_forward(embeddings, labels, indices_tuple, enqueue_mask)
+        return super().forward(embeddings, labels, indices_tuple, enqueue_mask)
+
+    def _hydra_forward(self, embeddings, labels, indices_tuple, enqueue_mask):
+        if indices_tuple is not None:
+            raise ValueError("HydraLoss takes its positives from class pairs and does not accept indices_tuple.")
+        self.reset_stats()
+        labels = labels.to(embeddings.device)
+        self.embedding_memory = self.embedding_memory.to(device=embeddings.device, dtype=embeddings.dtype)
+        self.label_memory = self.label_memory.to(device=embeddings.device, dtype=labels.dtype)
+        if enqueue_mask is not None:
+            self.add_to_memory(embeddings[enqueue_mask], labels[enqueue_mask], int(enqueue_mask.sum()))
+            embeddings, labels, self_index = embeddings[~enqueue_mask], labels[~enqueue_mask], None
+        else:
+            self.add_to_memory(embeddings, labels, embeddings.shape[0])
+            self_index = self.curr_batch_idx
+        filled = self.memory_size if self.has_been_filled else self.queue_idx
+        return self.loss(
+            embeddings, labels, ref_emb=self.embedding_memory[:filled], ref_labels=self.label_memory[:filled],
+            ref_self_index=self_index,
+        )
+
+
+def _is_hydra(loss) -> bool:
+    return isinstance(loss, HydraLoss)

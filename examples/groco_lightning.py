@@ -1,0 +1,73 @@
+"""GroCo (Shvetsova et al., ICCV 2023) as a PyTorch Lightning module, lightly style.
+
+    python examples/groco_lightning.py --max-steps 2000
+    python examples/groco_lightning.py --toy --max-steps 3   # seconds, on CPU
+
+lightly's SimCLR transform makes two views, a torchvision ResNet-18 and lightly's
+projection head embed them, and ``rankssl.losses.GroCoLoss`` replaces ``NTXentLoss``:
+that is the one-line change for a lightly user.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytorch_lightning as pl
+import torch
+from digits_data import add_common_args, digits_loader, finish_args, make_trainer, resnet18_backbone
+from lightly.models.modules import SimCLRProjectionHead
+from lightly.transforms import SimCLRTransform
+
+from rankssl.losses import GroCoLoss
+
+
+class GroCoModel(pl.LightningModule):
+    def __init__(self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, n_negatives: int = 10) -> None:
+        super().__init__()
+        self.backbone = resnet18_backbone()
+        self.projection_head = SimCLRProjectionHead(512, hidden_dim, out_dim)
+        self.criterion = GroCoLoss(n_negatives=n_negatives)  # was: lightly.loss.NTXentLoss()
+        self.lr = lr
+        self.losses = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(self.backbone(x))
+
+    def training_step(self, batch, batch_index):
+        (view0, view1), _ = batch
+        loss = self.criterion(self(view0), self(view1))
+        self.losses.append(loss.item())
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--n-negatives", type=int, default=10, help="hardest negatives per anchor (< batch size)")
+    return finish_args(parser.parse_args(argv))
+
+
+def build(args: argparse.Namespace) -> GroCoModel:
+    pl.seed_everything(0, verbose=False)
+    sizes = (64, 32) if args.toy else (512, 128)
+    return GroCoModel(args.lr, *sizes, n_negatives=min(args.n_negatives, args.batch_size - 1))
+
+
+def fit(model: GroCoModel, args: argparse.Namespace) -> GroCoModel:
+    transform = SimCLRTransform(input_size=args.image_size, gaussian_blur=0.0, min_scale=0.3)
+    loader = digits_loader(transform, args.batch_size, 32 if args.toy else None)
+    make_trainer(args).fit(model, loader)
+    return model
+
+
+def main(argv=None) -> GroCoModel:
+    args = parse_args(argv)
+    return fit(build(args), args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""S2R2 (Varamesh et al., arXiv:2010.07258) as a PyTorch Lightning module, lightly style.
+
+    python examples/s2r2_lightning.py --max-steps 2000 --num-views 4
+    python examples/s2r2_lightning.py --toy --max-steps 3   # seconds, on CPU
+
+S2R2 ranks many views of each image by average precision: lightly's
+``MultiViewTransform`` makes ``--num-views`` SimCLR views, and
+``rankssl.losses.S2R2Loss`` takes the list of their embeddings.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pytorch_lightning as pl
+import torch
+from digits_data import add_common_args, digits_loader, finish_args, make_trainer, resnet18_backbone
+from lightly.models.modules import SimCLRProjectionHead
+from lightly.transforms import SimCLRViewTransform
+from lightly.transforms.multi_view_transform import MultiViewTransform
+
+from rankssl.losses import S2R2Loss
+
+
+class S2R2Model(pl.LightningModule):
+    def __init__(self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128) -> None:
+        super().__init__()
+        self.backbone = resnet18_backbone()
+        self.projection_head = SimCLRProjectionHead(512, hidden_dim, out_dim)
+        self.criterion = S2R2Loss()  # 1 - AP of each view's ranking of all views
+        self.lr = lr
+        self.losses = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(self.backbone(x))
+
+    def training_step(self, batch, batch_index):
+        views, _ = batch
+        loss = self.criterion([self(view) for view in views])
+        self.losses.append(loss.item())
+        self.log("train_loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--num-views", type=int, default=4)
+    return finish_args(parser.parse_args(argv))
+
+
+def build(args: argparse.Namespace) -> S2R2Model:
+    pl.seed_everything(0, verbose=False)
+    return S2R2Model(args.lr, *((64, 32) if args.toy else (512, 128)))
+
+
+def fit(model: S2R2Model, args: argparse.Namespace) -> S2R2Model:
+    view = SimCLRViewTransform(input_size=args.image_size, gaussian_blur=0.0, min_scale=0.3)
+    transform = MultiViewTransform([view] * args.num_views)
+    loader = digits_loader(transform, args.batch_size, 32 if args.toy else None)
+    make_trainer(args).fit(model, loader)
+    return model
+
+
+def main(argv=None) -> S2R2Model:
+    args = parse_args(argv)
+    return fit(build(args), args)
+
+
+if __name__ == "__main__":
+    main()
