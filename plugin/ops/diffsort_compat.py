@@ -20,6 +20,7 @@ import torch
 from rankssl.ops.networks import get_network
 from rankssl.ops.relaxations import RELAXATIONS, check_relaxation
 from rankssl.ops.sorting import soft_sort
+from rankssl.ops.validation import check_positive_int, check_tensor
 
 __all__ = ["DiffSortNet", "DiffSortInputError", "UnsupportedSortingOption"]
 
@@ -104,8 +105,7 @@ class DiffSortNet(torch.nn.Module):
                 f"Sorting network `{sorting_network_type}` unknown: sorting_network_type must be one of "
                 f"{', '.join(DIFFSORT_NETWORKS)}."
             )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-            raise ValueError(f"size must be an integer >= 2, got {size!r}.")
+        size = check_positive_int(size, "size", minimum=2)
         if interpolation_type is not None:
             if not (distribution is None or distribution == "cauchy" or distribution == interpolation_type):
                 raise DiffSortInputError(
@@ -123,8 +123,7 @@ class DiffSortNet(torch.nn.Module):
         self.distribution = distribution
 
     def forward(self, vectors: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(vectors, torch.Tensor):
-            raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}.")
+        check_tensor(vectors, "vectors", shape_hint=f"(batch, {self.size})")
         if vectors.dim() != 2 or vectors.shape[1] != self.size:
             raise DiffSortInputError(
                 f"vectors must have shape (batch, {self.size}), got {tuple(vectors.shape)} "
