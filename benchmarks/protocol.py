@@ -437,6 +437,7 @@ class Protocol:
         if result is None:
             result = self.trainer(spec, self.dataset, self._data_for(spec), self.fit_val, self.work_root)
             self.store.put(spec, result)
+            result = self.store.get(spec)  # what a re-run will read, so both give the same tables
             seconds = result["train_seconds"]
         else:
             seconds = None
