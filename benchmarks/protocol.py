@@ -9,7 +9,7 @@ and a re-run skips it):
     python benchmarks/protocol.py --table multicrop   # GroCo: 2 global + 4 small views vs 2 views
     python benchmarks/protocol.py --table s2r2_views  # S2R2 at 2, 4, 8, 16 views, 256 images per batch
     python benchmarks/protocol.py --table claims      # the papers' claims, from the tables' JSON only
-    python benchmarks/protocol.py --table main --plan # the runs a table needs and its estimated cost
+    python benchmarks/protocol.py --table main --plan [--measure]  # runs needed, cost (measure s/step first)
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
     options: --dataset digits|two_digits, --methods ..., --device cuda, --out DIR
 
@@ -184,7 +184,7 @@ class RunSpec:
     weight_decay: float
     epochs: int
     seed: int
-    purpose: str  # 'tune' (train on the fit part, score on the validation part) or 'final' (test split)
+    purpose: str  # 'tune' (fit part, scored on the validation part), 'final' (test split) or 'cost' (--measure)
     train_subset: Optional[int] = None
     eval_every: int = 5
     device: str = "cpu"
@@ -267,27 +267,34 @@ def build_config(spec: RunSpec, dataset: DatasetSpec, work_dir: str, fit_indices
 
 
 def _step_timer(device: str):
-    """An mmengine hook that records the wall time of every training iteration."""
+    """An mmengine hook that records the wall time of every training iteration.
+
+    An iteration runs from the end of the previous one (or the epoch's start) to its own
+    end, so it includes loading and augmenting the batch (``num_workers=0``), which
+    grows with the views; validation, between epochs, is not counted.
+    """
     import torch
     from mmengine.hooks import Hook
 
     class StepTimer(Hook):
-        priority = "VERY_HIGH"
+        priority = "VERY_LOW"
 
         def __init__(self) -> None:
             self.times: List[float] = []
+            self._last = 0.0
 
-        def _sync(self) -> None:
+        def _now(self) -> float:
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
+            return time.perf_counter()
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-            self._sync()
-            self._start = time.perf_counter()
+        def before_train_epoch(self, runner) -> None:
+            self._last = self._now()
 
         def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-            self._sync()
-            self.times.append(time.perf_counter() - self._start)
+            now = self._now()
+            self.times.append(now - self._last)
+            self._last = now
 
     return StepTimer()
 
@@ -599,34 +606,53 @@ def write_claims(out: str, dataset: str) -> str:
     return text
 
 
+def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[str]], epochs: int = 2) -> None:
+    """Train each variant of ``table`` once for ``epochs`` on the whole training split (recipe defaults, seed 0),
+    so that ``plan`` can extrapolate its cost from the seconds per step measured there."""
+    for variant in (v.resolved() for v in TABLES[table] if methods is None or v.method in methods):
+        space = METHODS[variant.method].space
+        protocol._run(RunSpec(protocol.dataset.name, variant.name, space.base_lr, space.default_param,
+                              space.default_weight_decay, epochs, 0, "cost", None, epochs, protocol.device))
+
+
 def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dataset: str) -> str:
-    """Runs a table needs (lower bound) and their cost from the s/step measured in any finished run."""
+    """The runs a table needs (a lower bound) and their training time, from the s/step of finished runs.
+
+    Seconds per step come from the ``--measure`` runs (whole training split) where they
+    exist, else from any finished run of the variant; the estimate counts training
+    steps only (not model building or the kNN evaluations), so it is a lower bound too.
+    """
     variants = [v for v in TABLES[table] if methods is None or v.method in methods]
-    measured: Dict[str, List[float]] = {}
+    measured: Dict[str, Dict[str, List[float]]] = {}
     runs_dir = os.path.join(out, dataset, "runs")
     for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
         with open(os.path.join(runs_dir, file)) as handle:
             result = json.load(handle)
-        measured.setdefault(result["spec"]["variant"], []).append(result["s_per_step"])
+        by_purpose = measured.setdefault(result["spec"]["variant"], {})
+        by_purpose.setdefault(result["spec"]["purpose"], []).append(result["s_per_step"])
     train_size = DATASETS[dataset].train_size
     if train_size is None:
         return f"no cost estimate: the training-set size of {dataset!r} is not recorded in DATASETS\n"
-    steps_per_epoch = train_size // 256  # batches of 256 images, drop_last (the tuning runs have 20% fewer)
-    lines = [f"table {table}, {size.epochs} epochs, {len(size.seeds)} seeds: runs needed (lower bound) and cost "
-             "from the s/step measured in finished runs", "", "| variant | runs >= | s/step | hours >= |",
-             "|---|---|---|---|"]
-    total = 0.0
+    steps = {"tune": (train_size - round(0.2 * train_size)) // 256, "final": train_size // 256}
+    lines = [f"`{dataset}`, table `{table}`: {size.epochs} epochs, seeds {list(size.seeds)}; runs needed and "
+             "training hours, both lower bounds (more runs where the grid widens)", "",
+             "| variant | tuning runs >= | seed runs | s/step (measured) | hours >= |", "|---|---|---|---|---|"]
+    total_hours = 0.0
     for v in variants:
         runs = planned_runs([v], size)
         name = v.resolved().name
-        if name in measured:
-            s_step = statistics.median(measured[name])
-            hours = runs * s_step * size.epochs * steps_per_epoch / 3600
-            total += hours
-            lines.append(f"| {name} | {runs} | {s_step:.3f} | {hours:.1f} |")
-        else:
-            lines.append(f"| {name} | {runs} | not measured | ? |")
-    lines.append(f"| total | {planned_runs(variants, size)} | | {total:.1f} |")
+        samples = measured.get(name, {})
+        samples = samples.get("cost") or [t for values in samples.values() for t in values]
+        if not samples:
+            lines.append(f"| {name} | {runs - len(size.seeds)} | {len(size.seeds)} | not measured | ? |")
+            continue
+        s_step = statistics.median(samples)
+        hours = s_step * size.epochs * ((runs - len(size.seeds)) * steps["tune"]
+                                        + len(size.seeds) * steps["final"]) / 3600
+        total_hours += hours
+        lines.append(f"| {name} | {runs - len(size.seeds)} | {len(size.seeds)} | {s_step:.2f} | {hours:.1f} |")
+    lines.append(f"| all | {planned_runs(variants, size) - len(variants) * len(size.seeds)} | "
+                 f"{len(variants) * len(size.seeds)} | | {total_hours:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -638,13 +664,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these methods' rows")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
+    parser.add_argument("--measure", action="store_true",
+                        help="with --plan: first train each variant 2 epochs to measure its s/step")
     parser.add_argument("--out", default=os.path.join(BENCHMARKS, "protocol"))
     args = parser.parse_args(argv)
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
         return
     size = SIZES[args.size]
-    if args.plan:
+    if args.plan and not args.measure:
         print(plan(args.table, size, args.methods, args.out, args.dataset))
         return
     if args.device == "cpu":  # mmengine's Runner would otherwise train on a visible GPU
@@ -654,6 +682,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     # As rankssl.mm does for training: subnormal floats slow CPU back-propagation ~10x.
     torch.set_flush_denormal(True)
     protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device)
+    if args.plan:
+        measure_cost(protocol, args.table, args.methods)
+        print(plan(args.table, size, args.methods, args.out, args.dataset))
+        return
     report = protocol.table(args.table, args.methods)
     print(format_table(report))
     print(f"trained {protocol.progress.trained} runs, skipped {protocol.progress.done - protocol.progress.trained} "

@@ -248,3 +248,18 @@ def test_protocol_small_runs_resumes_and_writes_its_tables(tmp_path):
     assert "trained 0 runs" in again and sorted(p.name for p in (root / "runs").iterdir()) == runs
     claims = run("--table", "claims")
     assert "| GroCo is at least as good" in claims and (root / "claims.md").exists()
+
+
+def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
+    runs = tmp_path / "digits" / "runs"
+    runs.mkdir(parents=True)
+    for i, (variant, purpose, s_step) in enumerate((("GroCo/paper/2", "cost", 0.5), ("GroCo/paper/2", "tune", 9.0))):
+        (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
+                                                    "s_per_step": s_step}))
+    size = protocol.SIZES["default"]
+    text = protocol.plan("multicrop", size, None, str(tmp_path), "digits")
+    tuning_runs = 4 + 2 + 2  # lr grid, 2 more steepness values, 2 more weight decays
+    # 50 epochs x (8 tuning runs x 4 steps of 256 of the 1,150 fit images + 3 seeds x 5 steps of 1,437 images)
+    hours = 0.5 * 50 * (tuning_runs * 4 + 3 * 5) / 3600  # the 'cost' measurement wins over the tuning run's
+    assert f"| GroCo/paper/2 | {tuning_runs} | 3 | 0.50 | {hours:.1f} |" in text
+    assert "| GroCo/paper/2+4 | 8 | 3 | not measured | ? |" in text
