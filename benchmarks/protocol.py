@@ -463,6 +463,16 @@ class Protocol:
                        config["weight_decay"], self.size.epochs, seed, purpose, self.size.train_subset,
                        self.size.eval_every, self.device)
 
+    @staticmethod
+    def _training_variant(variant: Variant) -> Variant:
+        """The variant whose runs to train: a 'common' head equal to the recipe's own shares the 'paper' runs."""
+        if variant.head != "common":
+            return variant
+        from rankssl.cli import load_config
+
+        neck = load_config(METHODS[variant.method].recipe, "/tmp").model.get("neck")
+        return replace(variant, head="paper") if neck is not None and dict(neck) == COMMON_HEAD else variant
+
     def tune(self, variant: Variant) -> Selection:
         method = METHODS[variant.method]
         return select(search_space(method, self.size),
@@ -471,12 +481,14 @@ class Protocol:
 
     def variant_summary(self, variant: Variant) -> Dict:
         variant = variant.resolved()
-        chosen = self.tune(variant)
+        trained = self._training_variant(variant)
+        chosen = self.tune(trained)
         config = {"lr": chosen.lr, METHODS[variant.method].space.param_name: chosen.param,
                   "weight_decay": chosen.weight_decay}
-        runs = [self._run(self._spec(variant, config, seed, "final")) for seed in self.size.seeds]
+        runs = [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
         return {
-            "variant": variant.name, "method": variant.method, "head": variant.head, "views": variant.views,
+            "variant": variant.name, "runs_of": trained.name, "method": variant.method, "head": variant.head,
+            "views": variant.views,
             "uses_labels": METHODS[variant.method].uses_labels,
             "selection": {"lr": chosen.lr, "param_name": METHODS[variant.method].space.param_name,
                           "param": chosen.param, "weight_decay": chosen.weight_decay, "val_knn20": chosen.score,
@@ -609,7 +621,10 @@ def write_claims(out: str, dataset: str) -> str:
 def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[str]], epochs: int = 2) -> None:
     """Train each variant of ``table`` once for ``epochs`` on the whole training split (recipe defaults, seed 0),
     so that ``plan`` can extrapolate its cost from the seconds per step measured there."""
-    for variant in (v.resolved() for v in TABLES[table] if methods is None or v.method in methods):
+    variants = [protocol._training_variant(v.resolved()) for v in TABLES[table]
+                if methods is None or v.method in methods]
+    protocol.progress = Progress(len(variants))
+    for variant in variants:
         space = METHODS[variant.method].space
         protocol._run(RunSpec(protocol.dataset.name, variant.name, space.base_lr, space.default_param,
                               space.default_weight_decay, epochs, 0, "cost", None, epochs, protocol.device))
@@ -641,7 +656,7 @@ def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dat
     for v in variants:
         runs = planned_runs([v], size)
         name = v.resolved().name
-        samples = measured.get(name, {})
+        samples = measured.get(Protocol._training_variant(v.resolved()).name, {})
         samples = samples.get("cost") or [t for values in samples.values() for t in values]
         if not samples:
             lines.append(f"| {name} | {runs - len(size.seeds)} | {len(size.seeds)} | not measured | ? |")

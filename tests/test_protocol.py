@@ -263,3 +263,15 @@ def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
     hours = 0.5 * 50 * (tuning_runs * 4 + 3 * 5) / 3600  # the 'cost' measurement wins over the tuning run's
     assert f"| GroCo/paper/2 | {tuning_runs} | 3 | 0.50 | {hours:.1f} |" in text
     assert "| GroCo/paper/2+4 | 8 | 3 | not measured | ? |" in text
+
+
+def test_a_common_head_equal_to_the_recipes_head_reuses_its_runs(tmp_path):
+    trainer = FakeTrainer()
+    proto = _protocol(tmp_path, trainer)
+    paper = proto.variant_summary(protocol.Variant("SimCLR", "paper", "2"))
+    calls = len(trainer.calls)
+    common = proto.variant_summary(protocol.Variant("SimCLR", "common", "2"))
+    assert len(trainer.calls) == calls and common["runs_of"] == "SimCLR/paper/2"  # SimCLR's head is the common one
+    assert common["knn20"] == paper["knn20"]
+    proto.variant_summary(protocol.Variant("GroCo", "common", "2"))
+    assert trainer.calls[-1].variant == "GroCo/common/2"  # GroCo's own head differs: trained anew
