@@ -57,6 +57,7 @@ class DatasetSpec:
     mm_dataset: Callable[[str], dict]  # split -> the dataset config the recipes' pipelines run on
     num_classes: int
     train_size: Optional[int] = None  # training images, for the cost estimate of --plan
+    recipe_suffix: Optional[str] = None  # '_digits' in a recipe's name becomes this where such a recipe ships
     normalize: Tuple[float, float] = (0.2, 0.25)  # the digits recipes' data preprocessor (mean, std)
 
 
@@ -66,35 +67,55 @@ def _load_digits() -> Dict:
     return load_digits_canvas()
 
 
+_TWO_DIGITS_PER_CLASS = {"train": 30, "test": 10}  # the two-digit recipes' sizes: 3,000 / 1,000 images
+
+
 def _load_two_digits() -> Dict:
     import numpy as np
     import torch
 
-    module = _two_digits_module()
+    make_two_digit_canvas = _two_digits_maker()
     data = {}
-    for split in ("train", "test"):
-        images, labels = module.make_two_digits(split)
-        x = torch.from_numpy(np.array(images, dtype=np.float32) / 255.0)
-        data[f"{split}_x"] = x.unsqueeze(1) if x.dim() == 3 else x
+    for split, per_class in _TWO_DIGITS_PER_CLASS.items():
+        images, labels = make_two_digit_canvas(split, per_class)
+        data[f"{split}_x"] = torch.from_numpy(np.array(images, dtype=np.float32) / 255.0).unsqueeze(1)
         data[f"{split}_y"] = torch.from_numpy(np.array(labels))
     return data
 
 
-def _two_digits_module():
-    """The 100-class two-digit numbers (the Hydra issue builds them); a clear error until they exist."""
+def _two_digits_maker():
+    """The 100-class two-digit numbers (built in the Hydra issue); a clear error on a branch without them."""
     try:
-        from rankssl.mm import two_digits
+        from rankssl.mm.digits import make_two_digit_canvas
     except ImportError as error:
-        raise ValueError("dataset 'two_digits' needs rankssl.mm.two_digits (make_two_digits, dataset type "
-                         "'TwoDigits'), which this branch does not have yet.") from error
-    return two_digits
+        raise ValueError("dataset 'two_digits' needs rankssl.mm.digits.make_two_digit_canvas and the "
+                         "'TwoDigitCanvas' dataset (the Hydra issue's), which this branch does not have.") from error
+    return make_two_digit_canvas
 
 
 DATASETS: Dict[str, DatasetSpec] = {
     "digits": DatasetSpec("digits", _load_digits, lambda split: dict(type="DigitsCanvas", split=split), 10,
                           train_size=1437),
-    "two_digits": DatasetSpec("two_digits", _load_two_digits, lambda split: dict(type="TwoDigits", split=split), 100),
+    "two_digits": DatasetSpec(
+        "two_digits", _load_two_digits,
+        lambda split: dict(type="TwoDigitCanvas", split=split, per_class=_TWO_DIGITS_PER_CLASS[split]), 100,
+        train_size=3000, recipe_suffix="_two-digits"),
 }
+
+
+def recipe_for(method_recipe: str, dataset: DatasetSpec) -> str:
+    """The data set's own recipe of the method where one ships (its views, sampler), else the digits recipe."""
+    if dataset.recipe_suffix:
+        from rankssl.recipes import find_recipe
+
+        candidate = method_recipe.replace("_digits", dataset.recipe_suffix)
+        try:
+            find_recipe(candidate)
+            return candidate
+        except FileNotFoundError:
+            pass
+    return method_recipe
+
 
 # ----------------------------------------------------------------------------- methods and variants
 
@@ -222,7 +243,7 @@ def build_config(spec: RunSpec, dataset: DatasetSpec, work_dir: str, fit_indices
 
     variant = _variant_from_name(spec.variant)
     method = METHODS[variant.method]
-    cfg = load_config(method.recipe, work_dir)
+    cfg = load_config(recipe_for(method.recipe, dataset), work_dir)
     set_epochs(cfg, spec.epochs)
     cfg.randomness = dict(seed=spec.seed, deterministic=False)
     cfg.optim_wrapper.optimizer.lr = spec.lr
@@ -545,7 +566,7 @@ def _pct(values: Sequence[float]) -> str:
 
 
 def _where(position: str) -> str:
-    return "inside" if position in ("inside", "untuned") else f"**{position}**"
+    return {"inside": "inside", "untuned": "one value"}.get(position, f"**{position}**")
 
 
 def format_table(report: Dict) -> str:
