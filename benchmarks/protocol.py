@@ -595,6 +595,10 @@ def format_table(report: Dict) -> str:
                      f"{sel['param_name']}={sel['param']} | {_where(sel['param_position'])} | "
                      f"{sel['weight_decay']:g} | {_where(sel['weight_decay_position'])} | "
                      f"{100 * sel['val_knn20']:.1f} |")
+    edges = [f"{name} ({', '.join(s['selection']['edges'])})" for name, s in report["variants"].items()
+             if s["selection"]["edges"]]
+    lines += ["", f"Winners on an edge of their grid: {'; '.join(edges)}." if edges
+              else "Every winner lies inside its grid."]
     return "\n".join(lines) + "\n"
 
 

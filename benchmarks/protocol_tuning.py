@@ -63,7 +63,7 @@ class Selection:
         """Names of the hyper-parameters whose winner lies on an edge of its grid."""
         positions = {"lr": self.lr_position, "param": self.param_position,
                      "weight_decay": self.weight_decay_position}
-        return [name for name, where in positions.items() if where != "inside"]
+        return [name for name, where in positions.items() if where not in ("inside", "untuned")]
 
 
 def lr_grid(center: float, steps: int = 4) -> List[float]:

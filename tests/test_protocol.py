@@ -283,3 +283,21 @@ def test_a_common_head_equal_to_the_recipes_head_reuses_its_runs(tmp_path):
     assert common["knn20"] == paper["knn20"]
     proto.variant_summary(protocol.Variant("GroCo", "common", "2"))
     assert trainer.calls[-1].variant == "GroCo/common/2"  # GroCo's own head differs: trained anew
+
+
+def test_the_table_reports_the_grid_and_flags_a_winner_on_an_edge(tmp_path):
+    class EdgeTrainer(FakeTrainer):  # validation keeps improving as the rate falls: no optimum within reach
+        def __call__(self, spec, dataset, data, fit_val, work_root):
+            result = super().__call__(spec, dataset, data, fit_val, work_root)
+            if spec.purpose == "tune":
+                result["val_knn20"] = 0.5 - spec.lr / 100
+            return result
+
+    proto = _protocol(tmp_path, EdgeTrainer())
+    proto.size = protocol.Size(epochs=2, seeds=(0,), eval_every=1, max_widen=1, param_values=1)
+    report = proto.table("views", methods=["GroCo"])
+    text = protocol.format_table(report)
+    selection = report["variants"]["GroCo/paper/2"]["selection"]
+    assert selection["lr_position"] == "lower edge" and selection["edges"] == ["lr"]
+    assert "**lower edge**" in text and "Winners on an edge of their grid: GroCo/paper/2 (lr)" in text
+    assert ", ".join(f"{lr:g}" for lr in selection["lr_grid"]) in text
