@@ -103,6 +103,14 @@ DATASETS: Dict[str, DatasetSpec] = {
 }
 
 
+def recipe_digest(method: str, dataset: DatasetSpec) -> str:
+    """Short digest of the text of the recipe that ``method`` trains on ``dataset``."""
+    from rankssl.recipes import find_recipe
+
+    with open(find_recipe(recipe_for(METHODS[method].recipe, dataset)), "rb") as handle:
+        return hashlib.sha1(handle.read()).hexdigest()[:8]
+
+
 def recipe_for(method_recipe: str, dataset: DatasetSpec) -> str:
     """The data set's own recipe of the method where one ships (its views, sampler), else the digits recipe."""
     if dataset.recipe_suffix:
@@ -209,6 +217,7 @@ class RunSpec:
     train_subset: Optional[int] = None
     eval_every: int = 5
     device: str = "cpu"
+    recipe_sha: str = ""  # the recipe file's digest: editing a recipe invalidates its finished runs
 
     @property
     def run_id(self) -> str:
@@ -482,7 +491,7 @@ class Protocol:
         space = METHODS[variant.method].space
         return RunSpec(self.dataset.name, variant.name, config["lr"], config[space.param_name],
                        config["weight_decay"], self.size.epochs, seed, purpose, self.size.train_subset,
-                       self.size.eval_every, self.device)
+                       self.size.eval_every, self.device, recipe_digest(variant.method, self.dataset))
 
     @staticmethod
     def _training_variant(variant: Variant) -> Variant:
@@ -652,7 +661,8 @@ def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[st
     for variant in variants:
         space = METHODS[variant.method].space
         protocol._run(RunSpec(protocol.dataset.name, variant.name, space.base_lr, space.default_param,
-                              space.default_weight_decay, epochs, 0, "cost", None, epochs, protocol.device))
+                              space.default_weight_decay, epochs, 0, "cost", None, epochs, protocol.device,
+                              recipe_digest(variant.method, protocol.dataset)))
 
 
 def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dataset: str) -> str:
