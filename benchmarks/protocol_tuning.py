@@ -1,0 +1,139 @@
+"""Hyper-parameter selection with the same budget for every method (issue 13's protocol).
+
+Pure logic, no training: :func:`select` calls a ``score(config) -> float`` function
+(validation kNN accuracy in ``protocol.py``, a fake function in the tests) and returns
+the chosen configuration with a record of every grid and where each winner fell.
+
+The search, identical for every method and baseline:
+
+1. learning rate: a grid of ``lr_steps`` (>= 4) values spaced x2 around the recipe's
+   base rate, at the method's default parameter and weight decay; while the best value
+   sits on an edge, one more value is added beyond that edge (up to ``max_widen``
+   times), so the winner ends strictly inside the grid;
+2. the method's own main parameter (temperature, steepness, bins), at that rate;
+3. weight decay, at that rate and parameter;
+4. the learning rate again, bracketed the same way around the rate of step 1 with the
+   chosen parameter and weight decay (configurations already scored are not re-run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Sequence, Tuple
+
+__all__ = ["SearchSpace", "Selection", "lr_grid", "bracket", "select", "edge_position"]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What one method tunes: its base learning rate, main parameter and weight decays."""
+
+    base_lr: float
+    param_name: str
+    param_values: Tuple = ()
+    default_param: object = None
+    weight_decays: Tuple[float, ...] = (1e-6, 1e-5, 1e-4)
+    default_weight_decay: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.base_lr > 0:
+            raise ValueError(f"base_lr must be positive, got {self.base_lr!r}.")
+        if self.default_param not in self.param_values:
+            raise ValueError(f"default_param {self.default_param!r} must be one of param_values {self.param_values}.")
+        if self.default_weight_decay not in self.weight_decays:
+            raise ValueError(f"default_weight_decay {self.default_weight_decay!r} must be one of {self.weight_decays}.")
+
+
+@dataclass
+class Selection:
+    """The chosen configuration and the evidence for it."""
+
+    lr: float
+    param: object
+    weight_decay: float
+    score: float
+    lr_grid: List[float]  # learning rates scored at the chosen parameter and weight decay
+    lr_position: str  # 'inside', 'lower edge' or 'upper edge' (the widening limit was reached)
+    param_position: str
+    weight_decay_position: str
+    trials: List[Dict] = field(default_factory=list)  # every configuration scored, in order
+
+    @property
+    def edges(self) -> List[str]:
+        """Names of the hyper-parameters whose winner lies on an edge of its grid."""
+        positions = {"lr": self.lr_position, "param": self.param_position,
+                     "weight_decay": self.weight_decay_position}
+        return [name for name, where in positions.items() if where not in ("inside", "untuned")]
+
+
+def lr_grid(center: float, steps: int = 4) -> List[float]:
+    """``steps`` learning rates spaced x2 with ``center`` among them: 4 -> center x (1/4, 1/2, 1, 2).
+
+    Powers of two keep the values exact, so a rate reached twice is the same float.
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2, got {steps}.")
+    return [center * 2.0 ** k for k in range(-(steps // 2), steps - steps // 2)]
+
+
+def edge_position(winner, values: Sequence) -> str:
+    """'inside', 'lower edge' or 'upper edge' of the sorted ``values``; a one-value grid is 'untuned'."""
+    ordered = sorted(values)
+    if len(ordered) < 2:
+        return "untuned"
+    if winner == ordered[0]:
+        return "lower edge"
+    if winner == ordered[-1]:
+        return "upper edge"
+    return "inside"
+
+
+def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen: int = 3
+            ) -> Tuple[float, Dict[float, float], str]:
+    """Score the rates of ``initial``; extend the grid x2 beyond the edge the winner sits on until it is inside.
+
+    Returns the winner, the score of every rate tried, and the winner's position
+    ('inside' unless ``max_widen`` extensions did not suffice).
+    """
+    scores: Dict[float, float] = {}
+    pending = sorted(initial)
+    for _ in range(max_widen + 1):
+        for lr in pending:
+            if lr not in scores:
+                scores[lr] = score(lr)
+        ordered = sorted(scores)
+        best = max(ordered, key=lambda lr: scores[lr])  # a tie goes to the smaller rate
+        position = edge_position(best, ordered)
+        if position == "inside":
+            return best, scores, position
+        pending = [ordered[0] / 2] if position == "lower edge" else [ordered[-1] * 2]
+    return best, scores, position
+
+
+def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4, max_widen: int = 3) -> Selection:
+    """Coordinate search of learning rate, main parameter and weight decay (module docstring)."""
+    if lr_steps < 4:
+        raise ValueError(f"lr_steps must be >= 4 (the protocol's smallest grid), got {lr_steps}.")
+    cache: Dict[Tuple, float] = {}
+    trials: List[Dict] = []
+
+    def trial(lr: float, param, weight_decay: float) -> float:
+        key = (lr, param, weight_decay)
+        if key not in cache:
+            config = {"lr": lr, space.param_name: param, "weight_decay": weight_decay}
+            cache[key] = score(config)
+            trials.append({**config, "score": cache[key]})
+        return cache[key]
+
+    param, weight_decay = space.default_param, space.default_weight_decay
+    lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen)
+    param = max(sorted(space.param_values), key=lambda p: trial(lr, p, weight_decay))
+    weight_decay = max(sorted(space.weight_decays), key=lambda w: trial(lr, param, w))
+    lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen)
+    return Selection(
+        lr=lr, param=param, weight_decay=weight_decay, score=cache[(lr, param, weight_decay)],
+        lr_grid=sorted(lr_scores), lr_position=lr_position,
+        param_position=edge_position(param, space.param_values),
+        weight_decay_position=edge_position(weight_decay, space.weight_decays),
+        trials=trials,
+    )

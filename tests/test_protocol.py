@@ -1,0 +1,303 @@
+"""The benchmark protocol of issue 13 (benchmarks/protocol.py): its logic with fake training, and a small real run."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import protocol  # noqa: E402
+from protocol_claims import claims_table, verdict  # noqa: E402
+from protocol_tuning import SearchSpace, bracket, edge_position, lr_grid, select  # noqa: E402
+
+
+def _peaked(optimum: float):
+    """A score whose maximum over log2(lr) lies at ``optimum``."""
+    return lambda lr: -abs(math.log2(lr) - math.log2(optimum))
+
+
+# ----------------------------------------------------------------------------- grid widening
+
+
+def test_lr_grid_is_four_values_spaced_x2_around_the_center():
+    assert lr_grid(0.3) == [0.075, 0.15, 0.3, 0.6]
+    assert lr_grid(1.0, 5) == [0.25, 0.5, 1.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("optimum", [0.3 / 64, 0.3 / 8, 0.3, 0.3 * 16])
+def test_bracket_widens_until_the_known_optimum_is_strictly_inside(optimum):
+    tried = []
+
+    def score(lr):
+        tried.append(lr)
+        return _peaked(optimum)(lr)
+
+    best, scores, position = bracket(score, lr_grid(0.3), max_widen=6)
+    assert best == pytest.approx(optimum) and position == "inside"
+    ordered = sorted(scores)
+    assert ordered[0] < best < ordered[-1]
+    assert all(b / a == pytest.approx(2.0) for a, b in zip(ordered, ordered[1:]))  # still spaced x2
+    assert len(tried) == len(set(tried))  # no rate is scored twice
+
+
+def test_bracket_reports_the_edge_when_the_widening_limit_is_reached():
+    best, scores, position = bracket(_peaked(1e-6), lr_grid(0.3), max_widen=2)
+    assert position == "lower edge" and best == min(scores) and len(scores) == 6
+
+
+def test_select_finds_every_optimum_and_flags_parameter_edges():
+    space = SearchSpace(0.3, "temperature", (0.1, 0.2, 0.5), 0.2, (1e-6, 1e-5, 1e-4), 1e-6)
+
+    def score(config):  # separable: best lr 0.0375, temperature 0.5 (an edge), weight decay 1e-5
+        return (_peaked(0.0375)(config["lr"]) - abs(config["temperature"] - 0.5)
+                - abs(math.log10(config["weight_decay"]) + 5))
+
+    chosen = select(space, score)
+    assert (chosen.lr, chosen.param, chosen.weight_decay) == (pytest.approx(0.0375), 0.5, 1e-5)
+    assert chosen.lr_position == "inside" and chosen.weight_decay_position == "inside"
+    assert chosen.param_position == "upper edge" and chosen.edges == ["param"]
+    assert len(chosen.lr_grid) >= 4 and min(chosen.lr_grid) < chosen.lr < max(chosen.lr_grid)
+    assert len({(t["lr"], t["temperature"], t["weight_decay"]) for t in chosen.trials}) == len(chosen.trials)
+    assert chosen.score == max(t["score"] for t in chosen.trials)
+
+
+def test_select_refuses_a_grid_smaller_than_the_protocol_and_bad_spaces():
+    space = SearchSpace(0.3, "temperature", (0.2,), 0.2)
+    with pytest.raises(ValueError, match="lr_steps"):
+        select(space, lambda c: 0.0, lr_steps=3)
+    with pytest.raises(ValueError, match="default_param"):
+        SearchSpace(0.3, "temperature", (0.1, 0.5), 0.2)
+    assert edge_position(0.2, (0.2,)) == "untuned"
+
+
+# ----------------------------------------------------------------------------- resume and the test split
+
+
+def _fake_data(n_train=200, n_test=50):
+    generator = torch.Generator().manual_seed(0)
+    return {"train_x": torch.rand(n_train, 1, 4, 4, generator=generator), "train_y": torch.arange(n_train) % 10,
+            "test_x": torch.rand(n_test, 1, 4, 4, generator=generator), "test_y": torch.arange(n_test) % 10}
+
+
+class FakeTrainer:
+    """Stands for train_run: validation score peaks at lr 0.15, test score at lr 2.4 (never to be chosen)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, spec, dataset, data, fit_val, work_root):
+        self.calls.append(spec)
+        fit, val = fit_val
+        if spec.purpose == "tune":
+            assert set(data) == {"train_x", "train_y"}, "a tuning run was given the test split"
+            assert not set(fit) & set(val) and max(fit + val) < len(data["train_y"])
+            return {"spec": vars(spec), "val_knn20": 0.9 + _peaked(0.15)(spec.lr) / 100,
+                    "train_seconds": 0.0, "steps": 1, "s_per_step": 0.1}
+        test_score = 0.5 + _peaked(2.4)(spec.lr) / 100 + spec.seed / 1000
+        return {"spec": vars(spec), "knn20": test_score, "knn200": test_score, "linear": test_score, "erank": 5.0,
+                "curve": [(1, test_score / 2), (2, test_score)], "train_seconds": 0.0, "steps": 2,
+                "s_per_step": 0.1}
+
+
+def _protocol(tmp_path, trainer):
+    size = protocol.Size(epochs=2, seeds=(0, 1), eval_every=1, param_values=1)
+    return protocol.Protocol(protocol.DATASETS["digits"], size, str(tmp_path), trainer=trainer, data=_fake_data())
+
+
+def test_selection_uses_the_validation_part_never_the_test_split(tmp_path):
+    trainer = FakeTrainer()
+    report = _protocol(tmp_path, trainer).table("views", methods=["SimCLR"])
+    for summary in report["variants"].values():
+        assert summary["selection"]["lr"] == pytest.approx(0.15)  # the validation optimum, not the test's 2.4
+        assert summary["selection"]["lr_position"] == "inside"
+    assert {s.purpose for s in trainer.calls} == {"tune", "final"}
+
+
+def test_a_rerun_skips_finished_runs_and_a_killed_run_resumes(tmp_path):
+    first = FakeTrainer()
+    report = _protocol(tmp_path, first).table("views", methods=["SimCLR"])
+    runs_dir = tmp_path / "digits" / "runs"
+    assert len(os.listdir(runs_dir)) == len(first.calls) > 0
+
+    again = FakeTrainer()
+    assert _protocol(tmp_path, again).table("views", methods=["SimCLR"])["variants"] == report["variants"]
+    assert again.calls == []
+
+    killed = sorted(runs_dir.iterdir())[:3]  # as if the benchmark had been killed before these finished
+    for path in killed:
+        path.unlink()
+    resumed = FakeTrainer()
+    _protocol(tmp_path, resumed).table("views", methods=["SimCLR"])
+    assert sorted(s.run_id + ".json" for s in resumed.calls) == sorted(p.name for p in killed)
+
+
+def test_run_ids_depend_on_every_field():
+    spec = protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final")
+    assert spec.run_id == protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final").run_id
+    others = [protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 1, "final"),
+              protocol.RunSpec("digits", "GroCo/paper/2", 0.6, 4.0, 1e-6, 50, 0, "final"),
+              protocol.RunSpec("digits", "GroCo/common/2", 0.3, 4.0, 1e-6, 50, 0, "final")]
+    assert len({spec.run_id, *(o.run_id for o in others)}) == 4
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_build_config_wires_heads_views_and_the_tuning_split():
+    digits = protocol.DATASETS["digits"]
+    spec = protocol.RunSpec("digits", "GroCo/common/2+4", 0.6, 16.0, 1e-4, 3, 0, "tune")
+    cfg = protocol.build_config(spec, digits, "/tmp/unused", fit_indices=[1, 2, 3])
+    views = cfg.train_dataloader.dataset.pipeline[0].views
+    assert [v["num_views"] for v in views] == [2, 4] and views[1]["input_size"] == 16
+    assert cfg.model.loss.n_positive_views == 2 and cfg.model.loss.steepness == 16.0
+    assert cfg.model.neck == protocol.COMMON_HEAD
+    assert cfg.optim_wrapper.optimizer.lr == 0.6 and cfg.optim_wrapper.optimizer.weight_decay == 1e-4
+    assert cfg.train_dataloader.dataset.indices == [1, 2, 3] and cfg.val_dataloader is None
+    assert cfg.train_dataloader.batch_size == 256 and cfg.train_cfg.max_epochs == 3
+
+    final = protocol.build_config(protocol.RunSpec("digits", "S2R2/paper/8", 0.3, 20, 1e-6, 3, 1, "final"),
+                                  digits, "/tmp/unused", fit_indices=None)
+    assert final.train_dataloader.dataset.pipeline[0].views[0]["num_views"] == 8
+    assert final.val_dataloader.dataset.query.split == "test" and final.model.neck.type == "MLPHead"
+    with pytest.raises(ValueError, match="GroCo only"):
+        protocol.build_config(protocol.RunSpec("digits", "SimCLR/paper/2+4", 0.3, 0.2, 1e-6, 3, 0, "final"),
+                              digits, "/tmp/unused", None)
+
+
+def test_two_digits_is_one_table_entry_and_fails_clearly_without_its_module():
+    two_digits = protocol.DATASETS["two_digits"]
+    assert two_digits.num_classes == 100 and two_digits.mm_dataset("test")["type"] == "TwoDigitCanvas"
+    from rankssl.mm import digits
+
+    if not hasattr(digits, "make_two_digit_canvas"):  # a branch without the Hydra issue's data set
+        with pytest.raises(ValueError, match="two_digits"):
+            two_digits.load()
+    from rankssl.recipes import list_recipes
+
+    expected = "groco_smallcnn_1xb256-50e_two-digits"
+    assert protocol.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == (
+        expected if expected in list_recipes() else "groco_smallcnn_1xb256-50e_digits")
+    assert protocol.recipe_for("groco_smallcnn_1xb256-50e_digits", protocol.DATASETS["digits"]) == (
+        "groco_smallcnn_1xb256-50e_digits")
+
+
+# ----------------------------------------------------------------------------- claims
+
+
+def test_verdict_rule_against_a_direct_computation():
+    a, b = [0.80, 0.82, 0.84], [0.70, 0.72, 0.74]  # gap 0.10, noise sqrt(0.02^2 + 0.02^2) = 0.028
+    assert verdict(a, b) == "yes" and verdict(b, a) == "no"
+    assert verdict([0.71, 0.75, 0.79], b) == "within noise"  # gap 0.03 < noise 0.045
+    assert verdict(b, [0.71, 0.75, 0.79], at_least=True) == "yes"  # -0.03 >= -0.045
+    assert verdict([0.8], [0.7]).startswith("yes (1 seed")
+
+
+def _summary(mean, spread=0.01, erank=10.0, curve_start=None):
+    accs = [mean - spread, mean, mean + spread]
+    start = curve_start if curve_start is not None else mean / 2
+    return {"knn20": accs, "erank": [erank] * 3, "curves": [[(5, start), (10, a)] for a in accs]}
+
+
+def test_claims_table_from_a_synthetic_results_json(tmp_path):
+    main = {"GroCo/paper/2": _summary(0.75), "SimCLR/paper/2": _summary(0.60), "S2R2/paper/4": _summary(0.70),
+            "Hydra/paper/2": _summary(0.50, erank=30.0), "SupCon/paper/2": _summary(0.65, erank=20.0)}
+    views = {"SimCLR/paper/4": _summary(0.70, curve_start=0.60), "S2R2/paper/4": _summary(0.70, curve_start=0.30)}
+    s2r2_views = {f"S2R2/paper/{v}": _summary(acc) for v, acc in (("2", 0.6), ("4", 0.7), ("8", 0.65), ("16", 0.8))}
+    root = tmp_path / "digits"
+    root.mkdir()
+    for name, variants in (("main", main), ("views", views), ("s2r2_views", s2r2_views)):
+        (root / f"{name}.json").write_text(json.dumps({"variants": variants}))
+    text = protocol.write_claims(str(tmp_path), "digits")
+    assert text == (root / "claims.md").read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
+            for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    claim = lambda start: next(v for k, v in rows.items() if k.startswith(start))  # noqa: E731
+    assert claim("GroCo is at least as good") == "yes"
+    assert claim("... the same with one common head") == "-" and "not run yet: GroCo/common/2" in text
+    assert claim("GroCo gains from multi-crop") == "-"
+    assert claim("S2R2 beats SimCLR at equal views") == "within noise"  # 0.70 vs 0.70
+    assert claim("S2R2 converges faster") == "no"  # same end, but S2R2's curve starts lower
+    assert claim("S2R2's gain grows") == "no (drops between two view counts)"  # 0.7 -> 0.65
+    assert claim("Hydra beats SimCLR") == "no"
+    assert claim("Hydra prevents dimensional collapse") == "yes"  # erank 30 vs 20, equal over seeds
+    assert "75.0 ± 1.0" in text and "60.0 ± 1.0" in text  # figures come from the JSON
+
+
+def test_claims_table_with_nothing_run_says_so():
+    text = claims_table({}, "digits")
+    assert text.count("not run yet") == 8 and "see there" in text
+
+
+# ----------------------------------------------------------------------------- a real small run
+
+
+@pytest.mark.slow
+def test_protocol_small_runs_resumes_and_writes_its_tables(tmp_path):
+    def run(*args):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "protocol.py"), *args,
+                                 "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    first = run("--table", "main", "--size", "small", "--methods", "SimCLR")
+    assert "| SimCLR/paper/2 | no |" in first and "| raw pixels |" in first and "ETA" in first
+    root = tmp_path / "digits"
+    runs = sorted(p.name for p in (root / "runs").iterdir())
+    assert len(runs) >= 6  # >= 4 learning rates + 2 seeds
+    assert all("s_per_step" in json.loads((root / "runs" / r).read_text()) for r in runs)
+    assert (root / "main_curves.png").stat().st_size > 0
+    again = run("--table", "main", "--size", "small", "--methods", "SimCLR")
+    assert "trained 0 runs" in again and sorted(p.name for p in (root / "runs").iterdir()) == runs
+    claims = run("--table", "claims")
+    assert "| GroCo is at least as good" in claims and (root / "claims.md").exists()
+
+
+def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
+    runs = tmp_path / "digits" / "runs"
+    runs.mkdir(parents=True)
+    for i, (variant, purpose, s_step) in enumerate((("GroCo/paper/2", "cost", 0.5), ("GroCo/paper/2", "tune", 9.0))):
+        (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
+                                                    "s_per_step": s_step}))
+    size = protocol.SIZES["default"]
+    text = protocol.plan("multicrop", size, None, str(tmp_path), "digits")
+    tuning_runs = 4 + 2 + 2  # lr grid, 2 more steepness values, 2 more weight decays
+    # 50 epochs x (8 tuning runs x 4 steps of 256 of the 1,150 fit images + 3 seeds x 5 steps of 1,437 images)
+    hours = 0.5 * 50 * (tuning_runs * 4 + 3 * 5) / 3600  # the 'cost' measurement wins over the tuning run's
+    assert f"| GroCo/paper/2 | {tuning_runs} | 3 | 0.50 | {hours:.1f} |" in text
+    assert "| GroCo/paper/2+4 | 8 | 3 | not measured | ? |" in text
+
+
+def test_a_common_head_equal_to_the_recipes_head_reuses_its_runs(tmp_path):
+    trainer = FakeTrainer()
+    proto = _protocol(tmp_path, trainer)
+    paper = proto.variant_summary(protocol.Variant("SimCLR", "paper", "2"))
+    calls = len(trainer.calls)
+    common = proto.variant_summary(protocol.Variant("SimCLR", "common", "2"))
+    assert len(trainer.calls) == calls and common["runs_of"] == "SimCLR/paper/2"  # SimCLR's head is the common one
+    assert common["knn20"] == paper["knn20"]
+    proto.variant_summary(protocol.Variant("GroCo", "common", "2"))
+    assert trainer.calls[-1].variant == "GroCo/common/2"  # GroCo's own head differs: trained anew
+
+
+def test_the_table_reports_the_grid_and_flags_a_winner_on_an_edge(tmp_path):
+    class EdgeTrainer(FakeTrainer):  # validation keeps improving as the rate falls: no optimum within reach
+        def __call__(self, spec, dataset, data, fit_val, work_root):
+            result = super().__call__(spec, dataset, data, fit_val, work_root)
+            if spec.purpose == "tune":
+                result["val_knn20"] = 0.5 - spec.lr / 100
+            return result
+
+    proto = _protocol(tmp_path, EdgeTrainer())
+    proto.size = protocol.Size(epochs=2, seeds=(0,), eval_every=1, max_widen=1, param_values=1)
+    report = proto.table("views", methods=["GroCo"])
+    text = protocol.format_table(report)
+    selection = report["variants"]["GroCo/paper/2"]["selection"]
+    assert selection["lr_position"] == "lower edge" and selection["edges"] == ["lr"]
+    assert "**lower edge**" in text and "Winners on an edge of their grid: GroCo/paper/2 (lr)" in text
+    assert ", ".join(f"{lr:g}" for lr in selection["lr_grid"]) in text
