@@ -136,8 +136,8 @@ def test_hydra_algorithm_reads_the_runner_epoch_for_the_warmup():
 
 def test_other_views_needs_two_views_and_variant_names_are_checked():
     with pytest.raises(ValueError, match="at least two views"):
-        HydraLoss(3, 4, keys="other_views")(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
-    for kwargs, match in ((dict(keys="mine"), "keys"), (dict(reduction="sum"), "reduction"),
+        HydraLoss(3, 4, key_views="other")(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    for kwargs, match in ((dict(key_views="mine"), "key_views"), (dict(reduction="sum"), "reduction"),
                           (dict(pair_draw="x"), "pair_draw"), (dict(filter_warmup_epochs=-1), "filter_warmup"),
                           (dict(pair_draw="permutation", pairing="distinct"), "distinct")):
         with pytest.raises(ValueError, match=match):

@@ -19,8 +19,8 @@ is the mean of L_i over anchors that have a positive.
 The first author's public code (repository ``erow/hydra``) fixes four further choices
 that rankssl leaves as parameters (``SIMLAP_SETTINGS`` selects the authors' ones):
 
-- ``keys``: which embeddings an anchor is compared with. ``"all_views"`` (rankssl's
-  default): every view of the batch, the anchor itself excluded. ``"other_views"``
+- ``key_views``: which embeddings an anchor is compared with. ``"all"`` (rankssl's
+  default): every view of the batch, the anchor itself excluded. ``"other"``
   (authors, ``cl/losses.py::simlap_loss``): the anchors of view 1 against the keys of
   view 2 and vice versa, the two directions averaged.
 - ``reduction``: ``"anchor_mean"`` (default): L_i averaged over positives, then over
@@ -54,11 +54,11 @@ from rankssl.ops import dist
 
 __all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_terms"]
 
-KEY_MODES = ("all_views", "other_views")
+KEY_MODES = ("all", "other")
 REDUCTIONS = ("anchor_mean", "pair_mean")
 PAIR_DRAWS = ("per_row", "permutation")
 # The SimLAP recipe of the paper's second version (erow/hydra: cl/losses.py, main_cl.py).
-SIMLAP_SETTINGS = dict(keys="other_views", reduction="pair_mean", pair_draw="permutation")
+SIMLAP_SETTINGS = dict(key_views="other", reduction="pair_mean", pair_draw="permutation")
 
 _EPS = 1e-8
 
@@ -152,11 +152,11 @@ def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) 
     check_pairing(pairing)
 
 
-def check_variant_settings(keys: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int) -> None:
+def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int) -> None:
     """Raise a ``ValueError`` for an unknown key mode, reduction or pair draw, a permutation
     draw with ``pairing='distinct'`` (a permutation may map an image to its own class), or a
     negative warm-up."""
-    for name, value, allowed in (("keys", keys, KEY_MODES), ("reduction", reduction, REDUCTIONS),
+    for name, value, allowed in (("key_views", key_views, KEY_MODES), ("reduction", reduction, REDUCTIONS),
                                  ("pair_draw", pair_draw, PAIR_DRAWS)):
         if value not in allowed:
             raise ValueError(f"Unknown {name} {value!r}; expected one of {allowed}.")
@@ -228,7 +228,7 @@ class HydraLoss(nn.Module):
             and draw partners from the global batch.
         feature_filter: use this filter instead of building one (its ``num_classes`` and
             ``out_dim`` must match).
-        keys: ``"all_views"`` (default) or ``"other_views"`` (authors; needs >= 2 views).
+        key_views: ``"all"`` (default) or ``"other"`` (authors; needs >= 2 views).
         reduction: ``"anchor_mean"`` (default) or ``"pair_mean"`` (authors).
         pair_draw: ``"per_row"`` (default) or ``"permutation"`` (authors: one partner per
             image, shared by its views).
@@ -269,7 +269,7 @@ class HydraLoss(nn.Module):
         seed: Optional[int] = None,
         gather_distributed: bool = False,
         feature_filter: Optional[FeatureFilter] = None,
-        keys: str = "all_views",
+        key_views: str = "all",
         reduction: str = "anchor_mean",
         pair_draw: str = "per_row",
         learn_scale: bool = False,
@@ -277,7 +277,7 @@ class HydraLoss(nn.Module):
     ) -> None:
         super().__init__()
         check_hydra_settings(temperature, gate_penalty, pairing)
-        check_variant_settings(keys, reduction, pair_draw, pairing, filter_warmup_epochs)
+        check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
         feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
         class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
         if class_pair_weight is not None:
@@ -293,7 +293,7 @@ class HydraLoss(nn.Module):
         self.seed = seed
         self.gather_distributed = gather_distributed
         self._generator: Optional[torch.Generator] = None
-        self.keys = keys
+        self.key_views = key_views
         self.reduction = reduction
         self.pair_draw = pair_draw
         self.learn_scale = bool(learn_scale)
@@ -352,8 +352,8 @@ class HydraLoss(nn.Module):
                 f"Embeddings have dim {views[0].shape[1]} but the feature filter gates {self.dim} "
                 f"dimensions; build HydraLoss(dim={views[0].shape[1]}, ...) or change the projector."
             )
-        if self.keys == "other_views" and len(views) < 2:
-            raise ValueError("keys='other_views' compares each view with the others: pass at least two views.")
+        if self.key_views == "other" and len(views) < 2:
+            raise ValueError("key_views='other' compares each view with the others: pass at least two views.")
         if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
             views = [v.detach() for v in views]
         z = torch.cat(views) if len(views) > 1 else views[0]
@@ -370,7 +370,7 @@ class HydraLoss(nn.Module):
         self_index = torch.arange(z.shape[0], device=z.device) + offset
         pair_labels = self._pair_labels(y, labels, pair_labels, len(views), key_labels, self_index)
         gates = self.feature_filter(y, pair_labels)
-        if self.keys == "all_views":
+        if self.key_views == "all":
             parts = [hydra_pair_terms(z, keys, gates, y, pair_labels, key_labels, self_index, self.scale)]
         else:
             parts = self._other_view_terms(views, y, pair_labels, gates, batch_size)
@@ -412,7 +412,7 @@ class HydraLoss(nn.Module):
         return (
             f"num_classes={self.num_classes}, dim={self.dim}, temperature={self.temperature}, "
             f"pairing={self.pairing!r}, gate_penalty={self.gate_penalty}, "
-            f"gather_distributed={self.gather_distributed}, keys={self.keys!r}, reduction={self.reduction!r}, "
+            f"gather_distributed={self.gather_distributed}, key_views={self.key_views!r}, reduction={self.reduction!r}, "
             f"pair_draw={self.pair_draw!r}, learn_scale={self.learn_scale}, "
             f"filter_warmup_epochs={self.filter_warmup_epochs}"
         )
