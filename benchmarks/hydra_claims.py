@@ -153,7 +153,8 @@ def related_matrix(num_classes: int) -> np.ndarray:
     return np.zeros((num_classes, num_classes), dtype=bool)
 
 
-def relationships(model, feats: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Dict[str, float]:
+def relationships(model, feats: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                  save: Optional[str] = None) -> Dict[str, float]:
     from rankssl.models import active_dimension_overlap
 
     related = related_matrix(num_classes)
@@ -177,10 +178,12 @@ def relationships(model, feats: torch.Tensor, labels: torch.Tensor, num_classes:
         out["auc_pair_mean_gate"] = auc(gates.mean(dim=2).numpy()[iu], related[iu])
         out["jaccard_related"] = float(jaccard[iu][related[iu]].mean())
         out["jaccard_unrelated"] = float(jaccard[iu][~related[iu]].mean())
+        if save:
+            np.savez(save, jaccard=jaccard[iu], related=related[iu], class_mean_cosine=cos[iu])
     return out
 
 
-def score(model, data, probe: bool = True) -> Dict[str, float]:
+def score(model, data, probe: bool = True, save: Optional[str] = None) -> Dict[str, float]:
     from quality import knn_accuracy, linear_probe_accuracy
 
     from rankssl.ops import effective_rank
@@ -192,7 +195,7 @@ def score(model, data, probe: bool = True) -> Dict[str, float]:
          "erank_backbone": effective_rank(test_f), "erank_projection": effective_rank(test_p)}
     if probe:
         r["linear"] = linear_probe_accuracy(train_f, data["train_y"], test_f, data["test_y"])
-    r.update(relationships(model, test_f, data["test_y"], data["num_classes"]))
+    r.update(relationships(model, test_f, data["test_y"], data["num_classes"], save))
     return r
 
 
@@ -212,6 +215,64 @@ def sweep(recipe, dataset, overrides, data, size, base_lr, out, log) -> float:
     return best[0]
 
 
+def summarize(results: dict, out: str, size_name: str) -> str:
+    """Markdown tables (one per data set), the related/unrelated overlap histogram and the
+    `rankssl analyze` plot of the two-digit Hydra checkpoint."""
+    import glob
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = SIZES[size_name]
+    lines = []
+    for dataset, res in results.items():
+        lines += [f"**{dataset}** ({size['epochs']} epochs, seeds {list(size['seeds'])}; lr chosen on validation: "
+                  + ", ".join(f"{k} {v:g}" for k, v in res["lr"].items()) + ")", "",
+                  "| row | lr | kNN k=20 | kNN k=200 | linear | erank backbone | erank projection "
+                  "| gates q05-q95 | AUC Jaccard(g(a,a), g(b,b)) | AUC mean g(a,b) | AUC class-mean cosine |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, runs in res["rows"].items():
+            r = runs[0]
+            pct = lambda k: f"{100 * np.mean([x[k] for x in runs]):.1f}" if k in r else "-"  # noqa: E731
+            val = lambda k: f"{np.mean([x[k] for x in runs]):.2f}" if k in r else "-"  # noqa: E731
+            gates = f"{r['gate_q05']:.2f}-{r['gate_q95']:.2f}" if "gate_q05" in r else "-"
+            lines.append(f"| {name} | {r['lr']:g} | {pct('knn20')} | {pct('knn200')} | {pct('linear')} | "
+                         f"{np.mean([x['erank_backbone'] for x in runs]):.1f} | "
+                         f"{np.mean([x['erank_projection'] for x in runs]):.1f} | {gates} | "
+                         f"{val('auc_jaccard_own_gates')} | {val('auc_pair_mean_gate')} | {val('auc_class_mean_cosine')} |")
+        lines.append("")
+    two = results.get("two-digits", {}).get("rows", {})
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name in two:
+        npz = os.path.join(ROOT, two[name][0]["work_dir"], "relations.npz")
+        if os.path.exists(npz) and "jaccard" in np.load(npz).files and name.startswith("Hydra"):
+            stored = np.load(npz)
+            for flag, style in ((True, "-"), (False, ":")):
+                ax.hist(stored["jaccard"][stored["related"] == flag], bins=30, range=(0, 1), histtype="step",
+                        linestyle=style, density=True, label=f"{name}, {'related' if flag else 'unrelated'}")
+    ax.set_xlabel("Jaccard overlap of open dimensions of g(a, a) and g(b, b)")
+    ax.set_ylabel("density over class pairs")
+    ax.set_title("two-digit numbers: related (shared digit) vs unrelated classes")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "gate_overlap_related.png"), dpi=100)
+    plt.close(fig)
+    if "Hydra" in two:
+        checkpoints = sorted(glob.glob(os.path.join(ROOT, two["Hydra"][0]["work_dir"], "epoch_*.pth")))
+        if checkpoints:
+            from rankssl.mm.analyze import analyze_checkpoint
+
+            analyze_checkpoint(checkpoints[-1], os.path.join(out, "hydra_analysis"),
+                               classes=[0, 1, 2, 10, 11, 12, 20, 21, 22],
+                               class_names=[f"{i:02d}" for i in range(100)])
+    table = "\n".join(lines)
+    with open(os.path.join(out, f"table_{size_name}.md"), "w") as handle:
+        handle.write(table + "\n")
+    return table
+
+
 def main(argv=None) -> None:
     torch.set_flush_denormal(True)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -220,6 +281,7 @@ def main(argv=None) -> None:
     parser.add_argument("--label-free", action="store_true", help="also SimCLR, GroCo, S2R2 (recipes' lr, no sweep)")
     parser.add_argument("--rows", nargs="*", default=None, help="only these rows (names)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "hydra_claims"))
+    parser.add_argument("--summarize-only", action="store_true", help="only rebuild tables and plots")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
     torch.set_num_threads(2)
@@ -227,7 +289,7 @@ def main(argv=None) -> None:
     path = os.path.join(args.out, f"results_{args.size}.json")
     results = json.load(open(path)) if os.path.exists(path) else {}
     log = lambda m: print(m, flush=True)  # noqa: E731
-    for dataset in args.datasets:
+    for dataset in [] if args.summarize_only else args.datasets:
         data = load_data(dataset)
         res = results.setdefault(dataset, {"rows": {}, "lr": {}})
         rows = {name: (recipe, ov, None) for name, (recipe, ov) in {**LABEL_BASED, **CONTROLS}.items()}
@@ -246,13 +308,13 @@ def main(argv=None) -> None:
             runs = []
             for seed in size["seeds"]:
                 model, seconds, work_dir = train(recipe, dataset, overrides, lr, size["epochs"], seed, args.out)
-                r = dict(score(model, data), seed=seed, seconds=seconds, lr=lr, work_dir=os.path.relpath(work_dir, ROOT))
+                r = dict(score(model, data, save=os.path.join(work_dir, "relations.npz")), seed=seed, seconds=seconds, lr=lr, work_dir=os.path.relpath(work_dir, ROOT))
                 runs.append(r)
                 log(f"{dataset} | {name} | " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                          for k, v in r.items()))
             res["rows"][name] = runs
             json.dump(results, open(path, "w"), indent=1)
-    print(json.dumps({d: {n: runs[0] for n, runs in r["rows"].items()} for d, r in results.items()}, indent=1))
+    print(summarize(results, args.out, args.size))
 
 
 if __name__ == "__main__":
