@@ -62,6 +62,7 @@ LABEL_FREE = {
 }
 SIZES = {
     "small": dict(epochs=1, sweep_epochs=1, seeds=(0,), grid=(1.0,)),
+    "quick": dict(epochs=5, sweep_epochs=0, seeds=(0,), grid=()),  # no lr grid: every recipe's lr 0.15
     "default": dict(epochs=6, sweep_epochs=3, seeds=(0,), grid=(0.5, 1.0, 2.0)),
 }
 
@@ -301,7 +302,8 @@ def main(argv=None) -> None:
             if fixed_lr is not None:
                 lr = fixed_lr
             elif name in LABEL_BASED:
-                lr = res["lr"].get(name) or sweep(recipe, dataset, overrides, data, size, 0.15, args.out, log)
+                lr = res["lr"].get(name) or (sweep(recipe, dataset, overrides, data, size, 0.15, args.out, log)
+                                             if size["grid"] else 0.15)
                 res["lr"][name] = lr
             else:
                 lr = res["lr"].get("Hydra") or 0.15
