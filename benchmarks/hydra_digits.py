@@ -61,8 +61,8 @@ def run(name: str, spec: tuple, epochs: int, out: str, seed: int, temperature: f
     cfg.work_dir = os.path.join(out, work_dir + (f"_t{temperature}" if temperature else ""))
     if temperature and cfg.model.type == "Hydra":
         cfg.model.loss.temperature = temperature
-    if not instance and "instance_loss" in cfg.model:
-        cfg.model.instance_loss = None
+    if cfg.model.type == "Hydra":  # the recipe has no instance term; the "+ NT-Xent" rows add one
+        cfg.model.instance_loss = dict(type="NTXentLoss", temperature=0.2) if instance else None
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=epochs, val_interval=epochs)
     if epochs < cfg.get("max_epochs", epochs):  # keep the schedule's shape on a shorter run

@@ -57,6 +57,22 @@ def load_digits_canvas() -> Dict[str, torch.Tensor]:
     return data
 
 
+def load_two_digit_canvas() -> Dict[str, torch.Tensor]:
+    """The two-digit numbers (100 classes, ``rankssl.mm.digits.make_two_digit_canvas``): 3,000 train
+    (30 per class) and 1,000 test images (10 per class), as for :func:`load_digits_canvas`."""
+    from rankssl.mm.digits import make_two_digit_canvas
+
+    data = {}
+    for split, per_class in (("train", 30), ("test", 10)):
+        images, labels = make_two_digit_canvas(split, per_class=per_class)
+        data[f"{split}_x"] = torch.from_numpy(np.array(images, dtype=np.float32) / 255.0).unsqueeze(1)
+        data[f"{split}_y"] = torch.from_numpy(np.array(labels))
+    return data
+
+
+DATASETS = {"digits": load_digits_canvas, "two-digits": load_two_digit_canvas}
+
+
 def validation_indices(y: torch.Tensor, fraction: float = 0.2, seed: int = 0) -> Tuple[List[int], List[int]]:
     """A stratified (train, val) split of the training set's indices for the sweep."""
     generator = torch.Generator().manual_seed(seed)
@@ -152,6 +168,19 @@ METHODS: Dict[str, Method] = {
     "SupCon": Method("SupCon", "hydra_smallcnn_1xb256-50e_digits", True, {"temperature": [0.2, 0.5]}, 0.3,
                      supcon=True),
 }
+
+
+def for_dataset(method: Method, dataset: str) -> Method:
+    """The method's recipe for ``dataset``: the ``*_two-digits`` recipes for the two-digit data, where
+    the SupCon reference has its own recipe (``LabelledViews`` with pml's ``SupConLoss``)."""
+    if dataset == "digits":
+        return method
+    import dataclasses
+
+    recipe = method.recipe.replace("_digits", "_two-digits")
+    if method.supcon:
+        recipe = "supcon_smallcnn_1xb256-50e_two-digits"
+    return dataclasses.replace(method, recipe=recipe, supcon=False)
 
 
 # ----------------------------------------------------------------------------- training
@@ -269,15 +298,16 @@ def _mean_std(values: List[float]) -> str:
     return f"{mean:.1f} ± {spread:.1f}"
 
 
-def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep: bool) -> str:
+def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep: bool,
+        dataset: str = "digits") -> str:
     size = SIZES[size_name]
     os.makedirs(out, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    data = load_digits_canvas()
+    data = DATASETS[dataset]()
     results: Dict[str, dict] = {}
     for name in methods:
-        method = METHODS[name]
+        method = for_dataset(METHODS[name], dataset)
         log(f"== {name}")
         if no_sweep:
             grid_name, grid_values = next(iter(method.grid.items()))
@@ -294,7 +324,7 @@ def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep:
         results[name] = {"params": params, "lr": lr, "sweep": trials, "runs": runs,
                          "num_views": method.views, "uses_labels": method.uses_labels}
     base = baselines(data, size, device)
-    table = format_table(results, base, size, device)
+    table = format_table(results, base, size, device, dataset)
     with open(os.path.join(out, "quality.json"), "w") as handle:
         json.dump({"results": results, "baselines": base, "size": size_name}, handle, indent=1)
     with open(os.path.join(out, "quality.md"), "w") as handle:
@@ -303,11 +333,13 @@ def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep:
     return table
 
 
-def format_table(results, base, size: Size, device: str) -> str:
+def format_table(results, base, size: Size, device: str, dataset: str = "digits") -> str:
     from measure import machine_description
 
+    title = "Digits canvas, the shipped digits recipes" if dataset == "digits" else \
+        "Two-digit numbers (100 classes), the shipped two-digits recipes"
     lines = [
-        f"Digits canvas, the shipped digits recipes (SmallCNN[32, 64, 128]), {size.epochs} epochs, batch 256, "
+        f"{title} (SmallCNN[32, 64, 128]), {size.epochs} epochs, batch 256, "
         f"seeds {list(size.seeds)}; {machine_description(device)}; {datetime.date.today()}",
         "",
         "| method | labels | views | chosen hyper-parameters | kNN k=20 T=0.07 | kNN k=200 T=0.1 | linear probe | train s/run |",
@@ -359,9 +391,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="same as --size quick")
     parser.add_argument("--no-sweep", action="store_true", help="train each method's defaults only")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
     args = parser.parse_args(argv)
-    print(run(args.methods, "quick" if args.quick else args.size, args.device, args.out, args.no_sweep))
+    print(run(args.methods, "quick" if args.quick else args.size, args.device, args.out, args.no_sweep, args.dataset))
 
 
 if __name__ == "__main__":

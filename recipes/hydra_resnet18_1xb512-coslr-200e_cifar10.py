@@ -17,8 +17,9 @@ model = dict(
     neck=dict(type='HydraProjectionHead', hidden_dim=2048, out_dim=128),
     loss=dict(type='HydraLoss', num_classes=num_classes, temperature=0.1, gate_mode='fused',
               pairing='arbitrary', seed=0),
-    # As in the authors' v1 code: (L_instance + beta * L_hydra) / (1 + beta), beta = 1; it also guards
-    # against the early collapse that pure Hydra and SupCon show at temperature 0.1 on the digits.
+    # (L_instance + beta * L_hydra) / (1 + beta), beta = 1: the mixing rule of the authors' v1 code
+    # (moco/builder.py), but with SimCLR's NT-Xent as the instance term, not v1's MoCo v3 (momentum
+    # encoder + predictor): a rankssl variant, not the authors' recipe (that is the in1k LARS recipe).
     instance_loss=dict(type='NTXentLoss', temperature=0.2),
     pair_weight=1.0,
 )

@@ -42,3 +42,8 @@ from rankssl.mm.s2r2 import S2R2  # noqa: E402
 
 register(MODELS, S2R2Loss, hosts=("lightly", "pml", "mmengine"))
 register(MODELS, S2R2)
+
+# A pml loss with labels over all views (issue 9): the label-based reference (pml's SupConLoss).
+from rankssl.mm.labelled import LabelledViews  # noqa: E402
+
+register(MODELS, LabelledViews)

@@ -27,9 +27,11 @@ def _shrink(cfg: Config, tmp_path, image_size: int, channels: int, real_digits: 
         train_set = dict(fake, num_samples=16, pipeline=train_pipeline)
         bank = dict(fake, num_samples=8, pipeline=eval_pipeline)
         query = dict(fake, num_samples=8, seed=1, pipeline=eval_pipeline)
+    sampler = dict(cfg.train_dataloader.sampler)
+    if sampler["type"] == "MPerClassSampler":
+        sampler.update(m=2, batch_size=8, length_before_new_iter=16)
     cfg.train_dataloader = dict(
-        batch_size=8, num_workers=0, persistent_workers=False, drop_last=True,
-        sampler=dict(cfg.train_dataloader.sampler, m=2, batch_size=8, length_before_new_iter=16),
+        batch_size=8, num_workers=0, persistent_workers=False, drop_last=True, sampler=sampler,
         collate_fn=dict(type="default_collate"), dataset=train_set)
     cfg.val_dataloader = dict(
         batch_size=16, num_workers=0, persistent_workers=False, sampler=dict(type="DefaultSampler", shuffle=False),
@@ -73,14 +75,21 @@ def test_digits_recipe_then_analyze(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe, image_size, channels",
-    [("hydra_resnet18_1xb512-coslr-200e_cifar10.py", 32, 3), ("hydra_resnet50_32xb32-coslr-1000e_in1k.py", 64, 3)],
+    [("hydra_resnet18_1xb512-coslr-200e_cifar10.py", 32, 3), ("hydra_resnet50_32xb32-lars-coslr-1000e_in1k.py", 64, 3)],
 )
 def test_recipe_smoke(tmp_path, recipe, image_size, channels):
     cfg = Config.fromfile(os.path.join(RECIPES, recipe))
-    assert cfg.train_dataloader.sampler.type == "MPerClassSampler"
-    if "in1k" in recipe:  # the paper's setting
-        assert cfg.train_dataloader.sampler.batch_size == 1024 and cfg.model.neck.out_dim == 256
-        assert cfg.model.loss.num_classes == 1000
+    if "in1k" in recipe:  # the paper's recipe (erow/hydra main_cl.py PAPER_RECIPE): random batches, LARS
+        assert cfg.train_dataloader.sampler.type == "DefaultSampler" and cfg.model.neck.out_dim == 256
+        assert cfg.model.loss.num_classes == 1000 and cfg.model.get("instance_loss") is None
+        assert cfg.optim_wrapper.optimizer.type == "LARS" and cfg.optim_wrapper.optimizer.lr == 0.2
+        assert cfg.optim_wrapper.optimizer.weight_decay == 1e-4 and cfg.param_scheduler[0].end == 40
+        assert cfg.model.loss.key_views == "other" and cfg.model.loss.reduction == "pair_mean"
+        assert cfg.model.loss.pair_draw == "permutation" and cfg.model.loss.temperature == 0.1
+        cfg.optim_wrapper.type = "OptimWrapper"  # no AMP on CPU
+        cfg.optim_wrapper.pop("loss_scale")
+    else:
+        assert cfg.train_dataloader.sampler.type == "MPerClassSampler"
     runner = _train(_shrink(cfg, tmp_path, image_size, channels))
     assert runner.iter == 2
     assert "spectrum/erank" in json.load(open(tmp_path / "scalars.json"))["val"][-1]

@@ -15,11 +15,34 @@ For anchor i of class y1 paired with class y2, with gate g = g(y1, y2):
 
 Samples of class y1 are neither positives nor negatives when y2 != y1. The batch loss
 is the mean of L_i over anchors that have a positive.
+
+The first author's public code (repository ``erow/hydra``) fixes four further choices
+that rankssl leaves as parameters (``SIMLAP_SETTINGS`` selects the authors' ones):
+
+- ``key_views``: which embeddings an anchor is compared with. ``"all"`` (rankssl's
+  default): every view of the batch, the anchor itself excluded. ``"other"``
+  (authors, ``cl/losses.py::simlap_loss``): the anchors of view 1 against the keys of
+  view 2 and vice versa, the two directions averaged.
+- ``reduction``: ``"anchor_mean"`` (default): L_i averaged over positives, then over
+  anchors. ``"pair_mean"`` (authors, ``cl/losses.py::_multipos_ce`` and
+  ``moco/builder.py::multipos_ce_loss``): the sum of the terms over all (anchor, positive)
+  pairs divided by the number of pairs, so anchors with many positives weigh more.
+- ``pair_draw``: ``"per_row"`` (default): every row (view) draws its own partner sample.
+  ``"permutation"`` (authors, ``posy = y[randperm(B)]`` in ``cl/losses.py`` and the
+  ``shuffle_idx`` of ``moco/builder.py``): one partner class per image, the class of the
+  image a random permutation of the batch maps it to, shared by all views of that image.
+- ``learn_scale``: a learned logit scale exp(s), s initialised at log(1 / temperature)
+  (authors' v1, ``moco/builder.py``: ``scale_logit``, there initialised at log 20).
+- ``filter_warmup_epochs``: for the first E epochs the embeddings are detached in this
+  loss, so only the feature filter learns from it (authors' v1, ``moco/builder.py``:
+  ``if epoch < self.warmup: q1, q2 = q1.detach(), q2.detach()``, E = 10). The epoch is
+  set with :meth:`HydraLoss.set_epoch` (the mmengine ``Hydra`` algorithm does it).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
+import math
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -30,7 +53,13 @@ from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
 from rankssl.ops import dist
 from rankssl.ops.validation import check_embeddings, check_float, check_labels, check_tensor
 
-__all__ = ["HydraLoss", "gated_cosine_logits", "hydra_pair_loss"]
+__all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_terms"]
+
+KEY_MODES = ("all", "other")
+REDUCTIONS = ("anchor_mean", "pair_mean")
+PAIR_DRAWS = ("per_row", "permutation")
+# The SimLAP recipe of the paper's second version (erow/hydra: cl/losses.py, main_cl.py).
+SIMLAP_SETTINGS = dict(key_views="other", reduction="pair_mean", pair_draw="permutation")
 
 _EPS = 1e-8
 
@@ -56,6 +85,52 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.
     return scale * numerator / (anchor_norm[:, None] * key_norm)
 
 
+def hydra_pair_terms(
+    anchors: torch.Tensor,
+    keys: torch.Tensor,
+    gates: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    pair_labels: torch.Tensor,
+    key_labels: torch.Tensor,
+    self_index: Optional[torch.Tensor] = None,
+    scale: Union[float, torch.Tensor] = 10.0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor sums of Hydra's terms over the anchor's positives, and their counts.
+
+    Arguments as for :func:`hydra_pair_loss` (``scale`` may be a learned 0-d tensor).
+
+    Returns:
+        ``(sums, num_positive)``: (A,) float32 sum over j in P_i of
+        ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij`` and the (A,) number |P_i|.
+    """
+    anchors = check_embeddings(anchors, "anchors")
+    keys = check_embeddings(keys, "keys", dim=anchors.shape[1])
+    check_tensor(gates, "gates", dims=(2,), shape_hint=f"{tuple(anchors.shape)} (one gate per anchor)")
+    if gates.shape != anchors.shape:
+        raise ValueError(f"gates must have the shape of anchors {tuple(anchors.shape)}, got {tuple(gates.shape)}.")
+    anchor_labels = check_labels(anchor_labels, "anchor_labels", length=anchors.shape[0])
+    pair_labels = check_labels(pair_labels, "pair_labels", length=anchors.shape[0])
+    key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
+    if not isinstance(scale, torch.Tensor):  # a learned scale is a 0-d parameter
+        check_float(scale, "scale", 0.0)
+    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
+    logits = logits - logits.mean(dim=1, keepdim=True)
+    positive = key_labels[None, :] == pair_labels[:, None]
+    if self_index is not None:
+        positive[torch.arange(anchors.shape[0], device=anchors.device), self_index] = False
+    negative = (key_labels[None, :] != anchor_labels[:, None]) & (key_labels[None, :] != pair_labels[:, None])
+    has_negative = negative.any(dim=1, keepdim=True)
+    # Rows without a negative get a finite dummy, so no NaN reaches the backward pass.
+    negative_logits = torch.where(has_negative, logits.masked_fill(~negative, float("-inf")), torch.zeros_like(logits))
+    negative_lse = torch.where(
+        has_negative.squeeze(1),
+        negative_logits.logsumexp(dim=1),
+        torch.full_like(logits[:, 0], float("-inf")),
+    )
+    terms = torch.logaddexp(logits, negative_lse[:, None]) - logits
+    return (terms * positive).sum(dim=1), positive.sum(dim=1)
+
+
 def hydra_pair_loss(
     anchors: torch.Tensor,
     keys: torch.Tensor,
@@ -64,7 +139,7 @@ def hydra_pair_loss(
     pair_labels: torch.Tensor,
     key_labels: torch.Tensor,
     self_index: Optional[torch.Tensor] = None,
-    scale: float = 10.0,
+    scale: Union[float, torch.Tensor] = 10.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor Hydra loss: the functional core shared by the lightly-style and pml losses.
 
@@ -81,33 +156,9 @@ def hydra_pair_loss(
         ``(losses, has_positive)``: (A,) float32 losses (0 where the anchor has no
         positive) and the (A,) mask of anchors with at least one positive.
     """
-    anchors = check_embeddings(anchors, "anchors")
-    keys = check_embeddings(keys, "keys", dim=anchors.shape[1])
-    check_tensor(gates, "gates", dims=(2,), shape_hint=f"{tuple(anchors.shape)} (one gate per anchor)")
-    if gates.shape != anchors.shape:
-        raise ValueError(f"gates must have the shape of anchors {tuple(anchors.shape)}, got {tuple(gates.shape)}.")
-    anchor_labels = check_labels(anchor_labels, "anchor_labels", length=anchors.shape[0])
-    pair_labels = check_labels(pair_labels, "pair_labels", length=anchors.shape[0])
-    key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
-    check_float(scale, "scale", 0.0)
-    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
-    logits = logits - logits.mean(dim=1, keepdim=True)
-    positive = key_labels[None, :] == pair_labels[:, None]
-    if self_index is not None:
-        positive[torch.arange(anchors.shape[0], device=anchors.device), self_index] = False
-    negative = (key_labels[None, :] != anchor_labels[:, None]) & (key_labels[None, :] != pair_labels[:, None])
-    has_negative = negative.any(dim=1, keepdim=True)
-    # Rows without a negative get a finite dummy, so no NaN reaches the backward pass.
-    negative_logits = torch.where(has_negative, logits.masked_fill(~negative, float("-inf")), torch.zeros_like(logits))
-    negative_lse = torch.where(
-        has_negative.squeeze(1),
-        negative_logits.logsumexp(dim=1),
-        torch.full_like(logits[:, 0], float("-inf")),
-    )
-    terms = torch.logaddexp(logits, negative_lse[:, None]) - logits
-    num_positive = positive.sum(dim=1)
-    losses = (terms * positive).sum(dim=1) / num_positive.clamp_min(1)
-    return losses, num_positive > 0
+    sums, num_positive = hydra_pair_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels,
+                                          self_index, scale)
+    return sums / num_positive.clamp_min(1), num_positive > 0
 
 
 def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) -> None:
@@ -116,6 +167,21 @@ def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) 
     check_float(temperature, "temperature", 0.0)
     check_float(gate_penalty, "gate_penalty", 0.0, inclusive=True)
     check_pairing(pairing)
+
+
+def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int) -> None:
+    """Raise a ``ValueError`` for an unknown key mode, reduction or pair draw, a permutation
+    draw with ``pairing='distinct'`` (a permutation may map an image to its own class), or a
+    negative warm-up."""
+    for name, value, allowed in (("key_views", key_views, KEY_MODES), ("reduction", reduction, REDUCTIONS),
+                                 ("pair_draw", pair_draw, PAIR_DRAWS)):
+        if value not in allowed:
+            raise ValueError(f"Unknown {name} {value!r}; expected one of {allowed}.")
+    if pair_draw == "permutation" and pairing == "distinct":
+        raise ValueError("pair_draw='permutation' draws partners as the authors do and cannot guarantee "
+                         "pairing='distinct'; use pair_draw='per_row' or pairing='arbitrary'.")
+    if not isinstance(filter_warmup_epochs, int) or isinstance(filter_warmup_epochs, bool) or filter_warmup_epochs < 0:
+        raise ValueError(f"filter_warmup_epochs must be a non-negative integer, got {filter_warmup_epochs!r}.")
 
 
 def feature_filter_for(
@@ -179,6 +245,15 @@ class HydraLoss(nn.Module):
             and draw partners from the global batch.
         feature_filter: use this filter instead of building one (its ``num_classes`` and
             ``out_dim`` must match).
+        key_views: ``"all"`` (default) or ``"other"`` (authors; needs >= 2 views).
+        reduction: ``"anchor_mean"`` (default) or ``"pair_mean"`` (authors).
+        pair_draw: ``"per_row"`` (default) or ``"permutation"`` (authors: one partner per
+            image, shared by its views).
+        learn_scale: learn the logit scale, initialised at 1 / temperature (authors' v1).
+        filter_warmup_epochs: epochs during which only the feature filter learns from this
+            loss (embeddings detached; authors' v1: 10). Needs :meth:`set_epoch`.
+        See the module docstring for the source of each variant; ``SIMLAP_SETTINGS`` holds
+        the authors' SimLAP choices: ``HydraLoss(C, D, **SIMLAP_SETTINGS)``.
 
     Shapes:
         ``forward(embeddings, labels)`` with (B, D) embeddings, or
@@ -211,9 +286,15 @@ class HydraLoss(nn.Module):
         seed: Optional[int] = None,
         gather_distributed: bool = False,
         feature_filter: Optional[FeatureFilter] = None,
+        key_views: str = "all",
+        reduction: str = "anchor_mean",
+        pair_draw: str = "per_row",
+        learn_scale: bool = False,
+        filter_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         check_hydra_settings(temperature, gate_penalty, pairing)
+        check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
         feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
         class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
         if class_pair_weight is not None:
@@ -230,6 +311,23 @@ class HydraLoss(nn.Module):
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
         self._generator: Optional[torch.Generator] = None
+        self.key_views = key_views
+        self.reduction = reduction
+        self.pair_draw = pair_draw
+        self.learn_scale = bool(learn_scale)
+        self.filter_warmup_epochs = filter_warmup_epochs
+        self.epoch = 0
+        if self.learn_scale:
+            self.log_scale = nn.Parameter(torch.tensor(-math.log(self.temperature)))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Tell the loss the current training epoch (0-based), for ``filter_warmup_epochs``."""
+        self.epoch = int(epoch)
+
+    @property
+    def scale(self) -> Union[float, torch.Tensor]:
+        """The logit scale: 1 / temperature, or the learned exp(s)."""
+        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
 
     @property
     def gate_mode(self) -> str:
@@ -241,6 +339,22 @@ class HydraLoss(nn.Module):
         if self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed + dist.rank())
         return self._generator
+
+    def _image_partner_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Authors' draw: the class of the image a random permutation of the batch maps each image to."""
+        generator = self._pair_generator()
+        permutation = torch.randperm(labels.shape[0], generator=generator)
+        return labels[permutation.to(labels.device)]
+
+    def _pair_labels(self, y, labels, pair_labels, num_views, key_labels, self_index) -> torch.Tensor:
+        if pair_labels is not None:
+            if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
+                pair_labels = pair_labels.repeat(num_views)
+            check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
+            return pair_labels.to(y.device)
+        if self.pair_draw == "permutation" and self.pairing == "arbitrary":
+            return self._image_partner_labels(labels.to(y.device)).repeat(num_views)
+        return sample_pair_labels(y, self.pairing, key_labels, self_index, self.class_pair_weight, self._pair_generator())
 
     def forward(
         self,
@@ -256,6 +370,10 @@ class HydraLoss(nn.Module):
                 f"Embeddings have dim {views[0].shape[1]} but the feature filter gates {self.dim} "
                 f"dimensions; build HydraLoss(dim={views[0].shape[1]}, ...) or change the projector."
             )
+        if self.key_views == "other" and len(views) < 2:
+            raise ValueError("key_views='other' compares each view with the others: pass at least two views.")
+        if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
+            views = [v.detach() for v in views]
         z = torch.cat(views) if len(views) > 1 else views[0]
         y = labels.to(z.device).repeat(len(views))
         keys, key_labels = z, y
@@ -268,33 +386,51 @@ class HydraLoss(nn.Module):
             )
         offset = dist.local_row_offset(z.shape[0]) if self.gather_distributed else 0
         self_index = torch.arange(z.shape[0], device=z.device) + offset
-        if pair_labels is None:
-            pair_labels = sample_pair_labels(
-                y, self.pairing, key_labels, self_index, self.class_pair_weight, self._pair_generator()
-            )
-        else:
-            pair_labels = check_class_labels(pair_labels, self.num_classes, name="pair_labels")
-            if pair_labels.shape[0] == batch_size:
-                pair_labels = pair_labels.repeat(len(views))
-            pair_labels = check_class_labels(pair_labels, self.num_classes, length=z.shape[0], name="pair_labels")
-            pair_labels = pair_labels.to(z.device)
+        pair_labels = self._pair_labels(y, labels, pair_labels, len(views), key_labels, self_index)
         gates = self.feature_filter(y, pair_labels)
-        losses, has_positive = hydra_pair_loss(
-            z, keys, gates, y, pair_labels, key_labels, self_index, 1.0 / self.temperature
-        )
-        if not bool(has_positive.any()):
+        if self.key_views == "all":
+            parts = [hydra_pair_terms(z, keys, gates, y, pair_labels, key_labels, self_index, self.scale)]
+        else:
+            parts = self._other_view_terms(views, y, pair_labels, gates, batch_size)
+        loss = self._reduce(parts)
+        if self.gate_penalty > 0:
+            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
+        return loss
+
+    def _other_view_terms(self, views, y, pair_labels, gates, batch_size) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """One (sums, counts) per view: its anchors against the keys of every other view."""
+        labels = y[:batch_size]
+        parts = []
+        for v in range(len(views)):
+            rows = slice(v * batch_size, (v + 1) * batch_size)
+            others = [views[u] for u in range(len(views)) if u != v]
+            keys = torch.cat(others) if len(others) > 1 else others[0]
+            key_labels = labels.repeat(len(others))
+            if self.gather_distributed:
+                keys, key_labels = dist.gather(keys), dist.gather(key_labels)
+            parts.append(hydra_pair_terms(views[v], keys, gates[rows], labels, pair_labels[rows], key_labels,
+                                          None, self.scale))
+        return parts
+
+    def _reduce(self, parts: List[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        if not any(bool((counts > 0).any()) for _, counts in parts):
             raise ValueError(
                 "No anchor has a positive: every paired class occurs only as the anchor itself "
                 "(with pairing='identical' each class needs at least two samples in the batch)."
             )
-        loss = losses[has_positive].mean()
-        if self.gate_penalty > 0:
-            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
-        return loss
+        if self.reduction == "anchor_mean":
+            sums = torch.cat([s for s, _ in parts])
+            counts = torch.cat([c for _, c in parts])
+            return (sums[counts > 0] / counts[counts > 0]).mean()
+        # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
+        means = [s.sum() / c.sum() for s, c in parts if bool((c > 0).any())]
+        return torch.stack(means).mean()
 
     def extra_repr(self) -> str:
         return (
             f"num_classes={self.num_classes}, dim={self.dim}, temperature={self.temperature}, "
             f"pairing={self.pairing!r}, gate_penalty={self.gate_penalty}, "
-            f"gather_distributed={self.gather_distributed}"
+            f"gather_distributed={self.gather_distributed}, key_views={self.key_views!r}, reduction={self.reduction!r}, "
+            f"pair_draw={self.pair_draw!r}, learn_scale={self.learn_scale}, "
+            f"filter_warmup_epochs={self.filter_warmup_epochs}"
         )

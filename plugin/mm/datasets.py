@@ -15,9 +15,9 @@ from mmengine.dataset import BaseDataset
 from torch.utils.data import Dataset
 
 from rankssl.mm.builder import build_from_config
-from rankssl.mm.digits import make_digits_canvas
+from rankssl.mm.digits import make_digits_canvas, make_two_digit_canvas
 
-__all__ = ["DigitsCanvas", "CIFAR10", "STL10", "ImageFolder", "FakeImageDataset", "KNNEvalDataset"]
+__all__ = ["DigitsCanvas", "TwoDigitCanvas", "CIFAR10", "STL10", "ImageFolder", "FakeImageDataset", "KNNEvalDataset"]
 
 
 class _ImageDataset(BaseDataset):
@@ -66,6 +66,33 @@ class DigitsCanvas(_ImageDataset):
     def __init__(self, split: str = "train", canvas: int = 32, min_size: int = 10, max_size: int = 20,
                  noise: float = 30.0, seed: int = 0, **kwargs: Any) -> None:
         self.images, self.labels = make_digits_canvas(split, canvas, min_size, max_size, noise, seed)
+        super().__init__(**kwargs)
+
+    def _labels(self) -> Sequence[int]:
+        return self.labels
+
+    def _load_image(self, index: int) -> np.ndarray:
+        return self.images[index]
+
+
+class TwoDigitCanvas(_ImageDataset):
+    """Two-digit numbers 00 to 99 (100 classes) made of scikit-learn's digits side by side.
+
+    See :func:`rankssl.mm.digits.make_two_digit_canvas`: the tens and units digits come
+    from the split's own digits only; two classes are related when they share a digit.
+
+    Args:
+        split: ``'train'`` (100 x ``per_class`` images) or ``'test'``.
+        per_class: images per class (default 30 for train; the ``_base_`` config uses 10 for test).
+        canvas, min_size, max_size, noise, seed: the canvas protocol.
+        pipeline, indices, test_mode: as in mmengine's ``BaseDataset``.
+    """
+
+    METAINFO = {"classes": tuple(f"{i:02d}" for i in range(100))}
+
+    def __init__(self, split: str = "train", per_class: int = 30, canvas: int = 32, min_size: int = 8,
+                 max_size: int = 16, noise: float = 30.0, seed: int = 0, **kwargs: Any) -> None:
+        self.images, self.labels = make_two_digit_canvas(split, per_class, canvas, min_size, max_size, noise, seed)
         super().__init__(**kwargs)
 
     def _labels(self) -> Sequence[int]:

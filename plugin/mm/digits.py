@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["make_digits_canvas"]
+__all__ = ["make_digits_canvas", "make_two_digit_canvas", "two_digit_sources", "digit_split_indices", "related_class_pairs"]
 
 _SPLITS = {"train": 0, "test": 1}
 
@@ -81,3 +81,120 @@ def make_digits_canvas(
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
+
+
+@lru_cache(maxsize=1)
+def _sklearn_digits() -> Tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.images, digits.target
+
+
+def digit_split_indices(split: str) -> np.ndarray:
+    """Sorted indices into ``load_digits()`` of the digits canvas's ``split`` (the same stratified
+    80/20 split, ``random_state=0``): the two-digit data draws its digits from these only."""
+    if split not in _SPLITS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    from sklearn.model_selection import train_test_split
+
+    target = _sklearn_digits()[1]
+    train_idx, test_idx = train_test_split(np.arange(len(target)), test_size=0.2, random_state=0, stratify=target)
+    return np.sort(train_idx if split == "train" else test_idx)
+
+
+@lru_cache(maxsize=8)
+def two_digit_sources(split: str = "train", per_class: int = 30, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Which real digits make each two-digit image.
+
+    For every class 00..99 (label = 10 * tens + units), ``per_class`` images; the tens
+    digit is drawn uniformly from the split's images of digit ``tens`` and the units
+    digit from those of digit ``units`` (``numpy.random.default_rng``), so a training
+    image never contains a test digit.
+
+    Returns:
+        sources (N, 2) int64 indices into ``load_digits()`` (tens, units) and labels (N,)
+        int64, N = 100 * per_class, ordered by class. Read-only arrays.
+    """
+    if not isinstance(per_class, int) or isinstance(per_class, bool) or per_class < 1:
+        raise ValueError(f"per_class must be a positive integer, got {per_class!r}.")
+    target = _sklearn_digits()[1]
+    pool = digit_split_indices(split)
+    by_digit = [pool[target[pool] == d] for d in range(10)]
+    rng = np.random.default_rng(seed * 7919 + 100 + _SPLITS[split])
+    labels = np.repeat(np.arange(100, dtype=np.int64), per_class)
+    tens = np.array([rng.choice(by_digit[y // 10]) for y in labels], dtype=np.int64)
+    units = np.array([rng.choice(by_digit[y % 10]) for y in labels], dtype=np.int64)
+    sources = np.stack((tens, units), axis=1)
+    sources.setflags(write=False)
+    labels.setflags(write=False)
+    return sources, labels
+
+
+@lru_cache(maxsize=8)
+def make_two_digit_canvas(
+    split: str = "train",
+    per_class: int = 30,
+    canvas: int = 32,
+    min_size: int = 8,
+    max_size: int = 16,
+    noise: float = 30.0,
+    seed: int = 0,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The two-digit data set: 100 classes (00 to 99) built from the same real digits.
+
+    Each image shows two of scikit-learn's digits side by side, the tens digit in the
+    left half of the canvas and the units digit in the right half, each drawn from the
+    split it belongs to (:func:`two_digit_sources`). As on the digits canvas
+    (:func:`make_digits_canvas`), each digit is upsampled (bilinear) to a random size
+    between ``min_size`` and ``max_size`` (the default range is the single-digit one scaled
+    to a half canvas), pasted at a random position inside its half, and Gaussian noise is
+    added; values are clipped to [0, 255]. Seeded and offline.
+
+    Two classes are *related* when they share the tens or the units digit: each class has
+    18 related classes, and 900 of the 4,950 pairs of distinct classes are related.
+
+    Args:
+        split: ``'train'`` (100 x ``per_class`` images from the 1,437 training digits) or
+            ``'test'`` (from the 360 test digits).
+        per_class: images per class.
+        canvas, min_size, max_size, noise, seed: the canvas protocol (``max_size`` must fit
+            a half canvas).
+
+    Returns:
+        images (N, canvas, canvas) uint8 and labels (N,) int64 in [0, 100). Read-only.
+
+    Example:
+        >>> images, labels = make_two_digit_canvas('test', per_class=2)
+        >>> images.shape, int(labels.max())
+        ((200, 32, 32), 99)
+    """
+    if not 1 <= min_size <= max_size <= canvas // 2:
+        raise ValueError(f"Need 1 <= min_size <= max_size <= canvas // 2, got {min_size}, {max_size}, {canvas}.")
+    sources, labels = two_digit_sources(split, per_class, seed)
+    digits = _sklearn_digits()[0].astype(np.float32) * (255.0 / 16.0)
+    rng = np.random.default_rng(seed * 7919 + 200 + _SPLITS[split])
+    half = canvas // 2
+    images = rng.normal(0.0, noise, size=(len(labels), canvas, canvas)).astype(np.float32)
+    sizes = rng.integers(min_size, max_size + 1, size=(len(labels), 2))
+    tops = rng.integers(0, canvas - sizes + 1)
+    lefts = np.array([0, half]) + rng.integers(0, half - sizes + 1)
+    for size in np.unique(sizes):  # upsample all digits of one size at once
+        rows, slots = np.nonzero(sizes == size)
+        small = torch.from_numpy(digits[sources[rows, slots]]).unsqueeze(1)
+        resized = F.interpolate(small, size=(int(size), int(size)), mode="bilinear", align_corners=False)[:, 0].numpy()
+        for digit, i, slot in zip(resized, rows, slots):
+            top, left = tops[i, slot], lefts[i, slot]
+            images[i, top : top + size, left : left + size] += digit
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    images.setflags(write=False)
+    return images, labels
+
+
+def related_class_pairs(num_classes: int = 100) -> np.ndarray:
+    """(C, C) boolean: two distinct two-digit classes share the tens or the units digit."""
+    c = np.arange(num_classes)
+    tens, units = c // 10, c % 10
+    related = (tens[:, None] == tens[None, :]) | (units[:, None] == units[None, :])
+    np.fill_diagonal(related, False)
+    return related

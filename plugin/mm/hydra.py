@@ -1,12 +1,15 @@
 """Hydra as an mmengine algorithm.
 
 Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive Learning"
-(arXiv:2410.18200). Backbone + LayerNorm-ending projection head
-(:class:`~rankssl.models.HydraProjectionHead`) + :class:`~rankssl.losses.HydraLoss`,
+(arXiv:2410.18200). Backbone + projection head
+(:class:`~rankssl.models.HydraProjectionHead`, LayerNorm- or BatchNorm-ended) + :class:`~rankssl.losses.HydraLoss`,
 whose feature filter is trained with the model (it is a submodule of the algorithm, so
 mmengine's optimizer wrapper sees its parameters). The loss reads the class labels of
-the batch from ``data_samples['label']``; train with a class-balanced sampler
-(``MPerClassSampler``) so that every paired class has samples in the batch.
+the batch from ``data_samples['label']``. The authors train on random batches
+(mmengine's ``DefaultSampler``); a class-balanced sampler (``MPerClassSampler``) gives
+every paired class samples in the batch when classes are few per batch. Before each
+loss the runner's epoch is passed to the loss (``set_epoch``), which its filter-only
+warm-up needs.
 """
 
 from __future__ import annotations
@@ -98,6 +101,17 @@ class Hydra(SelfSupervisedAlgorithm):
             loss["feature_filter"] = build_module(loss["feature_filter"])
         return loss
 
+    def _sync_epoch(self) -> None:
+        """Pass the runner's epoch (mmengine's RuntimeInfoHook records it in the MessageHub) to the
+        loss, for its filter-only warm-up (``HydraLoss(filter_warmup_epochs=E)``)."""
+        if not (self.training and hasattr(self.loss_module, "set_epoch")):
+            return
+        from mmengine.logging import MessageHub
+
+        epoch = MessageHub.get_current_instance().get_info("epoch")
+        if epoch is not None:
+            self.loss_module.set_epoch(int(epoch))
+
     @property
     def feature_filter(self) -> nn.Module:
         return self.loss_module.feature_filter
@@ -109,6 +123,7 @@ class Hydra(SelfSupervisedAlgorithm):
                 "Hydra needs class labels: the batch's data_samples has no 'label' (pack the dataset's "
                 "gt_label with PackViews)."
             )
+        self._sync_epoch()
         pair_loss = self.loss_module(projections, labels)
         if self.instance_loss is None:
             return pair_loss

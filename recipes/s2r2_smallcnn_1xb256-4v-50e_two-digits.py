@@ -1,0 +1,32 @@
+# S2R2 on the embedded two-digit numbers (100 classes): 256 images x 4 views; settings of the digits
+# recipe (lr 0.45, 40 bins).
+_base_ = [
+    './_base_/datasets/two_digits.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 50
+warmup_epochs = 5
+num_views = 4
+lr = 0.3 * 256 / 256 * 1.5
+
+model = dict(
+    type='S2R2',
+    backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
+    neck=dict(type='MLPHead', hidden_dim=512, out_dim=128, num_layers=2),
+    loss=dict(type='S2R2Loss', estimator='binned', num_bins=40),
+)
+view = dict(
+    type='SimCLRViewTransform', input_size=32, min_scale=0.5, cj_prob=0.8, cj_strength=0.5,
+    cj_bright=0.8, cj_contrast=0.8, cj_sat=0.0, cj_hue=0.0, random_gray_scale=0.0,
+    gaussian_blur=0.0, hf_prob=0.0, normalize=None)
+train_dataloader = dict(dataset=dict(pipeline=[
+    dict(type='MultiView', views=[dict(view, num_views=num_views)]), dict(type='PackViews')]))
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)

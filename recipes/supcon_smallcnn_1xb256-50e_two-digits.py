@@ -1,0 +1,27 @@
+# Supervised contrastive reference on the embedded two-digit numbers: pytorch-metric-learning's
+# SupConLoss on all views with the labels (LabelledViews), temperature 0.1, the same BatchNorm-ended
+# head as the Hydra recipe, random batches.
+_base_ = [
+    './_base_/datasets/two_digits.py',
+    './_base_/schedules/sgd_coslr.py',
+    './_base_/default_runtime.py',
+]
+max_epochs = 50
+warmup_epochs = 5
+lr = 0.3 * 256 / 256 * 0.5
+
+model = dict(
+    type='LabelledViews',
+    backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
+    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128, last_norm='bn'),
+    loss=dict(type='SupConLoss', temperature=0.1),
+)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
+         T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='EffectiveRank')]
