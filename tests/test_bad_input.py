@@ -26,6 +26,7 @@ import rankssl.losses as L
 import rankssl.ops as O
 import rankssl.pml as P
 from rankssl.mm.metrics import KNNAccuracy
+from rankssl.mm.optimizers import LARS
 from rankssl.mm.samplers import MPerClassSampler
 
 
@@ -128,6 +129,10 @@ LOSSES: List[Bad] = [
     bad("S2R2Loss", "width-0", lambda: L.S2R2Loss()(torch.randn(4, 0), torch.randn(4, 0)), ValueError, "width 0"),
     bad("ranking_ap_loss", "nan", lambda: L.ranking_ap_loss(nan_at((3, 4), 2), torch.randn(5, 4), torch.ones(3, 5, dtype=torch.bool)), ValueError, "query_emb", "row 2"),
     bad("ranking_ap_loss", "callable-nan", lambda: L.ranking_ap_loss(torch.randn(3, 4), torch.randn(5, 4), torch.ones(3, 5, dtype=torch.bool), similarity=lambda q, d: nan_at((3, 5), 1)), ValueError, "scores", "query 1"),
+    bad("HydraLoss", "key_views-typo", lambda: L.HydraLoss(4, 4, key_views="othr"), ValueError, "key_views", "did you mean 'other'"),
+    bad("HydraLoss", "reduction-typo", lambda: L.HydraLoss(4, 4, reduction="pair"), ValueError, "reduction", "pair_mean"),
+    bad("HydraLoss", "warmup-negative", lambda: L.HydraLoss(4, 4, filter_warmup_epochs=-1), ValueError, "filter_warmup_epochs", ">= 0"),
+    bad("HydraLoss", "other-one-view", lambda: L.HydraLoss(4, 4, key_views="other")([torch.randn(8, 4)], LABELS8), ValueError, "key_views='other'", "two views"),
     bad("HydraLoss", "temperature-inf", lambda: L.HydraLoss(4, 4, temperature=math.inf), ValueError, "temperature", "finite"),
     bad("HydraLoss", "gate_penalty-nan", lambda: L.HydraLoss(4, 4, gate_penalty=math.nan), ValueError, "gate_penalty"),
     bad("HydraLoss", "nan", lambda: L.HydraLoss(4, 4)([torch.randn(8, 4), nan_at((8, 4), 6)], LABELS8), ValueError, "View 1", "row 6"),
@@ -196,6 +201,8 @@ class _Labelled:
 
 _BANK = [torch.randn(4) for _ in range(6)]
 MM: List[Bad] = [
+    bad("LARS", "lr-negative", lambda: LARS(torch.nn.Linear(2, 2).parameters(), lr=-0.1), ValueError, "lr", ">= 0"),
+    bad("LARS", "momentum-nan", lambda: LARS(torch.nn.Linear(2, 2).parameters(), momentum=math.nan), ValueError, "momentum", "finite"),
     bad("KNNAccuracy", "temperature-0", lambda: KNNAccuracy(temperature=0.0), ValueError, "temperature"),
     bad("KNNAccuracy", "k-bool", lambda: KNNAccuracy(k=True), TypeError, "k"),
     bad("KNNAccuracy", "nan", lambda: _knn(_BANK[:5] + [nan_at((1, 4), 0)[0]], [0, 1, 0, 1, 0, 1], [1, 1, 1, 1, 0, 0]), ValueError, "query features", "sample 1"),

@@ -51,7 +51,14 @@ from rankssl.losses._views import as_view_list
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
 from rankssl.ops import dist
-from rankssl.ops.validation import check_embeddings, check_float, check_labels, check_tensor
+from rankssl.ops.validation import (
+    check_choice,
+    check_embeddings,
+    check_float,
+    check_labels,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_terms"]
 
@@ -173,15 +180,13 @@ def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairi
     """Raise a ``ValueError`` for an unknown key mode, reduction or pair draw, a permutation
     draw with ``pairing='distinct'`` (a permutation may map an image to its own class), or a
     negative warm-up."""
-    for name, value, allowed in (("key_views", key_views, KEY_MODES), ("reduction", reduction, REDUCTIONS),
-                                 ("pair_draw", pair_draw, PAIR_DRAWS)):
-        if value not in allowed:
-            raise ValueError(f"Unknown {name} {value!r}; expected one of {allowed}.")
+    check_choice(key_views, "key_views", KEY_MODES)
+    check_choice(reduction, "reduction", REDUCTIONS)
+    check_choice(pair_draw, "pair_draw", PAIR_DRAWS)
     if pair_draw == "permutation" and pairing == "distinct":
         raise ValueError("pair_draw='permutation' draws partners as the authors do and cannot guarantee "
                          "pairing='distinct'; use pair_draw='per_row' or pairing='arbitrary'.")
-    if not isinstance(filter_warmup_epochs, int) or isinstance(filter_warmup_epochs, bool) or filter_warmup_epochs < 0:
-        raise ValueError(f"filter_warmup_epochs must be a non-negative integer, got {filter_warmup_epochs!r}.")
+    check_positive_int(filter_warmup_epochs, "filter_warmup_epochs", minimum=0)
 
 
 def feature_filter_for(

@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Optional
 
 import torch
 
+from rankssl.ops.validation import check_float
+
 __all__ = ["LARS"]
 
 
@@ -41,8 +43,7 @@ class LARS(torch.optim.Optimizer):
                  trust_coefficient: float = 0.001) -> None:
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum),
                             ("trust_coefficient", trust_coefficient)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
+            check_float(value, name, 0.0, inclusive=True)
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
                                       trust_coefficient=trust_coefficient))
 
