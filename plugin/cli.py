@@ -398,10 +398,13 @@ def cmd_demo(args) -> int:
 
     checkout = None
     if args.write_results is not None:  # fail before training, not after
+        if args.epochs is not None:
+            raise CommandError("--write-results records the main job as `make demo` runs it; drop --epochs.")
         checkout = demo_results.find_checkout(args.write_results or None)
     if args.epochs is not None:
         _check_epochs(args.epochs, "--epochs")
     torch.set_flush_denormal(True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     start = time.time()
     rows = []
     baselines = None
@@ -430,7 +433,7 @@ def cmd_demo(args) -> int:
     print(f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
           "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)")
     if checkout is not None:
-        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None)
+        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load)
         for path in demo_results.write(checkout, record):
             print(f"wrote {path}")
     return 0

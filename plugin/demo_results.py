@@ -59,14 +59,18 @@ def machine_description() -> str:
 
 
 def make_record(rows: Sequence[tuple], baselines: Dict[str, float], wall_time_s: float,
-                argv: Optional[Sequence[str]] = None, previous: Optional[dict] = None) -> dict:
-    """The record of one demo run. ``rows``: (method, kNN %, seconds, epochs) per trained method."""
+                argv: Optional[Sequence[str]] = None, load_average: Optional[float] = None) -> dict:
+    """The record of one demo run. ``rows``: (method, kNN %, seconds, epochs) per trained method.
+
+    ``load_average``: the machine's 1-minute load average when the run started (wall
+    times grow with it).
+    """
     import torch
 
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     machine = machine_description()
-    history: List[dict] = [h for h in (previous or {}).get("wall_time_history", []) if h.get("machine") == machine]
-    history.append({"date": today, "seconds": round(wall_time_s, 1), "machine": machine})
+    history: List[dict] = [{"date": today, "seconds": round(wall_time_s, 1), "machine": machine,
+                            "load_average_at_start": None if load_average is None else round(load_average, 1)}]
     command = "rankssl " + " ".join(list(argv or [])[1:]) if argv else "rankssl demo --write-results"
     return {
         "command": command.strip(),
@@ -80,6 +84,7 @@ def make_record(rows: Sequence[tuple], baselines: Dict[str, float], wall_time_s:
                     for m, k, s, _ in rows],
         "baselines": {name: round(float(v), 1) for name, v in baselines.items()},
         "wall_time_s": round(wall_time_s, 1),
+        "load_average_at_start": None if load_average is None else round(load_average, 1),
         "wall_time_history": history,
     }
 
@@ -117,11 +122,14 @@ def render_results_md(record: dict) -> str:
         lines.append(f"| {m['method']} | {m['knn_top1']:.1f} | {m['seconds']:.0f} |")
     lines.append(f"| raw pixels (no training) | {record['baselines']['raw pixels']:.1f} | - |")
     lines.append(f"| random-init SmallCNN (no training) | {record['baselines']['random init']:.1f} | - |")
-    times = ", ".join(f"{_duration(h['seconds'])} ({h['date']})" for h in record["wall_time_history"])
+    times = ", ".join(f"{_duration(h['seconds'])} ({h['date']}"
+                      + (f", load {h['load_average_at_start']}" if h.get("load_average_at_start") is not None else "")
+                      + ")" for h in record["wall_time_history"])
     lines.append("")
     lines.append(f"`{record['command']}` on {record['date']}, {record['machine']}, Python {record['python']}, "
                  f"torch {record['torch']} ({record['torch_threads']} threads): whole command "
-                 f"{_duration(record['wall_time_s'])}. Recorded wall times of the whole command: {times}.")
+                 f"{_duration(record['wall_time_s'])}. Recorded wall times of the whole command (with the "
+                 f"machine's 1-minute load average at the start, where known; 2 = both cores busy): {times}.")
     return "\n".join(lines)
 
 
