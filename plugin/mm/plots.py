@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["plot_loss", "plot_metrics", "is_percent_metric"]
+__all__ = ["loss_figure", "metrics_figure", "plot_loss", "plot_metrics", "is_percent_metric"]
 
 
 def _pyplot():
@@ -41,7 +41,25 @@ def is_percent_metric(key: str) -> bool:
 
 
 def plot_loss(train: Sequence[Dict[str, float]], path: str, title: str = "") -> None:
-    """Training loss (left) and learning rate (right) against the iteration."""
+    """Save :func:`loss_figure` to ``path``."""
+    _save(loss_figure(train, title), path)
+
+
+def plot_metrics(val: Sequence[Dict[str, float]], path: str, title: str = "", max_epochs: Optional[int] = None,
+                 baselines: Optional[Dict[str, float]] = None) -> None:
+    """Save :func:`metrics_figure` to ``path`` (nothing when there is no metric)."""
+    fig = metrics_figure(val, title, max_epochs, baselines)
+    if fig is not None:
+        _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
+def loss_figure(train: Sequence[Dict[str, float]], title: str = ""):
+    """Training loss (left) and learning rate (right) against the iteration; a matplotlib figure."""
     plt = _pyplot()
     iters = [r["iter"] for r in train]
     has_lr = any("lr" in r for r in train)
@@ -63,20 +81,21 @@ def plot_loss(train: Sequence[Dict[str, float]], path: str, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def plot_metrics(val: Sequence[Dict[str, float]], path: str, title: str = "", max_epochs: Optional[int] = None,
-                 baselines: Optional[Dict[str, float]] = None) -> None:
+def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs: Optional[int] = None,
+                   baselines: Optional[Dict[str, float]] = None):
     """Validation metrics against the epoch; accuracies on 0-100 % with baseline lines.
+
+    Returns a matplotlib figure, or ``None`` when ``val`` holds no metric.
 
     ``baselines`` maps ``"<metric> <name>"`` (e.g. ``"knn/top1 raw pixels"``) to a value
     drawn as a dashed horizontal line on that metric's panel.
     """
     keys = sorted({k for r in val for k in r if k not in ("iter", "epoch")})
     if not keys:
-        return
+        return None
     plt = _pyplot()
     percent = [k for k in keys if is_percent_metric(k)]
     other = [k for k in keys if not is_percent_metric(k)]
@@ -106,8 +125,7 @@ def plot_metrics(val: Sequence[Dict[str, float]], path: str, title: str = "", ma
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def _pad_single_point(ax, xs: Sequence[float]) -> None:
