@@ -142,5 +142,5 @@ def test_lightly_swap_at_lightlys_learning_rate_learns_with_gradient_scale():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     before, scaled, unscaled = map(float, proc.stdout.split()[-3:])
-    assert scaled >= before + 5.0, (before, scaled)           # measured: 32.5 -> 41.9
-    assert scaled - before >= 2 * max(unscaled - before, 1.0), (before, unscaled, scaled)  # 32.5 -> 32.8
+    assert scaled >= before + 5.0, (before, scaled)           # measured: 32.5 -> 39.7
+    assert scaled - before >= 2 * max(unscaled - before, 1.0), (before, unscaled, scaled)  # unscaled: 32.5 -> 33.1
