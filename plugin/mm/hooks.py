@@ -89,7 +89,7 @@ class CurvesHook(Hook):
         from rankssl.mm.plots import plot_loss, plot_metrics
 
         recipe = os.path.splitext(os.path.basename(getattr(runner.cfg, "filename", None) or "recipe"))[0]
-        title = f"{recipe}  (run {os.path.basename(os.path.normpath(runner.work_dir))}/{runner.timestamp})"
+        title = f"{recipe}\nrun {os.path.basename(os.path.normpath(runner.work_dir))}/{runner.timestamp}"
         if self.train:
             plot_loss(self.train, os.path.join(runner.work_dir, "loss.png"), title)
         if self.val:

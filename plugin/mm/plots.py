@@ -63,7 +63,7 @@ def loss_figure(train: Sequence[Dict[str, float]], title: str = ""):
     plt = _pyplot()
     iters = [r["iter"] for r in train]
     has_lr = any("lr" in r for r in train)
-    fig, axes = plt.subplots(1, 2 if has_lr else 1, figsize=(9 if has_lr else 5, 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if has_lr else 1, figsize=(10 if has_lr else 6, 3.8), squeeze=False)
     ax = axes[0][0]
     ax.plot(iters, [r.get("loss", float("nan")) for r in train], lw=1)
     ax.set_xlabel("iteration")
@@ -100,7 +100,7 @@ def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs:
     percent = [k for k in keys if is_percent_metric(k)]
     other = [k for k in keys if not is_percent_metric(k)]
     panels: List[List[str]] = [group for group in (percent, other) if group]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
     epochs = [r["epoch"] for r in val]
     right = max([max_epochs or 0] + epochs) or 1
     for ax, group in zip(axes[0], panels):
