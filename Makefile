@@ -23,7 +23,7 @@ $(BIN)/rankssl: pyproject.toml
 install: $(BIN)/rankssl
 
 demo: install
-	@echo "[demo] rankssl demo: GroCo, then SimCLR, 50 epochs each on 2 CPU cores (4-9 min; progress below)"
+	@echo "[demo] rankssl demo: GroCo, then SimCLR, 50 epochs each (4-9 min on 2 idle CPU cores, longer on a busy machine; progress below)"
 	$(BIN)/rankssl demo
 
 test: install
