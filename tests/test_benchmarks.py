@@ -1,4 +1,10 @@
-"""Each benchmark script runs at toy size, so that it cannot rot."""
+"""Each benchmark script runs at toy size, so that it cannot rot.
+
+Smoke tests, not measurements: each run takes seconds on an idle 2-core machine (the
+three together about 40 s) and several times that when other work saturates the cores.
+The timeouts only catch hangs: they are 20x the idle time and far beyond any slowdown
+from load, so a busy CI machine never fails a correct submission (issue 16).
+"""
 
 import os
 import subprocess
@@ -7,36 +13,41 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HANG = 1200  # seconds; a hang, not slowness
 
 
 def _run_benchmark(script: str, *args: str) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # no thread oversubscription on a loaded machine
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", script), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
 def test_sorting_benchmark_quick():
     out = _run_benchmark("bench_sorting.py", "--quick")
     assert "| odd_even | 8 | 5 |" in out
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
 def test_quality_benchmark_quick(tmp_path):
-    out = _run_benchmark(
-        "quality.py", "--quick", "--no-sweep", "--methods", "SimCLR", "GroCo", "--out", str(tmp_path)
-    )
+    # One method at the quick size (1 epoch, no sweep): the pipeline, table, JSON and plot.
+    out = _run_benchmark("quality.py", "--quick", "--no-sweep", "--methods", "GroCo", "--out", str(tmp_path))
     assert "| GroCo | no | 2 |" in out and "| raw pixels |" in out
     assert (tmp_path / "quality_curves.png").stat().st_size > 0
     assert (tmp_path / "quality.json").exists()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
 def test_speed_benchmark_quick():
     out = _run_benchmark("speed.py", "--quick")
     for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):

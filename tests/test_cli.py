@@ -56,6 +56,69 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"rankssl {__version__}"
 
 
+def test_help_and_recipes_answer_without_importing_torch_or_mmengine():
+    code = ("import sys, contextlib, io\n"
+            "from rankssl.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['recipes']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "        try:\n"
+            "            main(argv)\n"
+            "        except SystemExit:\n"
+            "            pass\n"
+            "    print(out.getvalue())\n"
+            "print('loaded:', [m for m in ('torch', 'mmengine') if m in sys.modules])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "loaded: []" in proc.stdout
+    assert "groco_smallcnn_1xb256-50e_digits" in proc.stdout and "--epochs" in proc.stdout
+    for markup in ("``", ":class:", ":func:", ":mod:"):  # plain text, not reStructuredText
+        assert markup not in proc.stdout.split("loaded:")[0], markup
+
+
+def test_epochs_override_stretches_the_schedule():
+    from rankssl.cli import load_config, parse_cfg_options
+
+    for options in (["train_cfg.max_epochs=20"],):
+        cfg = load_config(DIGITS, None, parse_cfg_options(options))
+        warmup, cosine = cfg.param_scheduler
+        assert cfg.train_cfg.max_epochs == 20
+        assert (warmup["begin"], warmup["end"]) == (0, 5)
+        assert (cosine["begin"], cosine["end"], cosine["T_max"]) == (5, 20, 15)
+    untouched = load_config(DIGITS, None, parse_cfg_options(["optim_wrapper.optimizer.lr=0.1"]))
+    assert untouched.param_scheduler[-1]["end"] == untouched.train_cfg.max_epochs == 50
+
+
+def test_max_epochs_override_warns_when_the_schedule_is_not_the_recipes_length(tmp_path):
+    from rankssl.cli import load_config, parse_cfg_options
+
+    recipe = _tiny_recipe(tmp_path)  # 2 epochs, but the inherited schedule ends at epoch 50
+    with pytest.warns(UserWarning, match=r"max_epochs=4 but the learning-rate schedule ends at epoch 50.*--epochs 4"):
+        cfg = load_config(recipe, None, parse_cfg_options(["train_cfg.max_epochs=4"]))
+    assert cfg.param_scheduler[-1]["end"] == 50
+
+
+@pytest.mark.slow
+def test_train_prints_progress_and_keeps_the_config_in_the_log(tmp_path, capsys):
+    recipe = _tiny_recipe(tmp_path)
+    work_dir = str(tmp_path / "w")
+    assert main(["train", recipe, "--work-dir", work_dir, "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("[tiny] epoch")]
+    assert progress[0].startswith("[tiny] epoch 1/3  iter 1/12") and all("ETA" in line for line in progress)
+    assert progress[-1].startswith("[tiny] epoch 3/3  iter 12/12 (100%)")
+    assert "validation after epoch 3: knn/top1" in out
+    assert "Config:" not in out and "System environment" not in out
+    (log,) = [os.path.join(root, f) for root, _, files in os.walk(work_dir) for f in files if f.endswith(".log")]
+    with open(log) as f:
+        text = f.read()
+    assert "Config:" in text and "System environment" in text
+    # --epochs 3 stretched the cosine to end with the run: the last learning rate is a small
+    # fraction of the peak (the recipe's own schedule would still be warming up at epoch 3 of 50).
+    lrs = _lrs_by_iter(work_dir)
+    assert max(lrs.values()) == pytest.approx(4.5)
+    assert lrs[12] < 0.2 * 4.5
+
+
 def test_unknown_recipe_name_suggests():
     with pytest.raises(FileNotFoundError, match="Did you mean: groco_smallcnn_1xb256-50e_digits"):
         main(["train", "groco_smallcnn_1xb256_50e_digits"])

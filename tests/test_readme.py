@@ -28,3 +28,63 @@ def test_readme_starts_with_the_two_set_up_commands():
 def test_readme_snippet_runs(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_blocks()[index], f"README.md[python block {index}]", "exec"), {})
+
+
+def _demo_record():
+    import json
+
+    with open(os.path.join(os.path.dirname(README), "benchmarks", "demo_results.json")) as handle:
+        return json.load(handle)
+
+
+def test_readme_main_job_numbers_are_the_recorded_run():
+    """The README's main-job figures are those of the latest `rankssl demo --write-results` run."""
+    from rankssl.demo_results import read_between_markers, render_readme
+
+    record = _demo_record()
+    with open(README) as handle:
+        block = read_between_markers(handle.read())
+    assert block == render_readme(record), "README out of date: run `rankssl demo --write-results`"
+    # Independently of the renderer: every number the record holds appears in the README.
+    percents = [float(x) for x in re.findall(r"(\d+\.\d)%", block)]
+    expected = [m["knn_top1"] for m in record["methods"]] + list(record["baselines"].values())
+    assert sorted(percents) == sorted(expected)
+    assert f"after {record['epochs']} epochs" in block and record["date"] in block
+
+
+def test_results_md_main_job_table_is_the_recorded_run():
+    from rankssl.demo_results import read_between_markers, render_results_md
+
+    record = _demo_record()
+    with open(os.path.join(os.path.dirname(README), "benchmarks", "RESULTS.md")) as handle:
+        block = read_between_markers(handle.read())
+    assert block == render_results_md(record)
+    rows = dict(re.findall(r"^\| ([^|]+?) \| (\d+\.\d) \|", block, flags=re.M))
+    for method in record["methods"]:
+        assert float(rows[method["method"]]) == method["knn_top1"]
+
+
+def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
+    from rankssl import demo_results
+
+    (tmp_path / "benchmarks").mkdir()
+    before = "# title\n\nintro\n<!-- demo-results:start -->\nold numbers\n<!-- demo-results:end -->\ntail\n"
+    for name in ("README.md", "benchmarks/RESULTS.md"):
+        (tmp_path / name).write_text(before)
+    (tmp_path / "benchmarks" / "demo_results.json").write_text(
+        '{"wall_time_history": [{"date": "2026-11-23", "seconds": 276.0, "machine": "%s"}]}'
+        % demo_results.machine_description())
+    rows = [("GroCo", 76.44, 250.0, 50), ("SimCLR (lightly NTXentLoss)", 61.66, 265.0, 50)]
+    record = demo_results.make_record(rows, {"raw pixels": 41.1, "random init": 35.6}, 515.0,
+                                      ["rankssl", "demo", "--write-results"], load_average=1.5)
+    demo_results.write(str(tmp_path), record)
+    readme = (tmp_path / "README.md").read_text()
+    assert readme.startswith("# title\n\nintro\n") and readme.endswith("tail\n") and "old numbers" not in readme
+    assert "GroCo **76.4%**" in readme and "SimCLR (lightly `NTXentLoss`) 61.7%" in readme
+    assert "4 min 36 s to 8 min 35 s" in readme  # the range over the recorded runs
+    assert "| GroCo | 76.4 | 250 |" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    import json
+
+    saved = json.loads((tmp_path / "benchmarks" / "demo_results.json").read_text())
+    assert [h["seconds"] for h in saved["wall_time_history"]] == [276.0, 515.0]
+    assert saved["command"] == "rankssl demo --write-results" and saved["load_average_at_start"] == 1.5

@@ -149,15 +149,20 @@ class CIFAR10(_TorchvisionDataset):
 
     METAINFO = {"classes": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")}
 
+    @staticmethod
+    def check_data_root(data_root: str = "data/cifar10") -> None:
+        """Raise ``FileNotFoundError`` with instructions when the data is not under ``data_root``."""
+        if not os.path.isdir(os.path.join(data_root, "cifar-10-batches-py")):
+            raise _missing("CIFAR10", data_root, "Get it with `python -c \"import torchvision; "
+                           f"torchvision.datasets.CIFAR10('{data_root}', download=True)\"` on a machine with network "
+                           "access, or unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html there.")
+
     def __init__(self, data_root: str = "data/cifar10", split: str = "train", **kwargs: Any) -> None:
         import torchvision
 
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-        if not os.path.isdir(os.path.join(data_root, "cifar-10-batches-py")):
-            raise _missing("CIFAR10", data_root, "Get it with `python -c \"import torchvision; "
-                           f"torchvision.datasets.CIFAR10('{data_root}', download=True)\"` on a machine with network "
-                           "access, or unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html there.")
+        self.check_data_root(data_root)
         self.source = torchvision.datasets.CIFAR10(data_root, train=split == "train", download=False)
         self._targets = list(self.source.targets)
         super().__init__(**kwargs)
@@ -177,13 +182,18 @@ class STL10(_TorchvisionDataset):
 
     METAINFO = {"classes": ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")}
 
-    def __init__(self, data_root: str = "data/stl10", split: str = "train", **kwargs: Any) -> None:
-        import torchvision
-
+    @staticmethod
+    def check_data_root(data_root: str = "data/stl10") -> None:
+        """Raise ``FileNotFoundError`` with instructions when the data is not under ``data_root``."""
         if not os.path.isdir(os.path.join(data_root, "stl10_binary")):
             raise _missing("STL10", data_root, "Get it with `python -c \"import torchvision; "
                            f"torchvision.datasets.STL10('{data_root}', download=True)\"` on a machine with network "
                            "access, or unpack stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ there.")
+
+    def __init__(self, data_root: str = "data/stl10", split: str = "train", **kwargs: Any) -> None:
+        import torchvision
+
+        self.check_data_root(data_root)
         self.source = torchvision.datasets.STL10(data_root, split=split, download=False)
         self._targets = [int(y) for y in self.source.labels]
         super().__init__(**kwargs)
@@ -195,13 +205,18 @@ class STL10(_TorchvisionDataset):
 class ImageFolder(_TorchvisionDataset):
     """torchvision's ``ImageFolder`` (``data_root/<class>/<image>``), e.g. ImageNet's train or val folder."""
 
-    def __init__(self, data_root: str = "data/imagenet/train", **kwargs: Any) -> None:
-        import torchvision
-
+    @staticmethod
+    def check_data_root(data_root: str = "data/imagenet/train") -> None:
+        """Raise ``FileNotFoundError`` with instructions when ``data_root`` is not a folder."""
         if not os.path.isdir(data_root):
             raise _missing("ImageFolder", data_root, "Point data_root at a folder with one sub-folder of images per "
                            "class (for ImageNet-1k: the extracted ILSVRC2012 train/ or val/ folder, val sorted into "
                            "class folders).")
+
+    def __init__(self, data_root: str = "data/imagenet/train", **kwargs: Any) -> None:
+        import torchvision
+
+        self.check_data_root(data_root)
         self.source = torchvision.datasets.ImageFolder(data_root)
         self._targets = list(self.source.targets)
         self._metainfo_classes = tuple(self.source.classes)

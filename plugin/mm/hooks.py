@@ -23,17 +23,25 @@ class CurvesHook(Hook):
     back and continued. Only rank 0 writes, unless ``all_ranks=True`` (then rank r
     writes ``scalars_rank{r}.json`` besides, which the distributed tests read).
 
+    The figures are drawn by :mod:`rankssl.mm.plots`: titled with the recipe and the
+    run, the learning rate beside the loss, accuracies on a 0-100 % axis.
+
     Args:
         interval: record the loss every ``interval`` iterations.
         all_ranks: also write per-rank scalars.
+        baselines: values drawn as horizontal lines on ``metrics.png``, keyed
+            ``"<metric> <name>"``, e.g. ``{"knn/top1 raw pixels": 41.1}``
+            (``rankssl demo`` passes its raw-pixel and random-init kNN accuracies).
     """
 
     priority = "LOW"
     LOG_NAME = "scalars.jsonl"
 
-    def __init__(self, interval: int = 1, all_ranks: bool = False) -> None:
+    def __init__(self, interval: int = 1, all_ranks: bool = False,
+                 baselines: Optional[Dict[str, float]] = None) -> None:
         self.interval = interval
         self.all_ranks = all_ranks
+        self.baselines = dict(baselines or {})
         self.train: List[Dict[str, float]] = []
         self.val: List[Dict[str, float]] = []
 
@@ -87,34 +95,18 @@ class CurvesHook(Hook):
         if runner.rank != 0:
             return
         _atomic_write(os.path.join(runner.work_dir, "scalars.json"), json.dumps(data, indent=1))
-        self._plot(runner.work_dir)
+        self._plot(runner)
 
-    def _plot(self, work_dir: str) -> None:
-        import matplotlib
+    def _plot(self, runner) -> None:
+        from rankssl.mm.plots import plot_loss, plot_metrics
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
+        recipe = os.path.splitext(os.path.basename(getattr(runner.cfg, "filename", None) or "recipe"))[0]
+        title = f"{recipe}\nrun {os.path.basename(os.path.normpath(runner.work_dir))}/{runner.timestamp}"
         if self.train:
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            ax.plot([r["iter"] for r in self.train], [r.get("loss", float("nan")) for r in self.train])
-            ax.set_xlabel("iteration")
-            ax.set_ylabel("training loss")
-            fig.tight_layout()
-            fig.savefig(os.path.join(work_dir, "loss.png"), dpi=100)
-            plt.close(fig)
-        keys = sorted({k for r in self.val for k in r if k not in ("iter", "epoch")})
-        if keys:
-            fig, ax = plt.subplots(figsize=(5, 3.2))
-            for key in keys:
-                ax.plot([r["epoch"] for r in self.val if key in r], [r[key] for r in self.val if key in r],
-                        marker="o", label=key)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("accuracy (%)")
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(os.path.join(work_dir, "metrics.png"), dpi=100)
-            plt.close(fig)
+            plot_loss(self.train, os.path.join(runner.work_dir, "loss.png"), title)
+        if self.val:
+            plot_metrics(self.val, os.path.join(runner.work_dir, "metrics.png"), title,
+                         max_epochs=getattr(runner._train_loop, "max_epochs", None), baselines=self.baselines)
 
 
 def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, float]]]:

@@ -16,7 +16,7 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
-from rankssl.losses.groco import group_ordering_loss
+from rankssl.losses.groco import check_gradient_scale, group_ordering_loss, scale_gradient
 from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import check_optional_positive_int, check_positive_int
@@ -49,6 +49,10 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             network (see :func:`rankssl.ops.soft_sort`).
         stop_gradient: score against ``ref_emb.detach()`` so that the gradient flows
             through the anchors only, as in the paper.
+        gradient_scale: multiplies the gradient (not the loss value); 1 is the
+            authors' loss. GroCo's gradients are much smaller than those of pml's
+            contrastive losses: at their usual learning rates use about 50 (see
+            :class:`rankssl.losses.GroCoLoss`).
         **kwargs: ``distance``, ``reducer``, ``embedding_regularizer`` ... as for any
             pml loss.
 
@@ -71,6 +75,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         distribution: str = "cauchy",
         art_lambda: float = 0.25,
         stop_gradient: bool = True,
+        gradient_scale: float = 1.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -87,6 +92,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             art_lambda=art_lambda,
         )
         self.stop_gradient = stop_gradient
+        self.gradient_scale = check_gradient_scale(gradient_scale)
         self.add_to_recordable_attributes(list_of_names=["n_negatives"], is_stat=False)
 
     def get_default_distance(self) -> CosineSimilarity:
@@ -125,7 +131,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         anchors = torch.nonzero(valid).squeeze(1)
         return {
             "loss": {
-                "losses": anchor_losses[anchors],
+                "losses": scale_gradient(anchor_losses[anchors], self.gradient_scale),
                 "indices": anchors,
                 "reduction_type": "element",
             }
