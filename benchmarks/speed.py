@@ -231,7 +231,7 @@ def run_groco_scaling(cases, device: str, repeats: int, torch_path_limit_s: floa
         rows.append(row)
         print(
             f"| {batch} | {k} | {network} | {row['ntxent_ms']:.1f} | {row['groco_ms']:.1f} | {row['torch_ms']:.1f} | "
-            f"{row['kernel_ms']:.1f} | {row['groco_ms'] / row['ntxent_ms']:.2f}x | "
+            f"{row['kernel_ms']:.2f} | {row['groco_ms'] / row['ntxent_ms']:.2f}x | "
             f"{row['torch_ms'] / row['ntxent_ms']:.2f}x | {row['torch_ms'] / row['groco_ms']:.1f}x |",
             flush=True,
         )

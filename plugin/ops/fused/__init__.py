@@ -31,6 +31,8 @@ __all__ = ["available", "permutation_matmul", "group_ordering_mass_loss"]
 KINDS = {"logistic": 0, "logistic_phi": 1, "gaussian": 2, "reciprocal": 3, "cauchy": 4, "optimal": 5}
 _FORWARD, _BACKWARD, _GROCO = 0, 1, 2
 _NATIVE = (torch.float32, torch.float64)
+# Rows x comparators below which one thread is faster than waking a team (~0.5 ms of work).
+_PARALLEL_WORK = 1 << 18
 _SUPPORTED = _NATIVE + (torch.float16, torch.bfloat16)
 
 Tables = Tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -83,7 +85,8 @@ def _run(
     function = library.rankssl_network_f64 if x.dtype == torch.float64 else library.rankssl_network_f32
     status = function(
         x.shape[-1], num_layers, comparators, ptr.data_ptr(), a.data_ptr(), b.data_ptr(), lo.data_ptr(),
-        hi.data_ptr(), KINDS[distribution], float(steepness), float(art_lambda), mode, torch.get_num_threads(),
+        hi.data_ptr(), KINDS[distribution], float(steepness), float(art_lambda), mode,
+        torch.get_num_threads() if x.shape[0] * comparators >= _PARALLEL_WORK else 1,
         x.data_ptr(), _pointer(v), int(v_batched), m, x.shape[0],
         _pointer(grad_out), _pointer(out), _pointer(grad_x), _pointer(grad_v), num_neg,
     )

@@ -21,6 +21,22 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#define RANKSSL_HAS_MXCSR 1
+#endif
+
+// Gradients that pass through many relaxed layers decay into subnormal numbers, which
+// cost x86 CPUs about a hundred cycles per operation (a 10x slower backward at n = 128,
+// odd-even). Flush them to zero for the duration of a call, in every thread; results
+// change only below 1e-38 (float32) / 1e-308 (float64).
+struct FlushSubnormals {
+#ifdef RANKSSL_HAS_MXCSR
+  unsigned int saved;
+  FlushSubnormals() : saved(_mm_getcsr()) { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushSubnormals() { _mm_setcsr(saved); }
+#endif
+};
 
 namespace {
 
@@ -313,8 +329,10 @@ static void run_all(const Net& net, const Call<T>& c, int mode, int threads) {
   if (threads > blocks) threads = static_cast<int>(blocks);
 #pragma omp parallel num_threads(threads)
   {
+    FlushSubnormals flush;
     Scratch<T, R> sc(net, c.m, mode != FORWARD);
-#pragma omp for schedule(static)
+    // Dynamic: on a shared machine a descheduled thread must not hold the others back.
+#pragma omp for schedule(dynamic, 1)
     for (int64_t blk = 0; blk < blocks; ++blk) run_block<T, R, K>(net, c, blk * R, mode, sc);
   }
 }
