@@ -40,10 +40,10 @@ def test_fused_path_is_available_and_the_default():
 def test_matches_reference_values_and_gradients(network, distribution, dtype):
     tol = TOLERANCE[dtype]
     generator = torch.Generator().manual_seed(0)
-    # 19 rows: one full block of 16 float32 (8 float64) rows and a partial one.
+    # 37 rows: one full block of 32 float32 (two of 16 float64) rows and a partial one.
     for n, shared_v in ((2, True), (5, False), (16, True), (33, False)):
-        x = torch.randn(19, n, dtype=dtype, generator=generator).requires_grad_(True)
-        shape = (n, 3) if shared_v else (19, n, 2)
+        x = torch.randn(37, n, dtype=dtype, generator=generator).requires_grad_(True)
+        shape = (n, 3) if shared_v else (37, n, 2)
         for v in (torch.randn(shape, dtype=dtype, generator=generator),):
             v.requires_grad_(True)
             out, ref = _both_paths(x, v, network, distribution)

@@ -28,6 +28,10 @@ from typing import Optional
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-std=c++17", "-shared", "-fPIC"]
+if platform.machine().lower() in ("x86_64", "amd64"):
+    # Blocks of 32 float32 rows: one or two 512-bit registers per comparator where the
+    # CPU has AVX-512 (twice as fast as gcc's default 256-bit preference, measured).
+    FLAGS.append("-mprefer-vector-width=512")
 ABI_VERSION = 1
 
 _lock = threading.Lock()

@@ -375,7 +375,7 @@ int rankssl_network_f32(int64_t n, int64_t layers, int64_t comparators, const in
                         int mode, int threads, const void* x, const void* v, int v_batched, int64_t m,
                         int64_t rows, const void* grad_out, void* out, void* grad_x, void* grad_v,
                         int64_t num_neg) {
-  return entry<float, 16>(n, layers, comparators, ptr, a, b, lo, hi, kind, s, lam, mode, threads, x, v, v_batched,
+  return entry<float, 32>(n, layers, comparators, ptr, a, b, lo, hi, kind, s, lam, mode, threads, x, v, v_batched,
                           m, rows, grad_out, out, grad_x, grad_v, num_neg);
 }
 
@@ -384,7 +384,7 @@ int rankssl_network_f64(int64_t n, int64_t layers, int64_t comparators, const in
                         int mode, int threads, const void* x, const void* v, int v_batched, int64_t m,
                         int64_t rows, const void* grad_out, void* out, void* grad_x, void* grad_v,
                         int64_t num_neg) {
-  return entry<double, 8>(n, layers, comparators, ptr, a, b, lo, hi, kind, s, lam, mode, threads, x, v, v_batched,
+  return entry<double, 16>(n, layers, comparators, ptr, a, b, lo, hi, kind, s, lam, mode, threads, x, v, v_batched,
                           m, rows, grad_out, out, grad_x, grad_v, num_neg);
 }
 }
