@@ -22,13 +22,17 @@ from measure import machine_description, median_time, peak_memory_in_subprocess,
 CASES = [
     dict(batch=1024, n=13, network="odd_even"),
     dict(batch=64, n=128, network="odd_even"),
+    dict(batch=64, n=128, network="bitonic"),
     dict(batch=256, n=32, network="bitonic"),
 ]
 QUICK_CASES = [dict(batch=8, n=5, network="odd_even")]
 
 
 def make_step(impl: str, batch: int, n: int, network: str, device: str, seed: int = 0):
-    """A forward + backward closure. impl: diffsort | full (soft_sort with P) | matmul (P @ v)."""
+    """A forward + backward closure. impl: diffsort | full (soft_sort with P) | matmul (P @ v,
+    the default path: fused where available) | torch (P @ v, pure-torch path) | kernel (the
+    fused kernels' forward and backward called directly on preallocated buffers: the
+    arithmetic alone, without autograd or Python around it)."""
     import diffsort
 
     from rankssl.ops import soft_permutation_matmul, soft_sort
@@ -50,6 +54,26 @@ def make_step(impl: str, batch: int, n: int, network: str, device: str, seed: in
             _, P = soft_sort(x, network, "cauchy", 1.0)
             (P @ v).sum().backward()
 
+    elif impl == "torch":
+        from rankssl.ops import get_network
+        from rankssl.ops.permutation_matmul import reference_permutation_matmul
+
+        layers = get_network(network, n, device)
+
+        def step():
+            reference_permutation_matmul(x, v, layers, "cauchy", 1.0, 0.25).sum().backward()
+
+    elif impl == "kernel":
+        from rankssl.ops import fused, get_network
+
+        layers = get_network(network, n, device)
+        rows, grad_out = x.detach().contiguous(), torch.ones(batch, n, 1)
+        out, grad_x = torch.empty(batch, n, 1), torch.empty(batch, n)
+
+        def step():
+            fused._run(layers, "cauchy", 1.0, 0.25, 0, rows, v, False, 1, out=out)
+            fused._run(layers, "cauchy", 1.0, 0.25, 1, rows, v, False, 1, grad_out=grad_out, grad_x=grad_x)
+
     else:
 
         def step():
@@ -63,9 +87,14 @@ def run(cases, device: str, repeats: int) -> list:
     script = os.path.abspath(__file__)
     for case in cases:
         row = dict(case)
-        for impl in ("diffsort", "full", "matmul"):
+        for impl in ("diffsort", "full", "matmul", "torch", "kernel"):
+            if impl == "kernel" and (device != "cpu" or not fused_available()):
+                row["kernel_ms"] = float("nan")
+                continue
             step = make_step(impl, **case, device=device)
             row[f"{impl}_ms"] = 1e3 * median_time(step, device, repeats=repeats)
+            if impl in ("torch", "kernel"):
+                continue
             memory_case = dict(case, impl=impl, device=device)
             row[f"{impl}_mb"] = (
                 peak_memory_of(make_step(impl, **case, device=device), device)
@@ -78,15 +107,24 @@ def run(cases, device: str, repeats: int) -> list:
 
 
 HEADER = (
-    "| network | B | n | diffsort ms | rankssl P ms | rankssl P@v ms | speed-up P | speed-up P@v "
-    "| diffsort MiB | P MiB | P@v MiB | memory ratio P@v |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| network | B | n | diffsort ms | rankssl P ms | P@v torch ms | P@v fused ms | kernels alone ms "
+    "| speed-up P | speed-up P@v torch | speed-up P@v fused | limit (diffsort / kernels) "
+    "| diffsort MiB | P MiB | P@v MiB | memory ratio P@v |\n|" + "---|" * 16
 )
 
 
+def fused_available() -> bool:
+    from rankssl.ops import fused
+
+    return fused.available()
+
+
 def format_row(r: dict) -> str:
+    d = r["diffsort_ms"]
     return (
-        f"| {r['network']} | {r['batch']} | {r['n']} | {r['diffsort_ms']:.2f} | {r['full_ms']:.2f} | "
-        f"{r['matmul_ms']:.2f} | {r['diffsort_ms'] / r['full_ms']:.1f}x | {r['diffsort_ms'] / r['matmul_ms']:.1f}x | "
+        f"| {r['network']} | {r['batch']} | {r['n']} | {d:.2f} | {r['full_ms']:.2f} | {r['torch_ms']:.3f} | "
+        f"{r['matmul_ms']:.3f} | {r['kernel_ms']:.3f} | {d / r['full_ms']:.1f}x | {d / r['torch_ms']:.1f}x | "
+        f"{d / r['matmul_ms']:.1f}x | {d / r['kernel_ms']:.1f}x | "
         f"{r['diffsort_mb']:.1f} | {r['full_mb']:.1f} | {r['matmul_mb']:.1f} | "
         f"{r['diffsort_mb'] / max(r['matmul_mb'], 1e-3):.1f}x |"
     )

@@ -164,6 +164,86 @@ def run_steps(batch: int, device: str, amp: bool, repeats: int) -> List[Dict]:
     return rows
 
 
+GROCO_SCALING = [
+    # (batch, K, network)
+    (512, 10, "odd_even"),
+    (1024, 62, "odd_even"),
+    (1024, 62, "bitonic_mirrored"),
+    (1024, 1023, "bitonic"),
+]
+GROCO_SCALING_QUICK = [(16, 3, "odd_even"), (16, 15, "bitonic")]
+
+
+def groco_case(batch: int, n_negatives: int, network: str, device: str, path: str) -> Callable[[], None]:
+    """GroCoLoss forward + backward on 2 views of (batch, 128); path: default | torch | kernel.
+
+    ``kernel`` times the fused GroCo kernel alone on the pre-ordered scores of the same
+    views (the arithmetic of the sorting network and the loss, without the cosine
+    similarities, top-k, sorts and autograd around it)."""
+    from rankssl.losses import GroCoLoss
+
+    two = _embeddings(batch, 128, 2, device)
+    fn = GroCoLoss(n_negatives=n_negatives, sorting_network=network)
+    if path == "kernel":
+        from rankssl.ops import fused, get_network
+
+        n = n_negatives + 1
+        scores = torch.randn(2 * batch, n).sort(dim=1).values.contiguous()
+        layers = get_network(network, n)
+        loss, grad = torch.empty(2 * batch), torch.empty(2 * batch, n)
+        return lambda: fused._run(layers, "cauchy", 1.0, 0.25, 2, scores, out=loss, grad_x=grad, num_neg=n_negatives)
+
+    def step():
+        previous = os.environ.get("RANKSSL_DISABLE_FUSED")
+        if path == "torch":
+            os.environ["RANKSSL_DISABLE_FUSED"] = "1"
+        try:
+            fn(*two).backward()
+        finally:
+            if path == "torch":
+                if previous is None:
+                    del os.environ["RANKSSL_DISABLE_FUSED"]
+                else:
+                    os.environ["RANKSSL_DISABLE_FUSED"] = previous
+
+    return step
+
+
+def run_groco_scaling(cases, device: str, repeats: int, torch_path_limit_s: float = 5.0) -> List[Dict]:
+    """GroCoLoss (fused default path, pure-torch path, kernel alone) against NTXentLoss."""
+    rows = []
+    for batch, k, network in cases:
+        row = {"batch": batch, "K": k, "network": network}
+        row["ntxent_ms"] = 1e3 * median_time(loss_case("NTXentLoss", batch, 128, device), device, repeats=repeats)
+        row["groco_ms"] = 1e3 * median_time(groco_case(batch, k, network, device, "default"), device, repeats=repeats)
+        # The pure-torch path takes tens of seconds at K = 1023: time it once there.
+        slow = row["groco_ms"] * 50 > 1e3 * torch_path_limit_s
+        row["torch_ms"] = 1e3 * median_time(
+            groco_case(batch, k, network, device, "torch"), device,
+            repeats=1 if slow else repeats, warmup=0 if slow else 2,
+        )
+        from rankssl.ops import fused
+
+        row["kernel_ms"] = (
+            1e3 * median_time(groco_case(batch, k, network, device, "kernel"), device, repeats=repeats)
+            if device == "cpu" and fused.available() else float("nan")
+        )
+        rows.append(row)
+        print(
+            f"| {batch} | {k} | {network} | {row['ntxent_ms']:.1f} | {row['groco_ms']:.1f} | {row['torch_ms']:.1f} | "
+            f"{row['kernel_ms']:.2f} | {row['groco_ms'] / row['ntxent_ms']:.2f}x | "
+            f"{row['torch_ms'] / row['ntxent_ms']:.2f}x | {row['torch_ms'] / row['groco_ms']:.1f}x |",
+            flush=True,
+        )
+    return rows
+
+
+GROCO_SCALING_HEADER = (
+    "| batch | K | network | NTXent ms | GroCo ms (fused) | GroCo ms (torch path) | GroCo kernel alone ms "
+    "| GroCo / NTXent time | torch path / NTXent time | speed-up of fused |\n|" + "---|" * 10
+)
+
+
 def main(argv=None) -> None:
     torch.set_flush_denormal(True)  # as rankssl.mm does for training (see quality.py)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,7 +251,16 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
+    parser.add_argument("--groco-scaling", action="store_true",
+                        help="only GroCoLoss against NTXentLoss at large batches and K (2 views, D = 128)")
     args = parser.parse_args(argv)
+    if args.groco_scaling:
+        print(f"# GroCoLoss vs NTXentLoss, forward + backward; {machine_description(args.device)}; "
+              f"{datetime.date.today()}")
+        print(GROCO_SCALING_HEADER)
+        run_groco_scaling(GROCO_SCALING_QUICK if args.quick else GROCO_SCALING, args.device,
+                          1 if args.quick else args.repeats)
+        return
     if args.memory_case:
         case = json.loads(args.memory_case)
         print(peak_memory_of(loss_case(case["name"], case["batch"], case["dim"], case["device"]), case["device"]))

@@ -42,6 +42,7 @@ def test_wheel_contains_every_module_and_recipe(wheel):
     missing = sorted(set(_source_modules()) - names)
     assert not missing, f"not in the wheel (add the package to pyproject.toml): {missing}"
     assert "rankssl/py.typed" in names  # PEP 561 marker: type checkers use the hints
+    assert "rankssl/ops/fused/kernels.cpp" in names  # package data: the fused kernels' source
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "rankssl = rankssl.cli:main" in text

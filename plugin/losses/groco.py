@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankssl.ops import dist
-from rankssl.ops.networks import check_network
+from rankssl.ops import fused
+from rankssl.ops.networks import check_network, get_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.sorting import soft_permutation_matmul
 from rankssl.ops.validation import (
@@ -105,6 +106,12 @@ def group_ordering_loss(
         dim=1,
     )
     n = num_neg + num_pos
+    check_relaxation(distribution, steepness, art_lambda)
+    # One fused pass (value and gradient) where the CPU kernels are available.
+    layers = get_network(sorting_network, n, scores.device)
+    fused_loss = fused.group_ordering_mass_loss(scores, num_neg, layers, distribution, steepness, art_lambda)
+    if fused_loss is not None:
+        return fused_loss
     in_positive_ranks = torch.zeros(n, 2, dtype=scores.dtype, device=scores.device)
     in_positive_ranks[num_neg:, 0] = 1.0
     in_positive_ranks[:num_neg, 1] = 1.0

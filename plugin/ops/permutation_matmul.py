@@ -23,6 +23,7 @@ from typing import List, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
+from rankssl.ops import fused
 from rankssl.ops.layers import mix_no_grad, split_pairs
 from rankssl.ops.networks import ComparatorLayer
 from rankssl.ops.relaxations import RELAXATION_DERIVATIVES, RELAXATIONS
@@ -98,6 +99,18 @@ class _PermutationMatmul(torch.autograd.Function):
         return grad_x, grad_v, None, None, None, None
 
 
-def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` for already-validated arguments; see :func:`rankssl.ops.soft_permutation_matmul`."""
+def reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
+    """The pure-torch path of :func:`permutation_matmul`, whatever the fused kernels' state."""
     return _PermutationMatmul.apply(x, v, layers, distribution, steepness, art_lambda)
+
+
+def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
+    """``P(x) @ v`` for already-validated arguments; see :func:`rankssl.ops.soft_permutation_matmul`.
+
+    Takes the fused kernels of :mod:`rankssl.ops.fused` where they apply (CPU tensors,
+    kernels built and not disabled), else the pure-torch path above.
+    """
+    out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
+    if out is None:
+        out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
+    return out
