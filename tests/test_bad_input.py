@@ -4,7 +4,7 @@ Each row is ``bad(covers, id, call, error, *words)``: calling ``call()`` must ra
 ``error`` whose message contains every one of ``words`` (case-insensitive). ``covers``
 names the public object the row exercises; ``test_every_public_callable_has_a_row``
 fails when a name in ``rankssl.ops.__all__``, ``rankssl.losses.__all__`` or
-``rankssl.pml.__all__`` has no row, so a new public function must come with its rows.
+``rankssl.pml.__all__`` has no row (the ``rankssl`` command's rows are here too), so a new public function must come with its rows.
 
 To add rows: append ``bad(...)`` entries to the list of your area (or add a list and
 put it in ``CASES``). Keep inputs tiny: the whole module runs in seconds.
@@ -16,6 +16,7 @@ magnitudes, int8 labels, Python lists, raw dot products, tiny kNN temperatures).
 from __future__ import annotations
 
 import math
+import os
 from typing import Callable, List, NamedTuple, Tuple
 
 import numpy as np
@@ -25,6 +26,8 @@ import torch
 import rankssl.losses as L
 import rankssl.ops as O
 import rankssl.pml as P
+from rankssl.cli import CommandError
+from rankssl.cli import main as rankssl_main
 from rankssl.mm.metrics import KNNAccuracy
 from rankssl.mm.optimizers import LARS
 from rankssl.mm.samplers import MPerClassSampler
@@ -213,7 +216,59 @@ MM: List[Bad] = [
     bad("MPerClassSampler", "m-float", lambda: MPerClassSampler(_Labelled([0, 1] * 8), m=2.5), TypeError, "m (samples per class)"),
 ]
 
-CASES: List[Bad] = OPS + LOSSES + PML + MM
+# --------------------------------------------------------------------------- the rankssl command
+# (id, argv, exception type, words); tests/test_cli_errors.py checks the same rows on the command line.
+DIGITS = "groco_smallcnn_1xb256-50e_digits"
+CIFAR = "groco_resnet18_1xb256-coslr-200e_cifar10"
+MISSING = os.path.join(os.sep, "nonexistent", "rankssl-data")
+
+# (id, argv, exception type, words the message must contain)
+CLI_ROWS = [
+    ("unknown recipe", ["train", "groco_smallcnn_1xb256_50e_digits"], FileNotFoundError,
+     ["No recipe", "Did you mean", DIGITS, "rankssl recipes"]),
+    ("unknown recipe in test", ["test", "nope_recipe", "x.pth"], FileNotFoundError, ["No recipe", "rankssl recipes"]),
+    ("missing data", ["train", CIFAR, "--cfg-options", f"train_dataloader.dataset.data_root={MISSING}"],
+     FileNotFoundError, ["CIFAR10", MISSING, "never downloads", "data_root"]),
+    ("test without data", ["test", CIFAR, __file__, "--cfg-options",
+                                 f"test_dataloader.dataset.bank.data_root={MISSING}",
+                                 f"test_dataloader.dataset.query.data_root={MISSING}"],
+     FileNotFoundError, ["CIFAR10", "never downloads"]),
+    ("option without =", ["train", DIGITS, "--cfg-options", "train_cfg.max_epochs"], CommandError,
+     ["KEY=VALUE", "'train_cfg.max_epochs'"]),
+    ("option with empty key", ["train", DIGITS, "--cfg-options", "=3"], CommandError, ["KEY=VALUE"]),
+    ("zero epochs", ["train", DIGITS, "--epochs", "0"], CommandError, ["--epochs", ">= 1", "got 0"]),
+    ("negative epochs", ["train", DIGITS, "--epochs", "-2"], CommandError, ["--epochs", ">= 1"]),
+    ("max_epochs=0", ["train", DIGITS, "--cfg-options", "train_cfg.max_epochs=0"], CommandError,
+     ["train_cfg.max_epochs", ">= 1", "got 0"]),
+    ("max_epochs not a number", ["train", DIGITS, "--cfg-options", "train_cfg.max_epochs=ten"], CommandError,
+     ["train_cfg.max_epochs", "'ten'"]),
+    ("demo zero epochs", ["demo", "--epochs", "0"], CommandError, ["--epochs", ">= 1"]),
+    ("demo results from a shortened run", ["demo", "--epochs", "2", "--write-results"], CommandError,
+     ["--write-results", "--epochs"]),
+    ("demo results without a checkout", ["demo", "--write-results", MISSING], CommandError,
+     ["source checkout", "README.md"]),
+    ("missing checkpoint", ["test", DIGITS, "no_such_checkpoint.pth"], CommandError,
+     ["no_such_checkpoint.pth", "not found", "rankssl train"]),
+    ("torchrun launcher without torchrun", ["train", DIGITS, "--launcher", "pytorch"], CommandError,
+     ["torchrun", "missing"]),
+]
+
+
+CLI: List[Bad] = [
+    bad(f"rankssl {argv[0]}", id, (lambda argv=argv: rankssl_main(argv)), error, *words)
+    for id, argv, error, words in CLI_ROWS
+]
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_checkout(monkeypatch, tmp_path):
+    """CLI rows must not see a torchrun environment nor write into the checkout."""
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+CASES: List[Bad] = OPS + LOSSES + PML + MM + CLI
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.covers}-{c.id}" for c in CASES])
