@@ -101,10 +101,12 @@ class S2R2Loss(nn.Module):
         estimator: ``"binned"`` (default; FastAP-style triangular histograms),
             ``"sigmoid"`` (Smooth-AP), ``"sorting"`` (sorting network) or
             ``"fastap"`` (FastAP's own formula).
-        num_bins: bins of the binned estimators (default 20; ``fastap``'s own default 10
-            is used when the estimator is ``"fastap"`` and this is left at None).
-        temperature: sigmoid estimator temperature (Smooth-AP: 0.01).
-        steepness, sorting_network, distribution: sorting estimator settings.
+        num_bins, temperature, steepness, sorting_network, distribution: the
+            estimator's settings; None (default) takes the estimator's own default
+            (``rankssl.ops.AP_ESTIMATORS``: binned 640 bins, sigmoid temperature
+            0.0025, sorting ``optimal`` relaxation at steepness 1e4, fastap 10 bins),
+            chosen so that the estimate is within 0.01 of the exact AP (fastap
+            excepted; see :mod:`rankssl.ops.average_precision`).
         similarity: ``"cosine"`` (default) or ``"dot"``.
         chunk_size: queries per chunk (memory bound); None: the estimator's default.
         gather_distributed: rank against the views of every process (gathered with
@@ -127,10 +129,10 @@ class S2R2Loss(nn.Module):
         self,
         estimator: str = "binned",
         num_bins: Optional[int] = None,
-        temperature: float = 0.01,
-        steepness: float = 100.0,
-        sorting_network: str = "bitonic_mirrored",
-        distribution: str = "cauchy",
+        temperature: Optional[float] = None,
+        steepness: Optional[float] = None,
+        sorting_network: Optional[str] = None,
+        distribution: Optional[str] = None,
         similarity: str = "cosine",
         chunk_size: Optional[int] = None,
         gather_distributed: bool = False,
@@ -140,13 +142,14 @@ class S2R2Loss(nn.Module):
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be None or a positive integer, got {chunk_size!r}.")
         if estimator in ("binned", "fastap"):
-            settings = {} if num_bins is None else dict(num_bins=num_bins)
+            settings = dict(num_bins=num_bins)
         elif estimator == "sigmoid":
             settings = dict(temperature=temperature)
         elif estimator == "sorting":
             settings = dict(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
         else:
             settings = {}
+        settings = {name: value for name, value in settings.items() if value is not None}
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.estimator = estimator
         self.similarity = similarity
