@@ -212,7 +212,7 @@ def test_work_per_chunk_is_bounded_and_never_cubic(estimator):
     per_chunk = {
         "sigmoid": chunk * num_relevant * num_items,
         "sorting": 2 * chunk * num_items,
-        "binned": chunk * (AP_ESTIMATORS["binned"]["num_bins"] + 2),  # the histograms
+        "binned": chunk * (AP_ESTIMATORS["binned"]["num_bins"] + 3),  # histograms: centres + 2
     }
     for num_queries, elements in largest.items():
         assert elements <= max(num_queries * num_items, per_chunk[estimator])
