@@ -36,6 +36,7 @@ import json
 import math
 import os
 import sys
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -61,7 +62,7 @@ QUICK_CASES = [(8, 4)]
 #: The two sizes of the convergence plot and of the cost table.
 PLOT_CASES = [(32, 8), (512, 8)]
 QUICK_PLOT_CASES = [(8, 4)]
-COST_CASES = [(64, 16), (256, 16)]
+COST_CASES = [(32, 8), (128, 8)]
 QUICK_COST_CASES = [(4, 4)]
 
 
@@ -259,8 +260,8 @@ def plot(rows: List[dict], cost: List[dict], grids, cases, path: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="toy sizes (used by the test suite)")
-    parser.add_argument("--queries", type=int, default=256, help="queries drawn per case")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=128, help="queries drawn per case")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--estimators", nargs="+", default=list(GRIDS), choices=list(GRIDS))
     parser.add_argument("--defaults-only", action="store_true", help="skip the resolution grids and the plot")
     parser.add_argument("--no-cost", action="store_true")
@@ -269,6 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.set_flush_denormal(True)
+    warnings.filterwarnings("ignore", message="The 'fastap' estimator")  # it is measured on purpose
     if args.memory_case:
         case = json.loads(args.memory_case)
         print(peak_memory_of(make_step(case["batch"], case["views"], case["estimator"])))

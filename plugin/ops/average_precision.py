@@ -76,8 +76,8 @@ __all__ = [
 #: rankings with N = 256 to 4,096 items and V = 4 to 16 views, ``binned``, ``sigmoid``
 #: and ``sorting`` at these defaults are within 0.01 of the exact AP on average (worst
 #: measured about -0.006, -0.005 and -0.005). ``fastap`` keeps FastAP's (and
-#: pytorch-metric-learning's) 10 bins: its formula is biased at any number of bins (about
-#: -0.006 to -0.010 even at 10,000), so no setting meets that bound, and it warns.
+#: pytorch-metric-learning's) 10 bins: its formula is biased at any number of bins (up
+#: to -0.010 even at 10,000, at N = 4,096), so no setting meets that bound, and it warns.
 AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
     "binned": dict(num_bins=640, score_range=(-1.0, 1.0)),
     "fastap": dict(num_bins=10, score_range=(-1.0, 1.0)),
@@ -91,7 +91,7 @@ AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
 FASTAP_WARNING = (
     "The 'fastap' estimator (FastAP's formula, as pytorch-metric-learning's FastAPLoss) is "
     "not an estimate of average precision: it lies below the exact AP by about 0.1 to 0.4 "
-    "at its default 10 bins and still by about 0.006 to 0.010 at any number of bins "
+    "at its default 10 bins and still by up to about 0.01 at any number of bins "
     "(benchmarks/bench_ap_bias.py). Use estimator='binned' for an AP estimate."
 )
 
