@@ -216,7 +216,8 @@ def plot(rows: List[dict], cost: List[dict], grids, cases, path: str) -> None:
     import matplotlib.pyplot as plt
 
     defaults = default_settings()
-    fig, axes = plt.subplots(1, len(grids) + 1, figsize=(4.2 * (len(grids) + 1), 3.8))
+    panels = len(grids) + (1 if cost else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8))
     for ax, (estimator, (setting, values)) in zip(axes, grids.items()):
         x = [1 / v if setting == "temperature" else v for v in values]
         for (batch, views), colour in zip(cases, ("tab:blue", "tab:red", "tab:green")):
@@ -235,6 +236,12 @@ def plot(rows: List[dict], cost: List[dict], grids, cases, path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean(estimate - exact AP)")
     axes[0].legend(fontsize=7)
+    if not cost:
+        fig.suptitle("AP estimators: bias against resolution (grey: +-0.01, dotted: default)", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     ax = axes[-1]
     names = list(grids)
     for i, (batch, views) in enumerate(sorted({(r["batch"], r["views"]) for r in cost}, key=lambda c: c[0] * c[1])):
@@ -311,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                 1 if args.quick else args.repeats, args.quick, log)
             results["cost"] = cost
             report += "\n" + format_cost_table(cost)
-            plot(grid_rows, cost, grids, plot_cases, os.path.join(args.out, "ap_bias.png"))
+        plot(grid_rows, cost, grids, plot_cases, os.path.join(args.out, "ap_bias.png"))
     with open(os.path.join(args.out, "ap_bias.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     with open(os.path.join(args.out, "ap_bias.md"), "w") as handle:
