@@ -24,15 +24,15 @@ It is piecewise constant in the scores, so the estimators below relax it:
     item split over two bins as partly ranked above itself and keeps an O(1) bias.
     That formula is available as ``fastap`` and matches pytorch-metric-learning's
     ``FastAPLoss`` on cosine scores. The bias of ``binned`` falls about as ``1 /
-    num_bins`` and hardly depends on N (it depends on how densely the scores crowd
-    round the relevant items); the default 640 bins keeps it under 0.01 on S2R2's
-    rankings. Fewer bins (e.g. 20-40) give a smoother, coarser objective that may
+    num_bins``; it grows with how densely the scores crowd round the relevant items,
+    and so with N (about x2.5 from 256 to 4,096 items). The default 640 bins keeps it
+    under 0.01 (worst measured -0.008) on S2R2's rankings up to N = 4,096. Fewer bins (e.g. 20-40) give a smoother, coarser objective that may
     train as well or better, but it is then not an AP estimate (-0.14 at 20 bins).
 ``sigmoid``
     Smooth-AP (Brown, Xie, Kalogeiton, Zisserman, "Smooth-AP: Smoothing the Path
     Towards Large-Scale Image Retrieval", ECCV 2020): ranks are sums of
     ``sigmoid((s_k - s_j) / temperature)``. The paper's 0.01 underestimates AP by up
-    to 0.025 when scores crowd together; the default 0.0025 stays within 0.01. Only
+    to 0.035 when scores crowd together; the default 0.0025 stays within 0.01. Only
     the rows of relevant items are formed, (chunk, P, N) at a time, never (Q, N, N).
 ``sorting``
     Relevance is carried through a relaxed sorting network of
@@ -41,8 +41,8 @@ It is piecewise constant in the scores, so the estimators below relax it:
     (``relevance @ P``) without forming ``P``, and AP is computed on that soft ranking.
     Tends to the exact AP as ``steepness`` grows. A network of log2(N)^2 / 2 layers
     blurs the ranking at every layer, so the comparators must be sharp on the scale of
-    the gaps between neighbouring scores (about 1 / N): GroCo's steepness 1 or the
-    former default 100 underestimate AP by 0.2-0.6 at N >= 256. The default is the
+    the gaps between neighbouring scores (about 1 / N): the former default (Cauchy,
+    steepness 100) underestimates AP by 0.2-0.6 at N >= 256. The default is the
     monotonic ``optimal`` relaxation (ICLR 2022; its error tails are ~5x smaller than
     Cauchy's at equal steepness) at steepness 1e4: bias under 0.005 for N = 256 to
     4,096, growing slowly with N (about x2 over that range). O(N * layers) per query.
@@ -75,7 +75,7 @@ __all__ = [
 #: Chosen by measurement (``benchmarks/bench_ap_bias.py``, RESULTS.md): on S2R2's
 #: rankings with N = 256 to 4,096 items and V = 4 to 16 views, ``binned``, ``sigmoid``
 #: and ``sorting`` at these defaults are within 0.01 of the exact AP on average (worst
-#: measured about -0.006, -0.005 and -0.005). ``fastap`` keeps FastAP's (and
+#: measured -0.008, -0.005 and -0.005). ``fastap`` keeps FastAP's (and
 #: pytorch-metric-learning's) 10 bins: its formula is biased at any number of bins (up
 #: to -0.010 even at 10,000, at N = 4,096), so no setting meets that bound, and it warns.
 AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
