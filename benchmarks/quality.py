@@ -31,7 +31,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -299,8 +299,11 @@ def _mean_std(values: List[float]) -> str:
 
 
 def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep: bool,
-        dataset: str = "digits") -> str:
+        overrides: Optional[Dict[str, dict]] = None, seeds: Optional[Sequence[int]] = None,
+        eval_every: Optional[int] = None, dataset: str = "digits") -> str:
     size = SIZES[size_name]
+    if seeds is not None or eval_every is not None:
+        size = replace(size, seeds=tuple(seeds or size.seeds), eval_every=eval_every or size.eval_every)
     os.makedirs(out, exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -314,6 +317,8 @@ def run(methods: Sequence[str], size_name: str, device: str, out: str, no_sweep:
             params, lr, trials = {grid_name: grid_values[-1]}, method.base_lr, []
         else:
             params, lr, trials = sweep(method, data, size, out, device, log)
+        params = {**params, **(overrides or {}).get(name, {})}
+        lr = params.pop("lr", lr)  # "--set METHOD.lr=..." sets the learning rate
         runs = []
         for seed in size.seeds:
             backbone, curve, seconds = train(method, params, lr, size.epochs, seed, out, eval_every=size.eval_every)
@@ -390,11 +395,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--size", default="default", choices=list(SIZES))
     parser.add_argument("--quick", action="store_true", help="same as --size quick")
     parser.add_argument("--no-sweep", action="store_true", help="train each method's defaults only")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.PARAM=VALUE",
+                        help="override a loss parameter (or lr) of one method, e.g. S2R2.num_bins=640")
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds of the final runs (default: the size's)")
+    parser.add_argument("--eval-every", type=int, help="epochs between kNN evaluations (default: the size's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "quality"))
     args = parser.parse_args(argv)
-    print(run(args.methods, "quick" if args.quick else args.size, args.device, args.out, args.no_sweep, args.dataset))
+    overrides: Dict[str, dict] = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        method, param = key.split(".", 1)
+        overrides.setdefault(method, {})[param] = json.loads(value)
+    print(run(args.methods, "quick" if args.quick else args.size, args.device, args.out, args.no_sweep,
+              overrides, args.seeds, args.eval_every, args.dataset))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ model = dict(
     type='S2R2',
     backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
     neck=dict(type='MLPHead', hidden_dim=512, out_dim=128, num_layers=2),
+    # 40 bins on purpose: a coarse, smooth objective that underestimates AP (bias -0.04 to -0.15,
+    # benchmarks/bench_ap_bias.py) but trains far better here than the estimator's default 640 bins,
+    # which estimate AP within 0.01 (20 epochs, seed 0: kNN 73.9 at 40 bins, 65.8 at 640; RESULTS.md).
     loss=dict(type='S2R2Loss', estimator='binned', num_bins=40),
 )
 view = dict(

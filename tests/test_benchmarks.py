@@ -52,3 +52,10 @@ def test_speed_benchmark_quick():
     out = _run_benchmark("speed.py", "--quick")
     for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):
         assert row in out
+
+
+@pytest.mark.slow
+def test_ap_bias_benchmark_quick(tmp_path):
+    out = _run_benchmark("bench_ap_bias.py", "--quick", "--out", str(tmp_path))
+    assert "| 32 | 8 x 4 | spread |" in out and "worst abs bias" in out
+    assert (tmp_path / "ap_bias.png").stat().st_size > 0

@@ -100,10 +100,12 @@ class S2R2Loss(nn.Module):
         estimator: ``"binned"`` (default; FastAP-style triangular histograms),
             ``"sigmoid"`` (Smooth-AP), ``"sorting"`` (sorting network) or
             ``"fastap"`` (FastAP's own formula).
-        num_bins: bins of the binned estimators (default 20; ``fastap``'s own default 10
-            is used when the estimator is ``"fastap"`` and this is left at None).
-        temperature: sigmoid estimator temperature (Smooth-AP: 0.01).
-        steepness, sorting_network, distribution: sorting estimator settings.
+        num_bins, temperature, steepness, sorting_network, distribution: the
+            estimator's settings; None (default) takes the estimator's own default
+            (``rankssl.ops.AP_ESTIMATORS``: binned 640 bins, sigmoid temperature
+            0.0025, sorting ``optimal`` relaxation at steepness 1e4, fastap 10 bins),
+            chosen so that the estimate is within 0.01 of the exact AP (fastap
+            excepted; see :mod:`rankssl.ops.average_precision`).
         similarity: ``"cosine"`` (default) or ``"dot"``.
         score_range: binned estimators only: the ``(low, high)`` score interval the bins
             cover. Default (None): ``(-1, 1)`` for cosine; for ``"dot"``, ``"batch"``:
@@ -133,10 +135,10 @@ class S2R2Loss(nn.Module):
         self,
         estimator: str = "binned",
         num_bins: Optional[int] = None,
-        temperature: float = 0.01,
-        steepness: float = 100.0,
-        sorting_network: str = "bitonic_mirrored",
-        distribution: str = "cauchy",
+        temperature: Optional[float] = None,
+        steepness: Optional[float] = None,
+        sorting_network: Optional[str] = None,
+        distribution: Optional[str] = None,
         similarity: str = "cosine",
         chunk_size: Optional[int] = None,
         gather_distributed: bool = False,
@@ -161,6 +163,7 @@ class S2R2Loss(nn.Module):
             settings = dict(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
         else:
             settings = {}
+        settings = {name: value for name, value in settings.items() if value is not None}
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.estimator = estimator
         self.similarity = similarity

@@ -23,18 +23,29 @@ It is piecewise constant in the scores, so the estimators below relax it:
     exact AP as bins grow; FastAP's formula (sum over bins of ``h+ H+ / H``) counts an
     item split over two bins as partly ranked above itself and keeps an O(1) bias.
     That formula is available as ``fastap`` and matches pytorch-metric-learning's
-    ``FastAPLoss`` on cosine scores.
+    ``FastAPLoss`` on cosine scores. The bias of ``binned`` falls about as ``1 /
+    num_bins``; it grows with how densely the scores crowd round the relevant items,
+    and so with N (about x2.5 from 256 to 4,096 items). The default 640 bins keeps it
+    under 0.01 (worst measured -0.008) on S2R2's rankings up to N = 4,096. Fewer bins (e.g. 20-40) give a smoother, coarser objective that may
+    train as well or better, but it is then not an AP estimate (-0.14 at 20 bins).
 ``sigmoid``
     Smooth-AP (Brown, Xie, Kalogeiton, Zisserman, "Smooth-AP: Smoothing the Path
     Towards Large-Scale Image Retrieval", ECCV 2020): ranks are sums of
-    ``sigmoid((s_k - s_j) / temperature)`` (paper: 0.01). Only the rows of relevant
-    items are formed, (chunk, P, N) at a time, never (Q, N, N).
+    ``sigmoid((s_k - s_j) / temperature)``. The paper's 0.01 underestimates AP by up
+    to 0.035 when scores crowd together; the default 0.0025 stays within 0.01. Only
+    the rows of relevant items are formed, (chunk, P, N) at a time, never (Q, N, N).
 ``sorting``
     Relevance is carried through a relaxed sorting network of
     :mod:`rankssl.ops.sorting` (Petersen et al., ICML 2021 / ICLR 2022): the soft
     permutation ``P`` of each row maps relevance and validity to ranks
     (``relevance @ P``) without forming ``P``, and AP is computed on that soft ranking.
-    Tends to the exact AP as ``steepness`` grows. O(N * layers) per query.
+    Tends to the exact AP as ``steepness`` grows. A network of log2(N)^2 / 2 layers
+    blurs the ranking at every layer, so the comparators must be sharp on the scale of
+    the gaps between neighbouring scores (about 1 / N): the former default (Cauchy,
+    steepness 100) underestimates AP by 0.2-0.6 at N >= 256. The default is the
+    monotonic ``optimal`` relaxation (ICLR 2022; its error tails are ~5x smaller than
+    Cauchy's at equal steepness) at steepness 1e4: bias under 0.005 for N = 256 to
+    4,096, growing slowly with N (about x2 over that range). O(N * layers) per query.
 
 Queries are processed ``chunk_size`` at a time; for ``sigmoid`` and ``sorting`` each
 chunk is recomputed on the backward pass (activation checkpointing), so the memory held
@@ -44,6 +55,7 @@ for backward is that of the inputs, linear in Q for a fixed N, plus one chunk's 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
@@ -65,14 +77,28 @@ __all__ = [
 BATCH_RANGE = "batch"
 
 #: Default settings of every estimator; ``average_precision`` accepts exactly these.
+#: Chosen by measurement (``benchmarks/bench_ap_bias.py``, RESULTS.md): on S2R2's
+#: rankings with N = 256 to 4,096 items and V = 4 to 16 views, ``binned``, ``sigmoid``
+#: and ``sorting`` at these defaults are within 0.01 of the exact AP on average (worst
+#: measured -0.008, -0.005 and -0.005). ``fastap`` keeps FastAP's (and
+#: pytorch-metric-learning's) 10 bins: its formula is biased at any number of bins (up
+#: to -0.010 even at 10,000, at N = 4,096), so no setting meets that bound, and it warns.
 AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
-    "binned": dict(num_bins=20, score_range=(-1.0, 1.0)),
+    "binned": dict(num_bins=640, score_range=(-1.0, 1.0)),
     "fastap": dict(num_bins=10, score_range=(-1.0, 1.0)),
-    "sigmoid": dict(temperature=0.01),
+    "sigmoid": dict(temperature=0.0025),
     "sorting": dict(
-        sorting_network="bitonic_mirrored", distribution="cauchy", steepness=100.0, art_lambda=0.25
+        sorting_network="bitonic_mirrored", distribution="optimal", steepness=1e4, art_lambda=0.25
     ),
 }
+
+#: Bias of ``fastap`` that no number of bins removes (see AP_ESTIMATORS); said once.
+FASTAP_WARNING = (
+    "The 'fastap' estimator (FastAP's formula, as pytorch-metric-learning's FastAPLoss) is "
+    "not an estimate of average precision: it lies below the exact AP by about 0.1 to 0.4 "
+    "at its default 10 bins and still by up to about 0.01 at any number of bins "
+    "(benchmarks/bench_ap_bias.py). Use estimator='binned' for an AP estimate."
+)
 
 #: Queries per chunk when ``chunk_size`` is None: the per-chunk work is (chunk, N) for
 #: the binned estimators, (chunk, P, N) for sigmoid and (chunk, N, layers) for sorting.
@@ -95,6 +121,8 @@ def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
             f"its settings are {', '.join(defaults)}."
         )
     full = {**defaults, **settings}
+    if estimator == "fastap":
+        warnings.warn(FASTAP_WARNING, UserWarning, stacklevel=3)
     if estimator in ("binned", "fastap"):
         check_positive_int(full["num_bins"], "num_bins")
         full["score_range"] = _check_score_range(full["score_range"])
@@ -181,14 +209,28 @@ def exact_average_precision(
     relevance, valid = _check_inputs(scores, relevance, valid)
     scores = scores.detach().float()
     out = []
+    # Only the rows of relevant items are compared, (chunk, P, N) at a time: the memory
+    # is that of the inputs even at N in the thousands.
     for start in range(0, scores.shape[0], 64):
         s, rel, val = (t[start : start + 64] for t in (scores, relevance, valid))
-        at_or_above = s[:, None, :] >= s[:, :, None]  # [q, j, k]: item k scores >= item j
+        anchor, is_item = _relevant_scores(s, rel)
+        at_or_above = s[:, None, :] >= anchor[:, :, None]  # [q, j, k]: item k scores >= item j
         relevant_above = (at_or_above & rel[:, None, :]).sum(-1).float()
         valid_above = (at_or_above & val[:, None, :]).sum(-1).float()
-        precision = relevant_above / valid_above.clamp_min(1.0)
-        out.append((precision * rel).sum(1) / rel.sum(1))
+        precision = (relevant_above / valid_above.clamp_min(1.0)).masked_fill(~is_item, 0.0)
+        out.append(precision.sum(1) / rel.sum(1))
     return torch.cat(out)
+
+
+def _relevant_scores(s: torch.Tensor, rel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(c, P) scores of each row's relevant items (padded to the widest row with +inf,
+    which no item reaches) and the (c, P) mask of real entries."""
+    num_relevant = rel.sum(1)
+    width = int(num_relevant.max())
+    # Indices of each row's relevant items first (stable), padded to the widest row.
+    order = torch.sort(rel.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
+    is_item = torch.arange(width, device=s.device) < num_relevant[:, None]
+    return s.gather(1, order).masked_fill(~is_item, float("inf")), is_item
 
 
 def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence[float]):
@@ -242,11 +284,8 @@ def _fastap(s, rel, valid, num_bins, score_range):
 
 def _sigmoid_ap(s, rel, valid, temperature):
     num_relevant = rel.sum(1)
-    width = int(num_relevant.max())
-    # Indices of each row's relevant items first (stable), padded to the widest row.
-    order = torch.sort(rel.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
-    is_item = torch.arange(width, device=s.device) < num_relevant[:, None]
-    anchor = s.gather(1, order).masked_fill(~is_item, 0.0)  # (c, P)
+    anchor, is_item = _relevant_scores(s, rel)
+    anchor = anchor.masked_fill(~is_item, 0.0)  # (c, P)
     ranked = s.masked_fill(~valid, float("-inf"))
     above = torch.sigmoid_((ranked[:, None, :] - anchor[:, :, None]) / temperature)  # (c, P, N)
     # Each relevant item j adds sigmoid(0) = 1/2 for itself; Smooth-AP ranks exclude it.

@@ -49,8 +49,10 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
             scores); see :func:`rankssl.ops.average_precision`.
         num_bins, score_range: binned estimators (None: the estimator's default);
             ``score_range="batch"`` bins over each call's own range of scores.
-        temperature: sigmoid estimator.
-        steepness, sorting_network, distribution: sorting estimator.
+        temperature: sigmoid estimator (None: the estimator's default).
+        steepness, sorting_network, distribution: sorting estimator (None: defaults).
+            The defaults (``rankssl.ops.AP_ESTIMATORS``) keep the estimate within 0.01
+            of the exact AP, fastap excepted (see :mod:`rankssl.ops.average_precision`).
         chunk_size: queries per chunk (None: the estimator's default).
         **kwargs: ``distance``, ``reducer``, ``embedding_regularizer`` ... as for any
             pml loss.
@@ -70,10 +72,10 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         estimator: str = "binned",
         num_bins: Optional[int] = None,
         score_range: Optional[Sequence[float]] = None,
-        temperature: float = 0.01,
-        steepness: float = 100.0,
-        sorting_network: str = "bitonic_mirrored",
-        distribution: str = "cauchy",
+        temperature: Optional[float] = None,
+        steepness: Optional[float] = None,
+        sorting_network: Optional[str] = None,
+        distribution: Optional[str] = None,
         chunk_size: Optional[int] = None,
         **kwargs,
     ) -> None:
@@ -89,6 +91,7 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
             settings["temperature"] = temperature
         elif estimator == "sorting":
             settings.update(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
+        settings = {name: value for name, value in settings.items() if value is not None}
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.estimator = estimator
         self.chunk_size = chunk_size
