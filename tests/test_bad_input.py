@@ -313,7 +313,10 @@ def _loss_and_grad(loss_fn, xs, *extra):
     ],
     ids=["groco", "s2r2-binned", "s2r2-sigmoid", "hydra"],
 )
-@pytest.mark.parametrize("scale", [1e30, 1e-30])
+# Powers of two of the magnitude 1e30 / 1e-30: multiplying by them is exact in float32, so the
+# comparison measures the loss's own scale handling, not the rounding of ``x * scale`` (which can
+# move a score across a kink of the 640-bin estimator's piecewise-linear gradient).
+@pytest.mark.parametrize("scale", [2.0**100, 2.0**-100], ids=["1e30", "1e-30"])
 def test_huge_and_tiny_magnitudes_give_the_loss_and_gradient_of_the_rescaled_input(make, labelled, scale):
     torch.manual_seed(0)
     xs = [torch.randn(8, 6, dtype=torch.float32) for _ in range(2)]
@@ -329,7 +332,9 @@ def test_huge_and_tiny_magnitudes_give_the_loss_and_gradient_of_the_rescaled_inp
     for g, sg in zip(grads, scaled_grads):
         # Scale invariance: d L(s x) / d(s x) = (d L(x) / dx) / s.
         assert sg.abs().sum() > 0
-        torch.testing.assert_close(sg.double() * scale, g.double(), rtol=1e-4, atol=1e-6 * float(g.abs().max()))
+        # atol: float32 accumulation noise of the 640-bin histograms reaches ~2e-6 of the largest
+        # gradient entry; broken scale handling errs by O(1) of it (or zeroes the gradient).
+        torch.testing.assert_close(sg.double() * scale, g.double(), rtol=1e-4, atol=1e-5 * float(g.abs().max()))
 
 
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32])
