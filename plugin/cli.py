@@ -290,6 +290,11 @@ def _recipe_label(cfg) -> str:
     return os.path.splitext(os.path.basename(cfg.filename or "recipe"))[0]
 
 
+def _load_average() -> Optional[float]:
+    """The machine's 1-minute load average (None where the OS has none)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
 def cmd_train(args) -> int:
     if args.epochs is not None:
         _check_epochs(args.epochs, "--epochs")
@@ -413,7 +418,7 @@ def cmd_demo(args) -> int:
     if args.epochs is not None:
         _check_epochs(args.epochs, "--epochs")
     torch.set_flush_denormal(True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load = _load_average()
     start = time.time()
     rows = []
     baselines = None
@@ -442,7 +447,8 @@ def cmd_demo(args) -> int:
     print(f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
           "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)")
     if checkout is not None:
-        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load)
+        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load,
+                                          load_average_at_end=_load_average())
         for path in demo_results.write(checkout, record):
             print(f"wrote {path}")
     return 0

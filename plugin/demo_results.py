@@ -60,18 +60,21 @@ def machine_description() -> str:
 
 
 def make_record(rows: Sequence[tuple], baselines: Dict[str, float], wall_time_s: float,
-                argv: Optional[Sequence[str]] = None, load_average: Optional[float] = None) -> dict:
+                argv: Optional[Sequence[str]] = None, load_average: Optional[float] = None,
+                load_average_at_end: Optional[float] = None) -> dict:
     """The record of one demo run. ``rows``: (method, kNN %, seconds, epochs) per trained method.
 
-    ``load_average``: the machine's 1-minute load average when the run started (wall
-    times grow with it).
+    ``load_average``, ``load_average_at_end``: the machine's 1-minute load average when
+    the run started and when it ended (wall times grow with it; work started during the
+    run shows only at the end).
     """
     import torch
 
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     machine = machine_description()
     history: List[dict] = [{"date": today, "seconds": round(wall_time_s, 1), "machine": machine,
-                            "load_average_at_start": None if load_average is None else round(load_average, 1)}]
+                            "load_average_at_start": _rounded(load_average),
+                            "load_average_at_end": _rounded(load_average_at_end)}]
     command = "rankssl " + " ".join(list(argv or [])[1:]) if argv else "rankssl demo --write-results"
     return {
         "command": command.strip(),
@@ -85,9 +88,19 @@ def make_record(rows: Sequence[tuple], baselines: Dict[str, float], wall_time_s:
                     for m, k, s, _ in rows],
         "baselines": {name: round(float(v), 1) for name, v in baselines.items()},
         "wall_time_s": round(wall_time_s, 1),
-        "load_average_at_start": None if load_average is None else round(load_average, 1),
+        "load_average_at_start": _rounded(load_average),
+        "load_average_at_end": _rounded(load_average_at_end),
         "wall_time_history": history,
     }
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 1)
+
+
+def _peak_load(entry: dict) -> float:
+    """The higher of a run's recorded start and end load averages (0 where unknown)."""
+    return max(entry.get("load_average_at_start") or 0.0, entry.get("load_average_at_end") or 0.0)
 
 
 def _duration(seconds: float) -> str:
@@ -103,13 +116,13 @@ def render_readme(record: dict) -> str:
     """The README's main-job paragraph (between the markers)."""
     groco, simclr = _method(record, "GroCo"), _method(record, "SimCLR")
     history = record["wall_time_history"] or [{"date": record["date"], "seconds": record["wall_time_s"]}]
-    quiet = [h["seconds"] for h in history if (h.get("load_average_at_start") or 0.0) < BUSY_LOAD]
-    busy = [h for h in history if (h.get("load_average_at_start") or 0.0) >= BUSY_LOAD]
+    quiet = [h["seconds"] for h in history if _peak_load(h) < BUSY_LOAD]
+    busy = [h for h in history if _peak_load(h) >= BUSY_LOAD]
     timing = f"Wall time {_span(quiet)} on a quiet {record['machine']}" if quiet else "Wall time"
     if busy:
         slowest = max(busy, key=lambda h: h["seconds"])
         timing += (f"{';' if quiet else ''} {_duration(slowest['seconds'])} while other work kept the cores busy "
-                   f"(load {slowest['load_average_at_start']})")
+                   f"(load {_peak_load(slowest)})")
     dates = sorted({h["date"] for h in history})
     return (
         f"**Main job** (`make demo` = `rankssl demo`): kNN top-1 on the embedded digits after "
@@ -133,15 +146,23 @@ def render_results_md(record: dict) -> str:
         lines.append(f"| {m['method']} | {m['knn_top1']:.1f} | {m['seconds']:.0f} |")
     lines.append(f"| raw pixels (no training) | {record['baselines']['raw pixels']:.1f} | - |")
     lines.append(f"| random-init SmallCNN (no training) | {record['baselines']['random init']:.1f} | - |")
-    times = ", ".join(f"{_duration(h['seconds'])} ({h['date']}"
-                      + (f", load {h['load_average_at_start']}" if h.get("load_average_at_start") is not None else "")
-                      + ")" for h in record["wall_time_history"])
+    times = ", ".join(f"{_duration(h['seconds'])} ({h['date']}" + _loads(h) + ")" for h in record["wall_time_history"])
     lines.append("")
     lines.append(f"`{record['command']}` on {record['date']}, {record['machine']}, Python {record['python']}, "
                  f"torch {record['torch']} ({record['torch_threads']} threads): whole command "
                  f"{_duration(record['wall_time_s'])}. Recorded wall times of the whole command (with the "
-                 f"machine's 1-minute load average at the start, where known; 2 = both cores busy): {times}.")
+                 f"machine's 1-minute load average at the start and end, where known; 2 = both cores busy): "
+                 f"{times}.")
     return "\n".join(lines)
+
+
+def _loads(entry: dict) -> str:
+    start, end = entry.get("load_average_at_start"), entry.get("load_average_at_end")
+    if start is None and end is None:
+        return ""
+    if end is None:
+        return f", load {start}"
+    return f", load {start if start is not None else '?'} to {end}"
 
 
 def read_between_markers(text: str) -> str:
