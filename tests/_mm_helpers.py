@@ -3,6 +3,27 @@
 from __future__ import annotations
 
 import copy
+import textwrap
+
+
+def tiny_digits_recipe(tmp_path, extra: str = "", name: str = "tiny.py", *, max_epochs: int = 2,
+                       checkpoint_interval: int = 1, max_keep_ckpts: int = 5) -> str:
+    """A recipe file inheriting the shipped digits recipe, shrunk to 4 iterations per epoch
+    (48 training images, batch 12, narrow network); ``extra`` is appended config text."""
+    from rankssl.recipes import find_recipe
+
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        _base_ = {find_recipe("groco_smallcnn_1xb256-50e_digits")!r}
+        model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16))
+        train_dataloader = dict(batch_size=12, dataset=dict(indices=48))
+        val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
+        test_dataloader = val_dataloader
+        default_hooks = dict(logger=dict(interval=1),
+                             checkpoint=dict(interval={checkpoint_interval}, max_keep_ckpts={max_keep_ckpts}))
+        train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
+    """) + textwrap.dedent(extra))
+    return str(path)
 
 _SIZE_KEYS = {"input_size": 16, "global_crop_size": 16, "local_crop_size": 8, "resize": 18, "crop_size": 16}
 

@@ -4,29 +4,19 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from rankssl.cli import main
 from rankssl.recipes import find_recipe
 
+from _mm_helpers import tiny_digits_recipe
+
 DIGITS = find_recipe("groco_smallcnn_1xb256-50e_digits")
 
 
 def _tiny_recipe(tmp_path, extra: str = "", name: str = "tiny.py") -> str:
-    """A recipe inheriting the shipped digits recipe, shrunk to 4 iterations per epoch."""
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(f"""
-        _base_ = {DIGITS!r}
-        model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16))
-        train_dataloader = dict(batch_size=12, dataset=dict(indices=48))
-        val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
-        test_dataloader = val_dataloader
-        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=5))
-        train_cfg = dict(max_epochs=2, val_interval=1)
-    """) + textwrap.dedent(extra))
-    return str(path)
+    return tiny_digits_recipe(tmp_path, extra, name)
 
 
 def test_recipes_and_list_commands(capsys):

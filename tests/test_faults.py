@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -20,24 +19,12 @@ from rankssl.mm.checkpoint import (
     verify_checkpoint,
 )
 from rankssl.mm.hooks import read_scalars
-from rankssl.recipes import find_recipe
 
-DIGITS = find_recipe("groco_smallcnn_1xb256-50e_digits")
+from _mm_helpers import tiny_digits_recipe
 
 
 def _tiny_recipe(tmp_path, extra: str = "", name: str = "tiny.py") -> str:
-    """The shipped digits recipe shrunk to 4 iterations per epoch, 3 epochs, checkpoints every 5."""
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(f"""
-        _base_ = {DIGITS!r}
-        model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16))
-        train_dataloader = dict(batch_size=12, dataset=dict(indices=48))
-        val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
-        test_dataloader = val_dataloader
-        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=5, max_keep_ckpts=3))
-        train_cfg = dict(max_epochs=3, val_interval=1)
-    """) + textwrap.dedent(extra))
-    return str(path)
+    return tiny_digits_recipe(tmp_path, extra, name, max_epochs=3, checkpoint_interval=5, max_keep_ckpts=3)
 
 
 def _save(path, **extra):
