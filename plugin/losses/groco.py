@@ -101,12 +101,32 @@ def group_ordering_loss(
             f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}."
         )
     check_finite([("positive_scores", positive_scores), ("negative_scores", negative_scores)], "anchor")
-    scores = torch.cat(
-        (negative_scores.float().sort(dim=1).values, positive_scores.float().sort(dim=1).values),
-        dim=1,
-    )
-    n = num_neg + num_pos
     check_relaxation(distribution, steepness, art_lambda)
+    return _ordered_group_ordering_loss(
+        negative_scores.float().sort(dim=1).values,
+        positive_scores.float().sort(dim=1).values,
+        sorting_network,
+        distribution,
+        steepness,
+        art_lambda,
+    )
+
+
+def _ordered_group_ordering_loss(
+    negatives_ascending: torch.Tensor,
+    positives_ascending: torch.Tensor,
+    sorting_network: str,
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
+) -> torch.Tensor:
+    """:func:`group_ordering_loss` on checked float32 scores already in ascending order
+    within each group: (A, K) negatives and (A, P) positives. :class:`GroCoLoss` calls it
+    directly, because its negatives come sorted from ``topk`` and its scores come from
+    checked views, so sorting and checking them again would only cost time."""
+    scores = torch.cat((negatives_ascending, positives_ascending), dim=1)
+    num_neg = negatives_ascending.shape[1]
+    n = scores.shape[1]
     # One fused pass (value and gradient) where the CPU kernels are available.
     layers = get_network(sorting_network, n, scores.device)
     fused_loss = fused.group_ordering_mass_loss(scores, num_neg, layers, distribution, steepness, art_lambda)
@@ -251,14 +271,14 @@ class GroCoLoss(nn.Module):
         """Losses of every (view, image) anchor; ``positive_scores`` is (V, P, B)."""
         negative_scores = torch.stack([self._hardest_negatives(anchor) for anchor in anchors])
         num_pos = positive_scores.shape[1]
-        return group_ordering_loss(
-            positive_scores.transpose(1, 2).reshape(-1, num_pos),
+        return _ordered_group_ordering_loss(
             negative_scores.reshape(-1, self.n_negatives),
+            positive_scores.transpose(1, 2).reshape(-1, num_pos).sort(dim=1).values,
             **self._sort_kwargs(),
         )
 
     def _hardest_negatives(self, anchor: torch.Tensor) -> torch.Tensor:
-        """(B, K) scores of the K most similar other images under the anchor's view."""
+        """(B, K) scores of the K most similar other images under the anchor's view, ascending."""
         batch_size = anchor.shape[0]
         candidates = dist.gather(anchor) if self.gather_distributed else anchor
         if self.stop_gradient:
@@ -267,7 +287,7 @@ class GroCoLoss(nn.Module):
         offset = dist.local_row_offset(batch_size) if self.gather_distributed else 0
         own = torch.arange(batch_size, device=anchor.device)
         scores = scores.index_put((own, own + offset), torch.tensor(float("-inf"), device=anchor.device))
-        return scores.topk(self.n_negatives, dim=1).values
+        return scores.topk(self.n_negatives, dim=1).values.flip(1)  # topk sorts descending
 
     def extra_repr(self) -> str:
         return (
