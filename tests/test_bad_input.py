@@ -59,6 +59,13 @@ def views(n=2, b=8, d=4):
     return [torch.randn(b, d) for _ in range(n)]
 
 
+def _with(module, **settings):
+    """``module`` after setting attributes on it (a setting changed after construction)."""
+    for name, value in settings.items():
+        setattr(module, name, value)
+    return module
+
+
 LABELS8 = torch.arange(4).repeat(2)  # 8 rows, 4 classes
 
 
@@ -109,6 +116,7 @@ OPS: List[Bad] = [
 
 # --------------------------------------------------------------------------- lightly-style losses
 LOSSES: List[Bad] = [
+    bad("GroCoLoss", "steepness-set-to-nan", lambda: _with(L.GroCoLoss(3), steepness=math.nan)(torch.randn(8, 4), torch.randn(8, 4)), ValueError, "steepness", "finite"),
     bad("GroCoLoss", "nan", lambda: L.GroCoLoss(3)(torch.randn(8, 4), nan_at((8, 4), 5)), ValueError, "View 1", "row 5", "non-finite"),
     bad("GroCoLoss", "inf", lambda: L.GroCoLoss(3)(nan_at((8, 4), 2, 3, math.inf), torch.randn(8, 4)), ValueError, "View 0", "row 2", "inf"),
     bad("GroCoLoss", "width-0", lambda: L.GroCoLoss(3)(torch.randn(8, 0), torch.randn(8, 0)), ValueError, "width 0", "dim >= 1"),

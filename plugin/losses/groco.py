@@ -101,7 +101,6 @@ def group_ordering_loss(
             f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}."
         )
     check_finite([("positive_scores", positive_scores), ("negative_scores", negative_scores)], "anchor")
-    check_relaxation(distribution, steepness, art_lambda)
     return _ordered_group_ordering_loss(
         negative_scores.float().sort(dim=1).values,
         positive_scores.float().sort(dim=1).values,
@@ -123,7 +122,9 @@ def _ordered_group_ordering_loss(
     """:func:`group_ordering_loss` on checked float32 scores already in ascending order
     within each group: (A, K) negatives and (A, P) positives. :class:`GroCoLoss` calls it
     directly, because its negatives come sorted from ``topk`` and its scores come from
-    checked views, so sorting and checking them again would only cost time."""
+    checked views, so sorting and checking them again would only cost time. The relaxation
+    is checked on every call (cheap), since a loss's settings may be changed after construction."""
+    check_relaxation(distribution, steepness, art_lambda)
     scores = torch.cat((negatives_ascending, positives_ascending), dim=1)
     num_neg = negatives_ascending.shape[1]
     n = scores.shape[1]
