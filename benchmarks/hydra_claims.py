@@ -16,10 +16,12 @@ views, SGD + warm-up + cosine schedule, batch 256 and epochs. Rows:
 - ``SupCon``: pml's ``SupConLoss`` on all views with labels (``LabelledViews``), same head;
 - ``SimCLR``, ``GroCo``, ``S2R2`` (label-free) when ``--label-free`` is given.
 
-Learning rates: each label-based method's lr is chosen from a grid (x0.5, x1, x2 of 0.15)
-by kNN accuracy on a validation fifth of the training split (trained on the other four
-fifths); the controls reuse Hydra's choice. Then every row trains on the full training
-split and is scored on the test split: weighted kNN (k=20, T=0.07 and k=200, T=0.1) and a
+Learning rates, with issue 13's discipline: every method's lr is chosen from a grid of
+four values spaced x2 around its recipe's rate, widened by one value beyond an edge while
+the winner sits on it (``protocol_tuning.bracket``), each trained at the reported budget
+on four fifths of the training split and scored by kNN on the other fifth (the test split
+is never loaded for it); the controls reuse Hydra's choice. Then every row trains on the
+full training split with every seed and is scored on the test split: weighted kNN (k=20, T=0.07 and k=200, T=0.1) and a
 linear probe on frozen backbone features; effective rank of the backbone and projection
 features of the test images; and from Hydra's gates, the class relationships: for every
 two classes a != b, the Jaccard overlap of the open dimensions (gate > 0.5) of g(a, a) and
@@ -55,15 +57,18 @@ CONTROLS = {  # reuse Hydra's lr
     "Hydra, open gate": ("hydra_smallcnn_1xb256-50e_two-digits", {"gate_mode": "open"}),
     "Hydra, warm-up + learned scale": ("hydra_smallcnn_1xb256-50e_two-digits", {"learn_scale": True, "warmup": 0.1}),
 }
-LABEL_FREE = {
+LABEL_FREE = {  # the recipes' learning rates, the centres of their grids
     "SimCLR": ("simclr_smallcnn_1xb256-50e_two-digits", {}, 0.15),
     "GroCo": ("groco_smallcnn_1xb256-50e_two-digits", {}, 4.5),
     "S2R2": ("s2r2_smallcnn_1xb256-4v-50e_two-digits", {}, 0.45),
 }
+BASE_LR = 0.15  # the label-based recipes' rate
+# grid: learning-rate multipliers of the first grid (empty: no tuning, the recipe's rate);
+# max_widen: values added beyond an edge while the winner sits on it.
 SIZES = {
-    "small": dict(epochs=1, sweep_epochs=1, seeds=(0,), grid=(1.0,)),
-    "quick": dict(epochs=5, sweep_epochs=0, seeds=(0,), grid=()),  # no lr grid: every recipe's lr 0.15
-    "default": dict(epochs=6, sweep_epochs=3, seeds=(0,), grid=(0.5, 1.0, 2.0)),
+    "small": dict(epochs=1, seeds=(0,), grid=(), max_widen=0),
+    "quick": dict(epochs=5, seeds=(0,), grid=(), max_widen=0),
+    "default": dict(epochs=15, seeds=(0, 1, 2), grid=(0.25, 0.5, 1.0, 2.0), max_widen=2),
 }
 
 
@@ -200,20 +205,77 @@ def score(model, data, probe: bool = True, save: Optional[str] = None) -> Dict[s
     return r
 
 
-def sweep(recipe, dataset, overrides, data, size, base_lr, out, log) -> float:
+def cached(out: str, key: str, compute) -> dict:
+    """The result stored under ``out/runs/KEY.json``, or ``compute()`` written there atomically.
+
+    One file per training run makes the benchmark resumable and lets several processes
+    share an output folder (each given other ``--rows``).
+    """
+    path = os.path.join(out, "runs", key + ".json")
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    result = compute()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        json.dump(result, handle, indent=1)
+    os.replace(path + ".tmp", path)
+    return result
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def sweep(name, recipe, dataset, overrides, data, size, base_lr, out, log) -> dict:
+    """Bracketed lr search on a validation fifth: {'lr', 'scores': {lr: val kNN}, 'position'}."""
+    from protocol_tuning import bracket
     from quality import knn_accuracy, validation_indices
 
     train_idx, val_idx = validation_indices(data["train_y"])
-    best = None
-    for mult in size["grid"]:
-        lr = base_lr * mult
-        model, _, _ = train(recipe, dataset, overrides, lr, size["sweep_epochs"], 0, out, train_idx)
-        f, _ = embed(model, data["train_x"])
-        acc = knn_accuracy(f[train_idx], data["train_y"][train_idx], f[val_idx], data["train_y"][val_idx], 20, 0.07)
-        log(f"  sweep {dataset} {recipe.split('_')[0]} lr={lr:g}: val kNN {100 * acc:.1f}")
-        if best is None or acc > best[1]:
-            best = (lr, acc)
-    return best[0]
+
+    def score(lr: float) -> float:
+        def run() -> dict:
+            model, seconds, _ = train(recipe, dataset, overrides, lr, size["epochs"], 0, out, train_idx)
+            f, _ = embed(model, data["train_x"])
+            acc = knn_accuracy(f[train_idx], data["train_y"][train_idx], f[val_idx], data["train_y"][val_idx],
+                               20, 0.07)
+            return {"val_knn20": acc, "seconds": seconds}
+
+        acc = cached(out, f"{dataset}_{slug(name)}_tune_lr{lr:g}_e{size['epochs']}", run)["val_knn20"]
+        log(f"  tune {dataset} {name} lr={lr:g}: val kNN {100 * acc:.1f}")
+        return acc
+
+    best, scores, position = bracket(score, [base_lr * m for m in size["grid"]], size["max_widen"])
+    return {"lr": best, "scores": {f"{lr:g}": scores[lr] for lr in sorted(scores)}, "position": position}
+
+
+def collect(out: str, size_name: str) -> dict:
+    """Every finished run of ``size_name`` under ``out/runs``, as {dataset: {'rows', 'lr', 'tuning'}}."""
+    results: dict = {}
+    runs_dir = os.path.join(out, "runs")
+    for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if not file.endswith(".json"):
+            continue
+        with open(os.path.join(runs_dir, file)) as handle:
+            record = json.load(handle)
+        if record.get("size") != size_name or record.get("kind") != "final":
+            continue
+        res = results.setdefault(record["dataset"], {"rows": {}, "lr": {}, "tuning": {}})
+        res["rows"].setdefault(record["row"], []).append(record["result"])
+        res["lr"][record["row"]] = record["result"]["lr"]
+        if record.get("tuning"):
+            res["tuning"][record["row"]] = record["tuning"]
+    order = [*LABEL_BASED, *CONTROLS, *LABEL_FREE]
+    for res in results.values():
+        for runs in res["rows"].values():
+            runs.sort(key=lambda r: r["seed"])
+        res["rows"] = {name: res["rows"][name] for name in order if name in res["rows"]}
+    return results
+
+
+def _mean_std(values) -> str:
+    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
 def summarize(results: dict, out: str, size_name: str) -> str:
@@ -229,14 +291,15 @@ def summarize(results: dict, out: str, size_name: str) -> str:
     size = SIZES[size_name]
     lines = []
     for dataset, res in results.items():
-        lines += [f"**{dataset}** ({size['epochs']} epochs, seeds {list(size['seeds'])}; lr chosen on validation: "
-                  + ", ".join(f"{k} {v:g}" for k, v in res["lr"].items()) + ")", "",
+        seeds = sorted({r["seed"] for runs in res["rows"].values() for r in runs})
+        lines += [f"**{dataset}** ({size['epochs']} epochs, batch 256, seeds {seeds}; mean ± std over seeds; "
+                  "test split)", "",
                   "| row | lr | kNN k=20 | kNN k=200 | linear | erank backbone | erank projection "
                   "| gates q05-q95 | AUC Jaccard(g(a,a), g(b,b)) | AUC mean g(a,b) | AUC class-mean cosine |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, runs in res["rows"].items():
             r = runs[0]
-            pct = lambda k: f"{100 * np.mean([x[k] for x in runs]):.1f}" if k in r else "-"  # noqa: E731
+            pct = lambda k: _mean_std([100 * x[k] for x in runs]) if k in r else "-"  # noqa: E731
             val = lambda k: f"{np.mean([x[k] for x in runs]):.2f}" if k in r else "-"  # noqa: E731
             gates = f"{r['gate_q05']:.2f}-{r['gate_q95']:.2f}" if "gate_q05" in r else "-"
             lines.append(f"| {name} | {r['lr']:g} | {pct('knn20')} | {pct('knn200')} | {pct('linear')} | "
@@ -244,6 +307,14 @@ def summarize(results: dict, out: str, size_name: str) -> str:
                          f"{np.mean([x['erank_projection'] for x in runs]):.1f} | {gates} | "
                          f"{val('auc_jaccard_own_gates')} | {val('auc_pair_mean_gate')} | {val('auc_class_mean_cosine')} |")
         lines.append("")
+        if res.get("tuning"):
+            lines += ["Learning-rate selection (val kNN k=20 on a fifth of the training split, seed 0; "
+                      "**bold** = chosen):", "", "| row | lr: val kNN | where the winner fell |", "|---|---|---|"]
+            for name, tuning in res["tuning"].items():
+                grid = ", ".join((f"**{lr}: {100 * acc:.1f}**" if float(lr) == tuning["lr"] else
+                                  f"{lr}: {100 * acc:.1f}") for lr, acc in tuning["scores"].items())
+                lines.append(f"| {name} | {grid} | {tuning['position']} |")
+            lines.append("")
     two = results.get("two-digits", {}).get("rows", {})
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name in two:
@@ -279,43 +350,49 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="default", choices=list(SIZES))
     parser.add_argument("--datasets", nargs="+", default=["two-digits", "digits"], choices=["two-digits", "digits"])
-    parser.add_argument("--label-free", action="store_true", help="also SimCLR, GroCo, S2R2 (recipes' lr, no sweep)")
+    parser.add_argument("--label-free", action="store_true", help="also SimCLR, GroCo, S2R2 (their lr tuned alike)")
     parser.add_argument("--rows", nargs="*", default=None, help="only these rows (names)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (run one process per core)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "hydra_claims"))
     parser.add_argument("--summarize-only", action="store_true", help="only rebuild tables and plots")
     args = parser.parse_args(argv)
     size = SIZES[args.size]
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"results_{args.size}.json")
-    results = json.load(open(path)) if os.path.exists(path) else {}
     log = lambda m: print(m, flush=True)  # noqa: E731
     for dataset in [] if args.summarize_only else args.datasets:
         data = load_data(dataset)
-        res = results.setdefault(dataset, {"rows": {}, "lr": {}})
-        rows = {name: (recipe, ov, None) for name, (recipe, ov) in {**LABEL_BASED, **CONTROLS}.items()}
+        rows = {name: (recipe, ov, BASE_LR) for name, (recipe, ov) in {**LABEL_BASED, **CONTROLS}.items()}
         if args.label_free:
             rows.update(LABEL_FREE)
-        for name, (recipe, overrides, fixed_lr) in rows.items():
+        for name, (recipe, overrides, base_lr) in rows.items():
             if args.rows and name not in args.rows:
                 continue
-            if fixed_lr is not None:
-                lr = fixed_lr
-            elif name in LABEL_BASED:
-                lr = res["lr"].get(name) or (sweep(recipe, dataset, overrides, data, size, 0.15, args.out, log)
-                                             if size["grid"] else 0.15)
-                res["lr"][name] = lr
+            tuning = None
+            if name in CONTROLS:  # Hydra's choice (tuned here if Hydra's row has not run yet)
+                recipe_h, overrides_h = LABEL_BASED["Hydra"]
+                tuning_h = sweep("Hydra", recipe_h, dataset, overrides_h, data, size, BASE_LR, args.out, log) \
+                    if size["grid"] else None
+                lr = tuning_h["lr"] if tuning_h else BASE_LR
+            elif size["grid"]:
+                tuning = sweep(name, recipe, dataset, overrides, data, size, base_lr, args.out, log)
+                lr = tuning["lr"]
             else:
-                lr = res["lr"].get("Hydra") or 0.15
-            runs = []
+                lr = base_lr
             for seed in size["seeds"]:
-                model, seconds, work_dir = train(recipe, dataset, overrides, lr, size["epochs"], seed, args.out)
-                r = dict(score(model, data, save=os.path.join(work_dir, "relations.npz")), seed=seed, seconds=seconds, lr=lr, work_dir=os.path.relpath(work_dir, ROOT))
-                runs.append(r)
+                def run() -> dict:
+                    model, seconds, work_dir = train(recipe, dataset, overrides, lr, size["epochs"], seed, args.out)
+                    r = dict(score(model, data, save=os.path.join(work_dir, "relations.npz")), seed=seed,
+                             seconds=seconds, lr=lr, work_dir=os.path.relpath(work_dir, ROOT))
+                    return {"size": args.size, "kind": "final", "dataset": dataset, "row": name,
+                            "tuning": tuning, "result": r}
+
+                r = cached(args.out, f"{dataset}_{slug(name)}_final_lr{lr:g}_s{seed}_e{size['epochs']}", run)["result"]
                 log(f"{dataset} | {name} | " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                          for k, v in r.items()))
-            res["rows"][name] = runs
-            json.dump(results, open(path, "w"), indent=1)
+    results = collect(args.out, args.size)
+    with open(os.path.join(args.out, f"results_{args.size}.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
     print(summarize(results, args.out, args.size))
 
 
