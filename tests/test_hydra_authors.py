@@ -174,3 +174,59 @@ def test_layernorm_head_admits_the_exact_collapse_and_batchnorm_does_not():
         bn.layers[-2].weight.mul_(0.1)  # a shrunken pre-norm output is re-standardised
     out = bn(x)
     assert bool((out.var(dim=0, unbiased=False) > 0.9).all())  # unit variance up to BatchNorm's eps
+
+
+@pytest.mark.parametrize("learn_scale", [False, True])
+def test_pml_loss_in_the_authors_mode_equals_their_equations(learn_scale):
+    """pml's calling convention: each view against the other as ``ref_emb``, one ``pair_labels`` for both."""
+    from rankssl.pml import HydraLoss as PMLHydraLoss
+
+    labels, partners, z1, z2 = _batch(2)
+    loss_fn = PMLHydraLoss(5, 8, temperature=0.1, embed_dim=8, hidden_dim=16, reduction="pair_mean",
+                           pair_draw="permutation", learn_scale=learn_scale)
+    params = list(loss_fn.parameters())
+    loss = (loss_fn(z1, labels, ref_emb=z2, ref_labels=labels, pair_labels=partners)
+            + loss_fn(z2, labels, ref_emb=z1, ref_labels=labels, pair_labels=partners)) / 2
+    grads = torch.autograd.grad(loss, [z1, z2, *params])
+
+    gates = loss_fn.feature_filter(labels, partners)
+    scale = loss_fn.log_scale.exp() if learn_scale else 10.0
+    expected = authors_reference(z1, z2, labels, partners, gates, scale)
+    expected_grads = torch.autograd.grad(expected, [z1, z2, *params])
+    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5)
+
+
+def test_pml_pair_mean_hands_pml_one_loss_per_positive_pair():
+    from pytorch_metric_learning.reducers import DoNothingReducer
+
+    from rankssl.pml import HydraLoss as PMLHydraLoss
+
+    labels, partners, z1, _ = _batch(3)
+    per_pair = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reduction="pair_mean", reducer=DoNothingReducer())
+    per_anchor = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reducer=DoNothingReducer())
+    per_anchor.load_state_dict(per_pair.state_dict())
+    pairs = per_pair(z1, labels, pair_labels=partners)["loss"]
+    anchors = per_anchor(z1, labels, pair_labels=partners)["loss"]
+    anchor_idx, positive_idx = pairs["indices"]
+    assert pairs["reduction_type"] == "pos_pair" and anchors["reduction_type"] == "element"
+    assert bool((labels[positive_idx] == partners[anchor_idx]).all()) and bool((anchor_idx != positive_idx).all())
+    # The per-anchor loss is the mean of that anchor's pair losses.
+    for row, anchor in enumerate(anchors["indices"].tolist()):
+        torch.testing.assert_close(anchors["losses"][row], pairs["losses"][anchor_idx == anchor].mean())
+
+
+def test_pml_permutation_draw_takes_partners_from_the_batch():
+    from rankssl.pml import HydraLoss as PMLHydraLoss
+
+    labels, _, z1, _ = _batch()
+    seeded = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=8, seed=4, pair_draw="permutation")
+    explicit = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=8)
+    explicit.load_state_dict(seeded.state_dict())
+    partners = labels[torch.randperm(10, generator=torch.Generator().manual_seed(4))]
+    torch.testing.assert_close(seeded(z1, labels), explicit(z1, labels, pair_labels=partners))
+    with pytest.raises(ValueError, match="pair_draw"):
+        PMLHydraLoss(5, 8, pair_draw="permutation", pairing="distinct")
+    with pytest.raises(ValueError, match="reduction"):
+        PMLHydraLoss(5, 8, reduction="pairs")

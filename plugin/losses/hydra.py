@@ -60,7 +60,8 @@ from rankssl.ops.validation import (
     check_tensor,
 )
 
-__all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_terms"]
+__all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_term_matrix",
+           "hydra_pair_terms"]
 
 KEY_MODES = ("all", "other")
 REDUCTIONS = ("anchor_mean", "pair_mean")
@@ -92,7 +93,7 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.
     return scale * numerator / (anchor_norm[:, None] * key_norm)
 
 
-def hydra_pair_terms(
+def hydra_pair_term_matrix(
     anchors: torch.Tensor,
     keys: torch.Tensor,
     gates: torch.Tensor,
@@ -102,13 +103,14 @@ def hydra_pair_terms(
     self_index: Optional[torch.Tensor] = None,
     scale: Union[float, torch.Tensor] = 10.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-anchor sums of Hydra's terms over the anchor's positives, and their counts.
+    """Hydra's term of every (anchor, key) pair, and which pairs are positives.
 
     Arguments as for :func:`hydra_pair_loss` (``scale`` may be a learned 0-d tensor).
 
     Returns:
-        ``(sums, num_positive)``: (A,) float32 sum over j in P_i of
-        ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij`` and the (A,) number |P_i|.
+        ``(terms, positive)``: (A, N) float32 ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij``
+        (finite everywhere; only entries where ``positive`` is True enter the loss) and the
+        (A, N) boolean mask of positives P_i.
     """
     anchors = check_embeddings(anchors, "anchors")
     keys = check_embeddings(keys, "keys", dim=anchors.shape[1])
@@ -135,6 +137,29 @@ def hydra_pair_terms(
         torch.full_like(logits[:, 0], float("-inf")),
     )
     terms = torch.logaddexp(logits, negative_lse[:, None]) - logits
+    return terms, positive
+
+
+def hydra_pair_terms(
+    anchors: torch.Tensor,
+    keys: torch.Tensor,
+    gates: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    pair_labels: torch.Tensor,
+    key_labels: torch.Tensor,
+    self_index: Optional[torch.Tensor] = None,
+    scale: Union[float, torch.Tensor] = 10.0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-anchor sums of Hydra's terms over the anchor's positives, and their counts.
+
+    Arguments as for :func:`hydra_pair_loss` (``scale`` may be a learned 0-d tensor).
+
+    Returns:
+        ``(sums, num_positive)``: (A,) float32 sum over j in P_i of
+        ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij`` and the (A,) number |P_i|.
+    """
+    terms, positive = hydra_pair_term_matrix(anchors, keys, gates, anchor_labels, pair_labels, key_labels,
+                                             self_index, scale)
     return (terms * positive).sum(dim=1), positive.sum(dim=1)
 
 

@@ -8,7 +8,8 @@ embedding regularizers.
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Union
 
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
@@ -17,9 +18,10 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.hydra import (
     check_hydra_settings,
+    check_variant_settings,
     checked_class_pair_weight,
     feature_filter_for,
-    hydra_pair_loss,
+    hydra_pair_term_matrix,
 )
 from rankssl.losses.pair_sampling import sample_pair_labels
 from rankssl.ops.validation import check_float
@@ -50,15 +52,32 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
     class: it gives pml's zero loss (which back-propagates), as any pml loss does for a
     batch without pairs.
 
-    The default reducer averages the per-anchor losses over anchors that have a
-    positive (``"element"`` losses); with ``gate_penalty > 0`` a second sub-loss
-    ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))`` is added, already reduced.
+    With ``reduction="anchor_mean"`` (default) the loss hands pml one loss per anchor
+    that has a positive (its mean over its positives; ``"element"`` losses); with
+    ``reduction="pair_mean"`` (the authors') one loss per (anchor, positive) pair
+    (``"pos_pair"`` losses), so pml's default ``MeanReducer`` gives the authors' sum over
+    pairs divided by the number of pairs, and any pml reducer sees the pairs. With
+    ``gate_penalty > 0`` a second sub-loss ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))``
+    is added, already reduced.
+
+    **The authors' SimLAP mode** (``erow/hydra`` ``cl/losses.py``) in pml's terms: build
+    ``HydraLoss(C, D, reduction="pair_mean", pair_draw="permutation")``, draw one
+    ``pair_labels`` per batch and average ``loss_fn(view1, labels, ref_emb=view2,
+    ref_labels=labels, pair_labels=p)`` and the same with the views swapped; this equals
+    :class:`rankssl.losses.HydraLoss` with ``SIMLAP_SETTINGS`` (tested). The v1 code's
+    filter-only warm-up needs the training epoch, which pml losses do not see: detach the
+    embeddings yourself for those epochs.
 
     Args:
         num_classes: number of classes C.
         embedding_size: D, the embedding width the gate covers.
         temperature, gate_mode, pairing, embed_dim, hidden_dim, gate_penalty,
-        class_pair_weight, seed, feature_filter: as for :class:`rankssl.losses.HydraLoss`.
+        class_pair_weight, seed, feature_filter, learn_scale: as for
+        :class:`rankssl.losses.HydraLoss`.
+        reduction: ``"anchor_mean"`` (default) or ``"pair_mean"`` (authors), see above.
+        pair_draw: ``"per_row"`` (default: a partner drawn for every row from
+            ``ref_labels``) or ``"permutation"`` (authors: the class of the row a random
+            permutation of the batch maps each row to).
         **kwargs: ``reducer``, ``embedding_regularizer``, ... as for any pml loss.
 
     Example:
@@ -85,6 +104,9 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         class_pair_weight: Optional[torch.Tensor] = None,
         seed: Optional[int] = None,
         feature_filter: Optional[FeatureFilter] = None,
+        reduction: str = "anchor_mean",
+        pair_draw: str = "per_row",
+        learn_scale: bool = False,
         **kwargs,
     ) -> None:
         check_float(gate_penalty, "gate_penalty", 0.0, inclusive=True)
@@ -97,6 +119,10 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 f"CosineSimilarity, got {type(self.distance).__name__}."
             )
         check_hydra_settings(temperature, gate_penalty, pairing)
+        check_variant_settings("all", reduction, pair_draw, pairing, 0)
+        self.reduction, self.pair_draw, self.learn_scale = reduction, pair_draw, bool(learn_scale)
+        if self.learn_scale:  # exp(s), s initialised at log(1 / temperature) (authors' v1)
+            self.log_scale = torch.nn.Parameter(torch.tensor(-math.log(float(temperature))))
         self.feature_filter = feature_filter_for(
             num_classes, embedding_size, embed_dim, hidden_dim, gate_mode, feature_filter
         )
@@ -110,6 +136,11 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         self._pair_labels: Optional[torch.Tensor] = None
         self._ref_self_index: Optional[torch.Tensor] = None
         self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
+
+    @property
+    def scale(self) -> Union[float, torch.Tensor]:
+        """The logit scale: 1 / temperature, or the learned exp(s)."""
+        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
 
     def get_default_distance(self) -> CosineSimilarity:
         return CosineSimilarity()
@@ -165,7 +196,10 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         if self_index is None and self._ref_self_index is not None:
             self_index = self._ref_self_index.to(embeddings.device)
         pair_labels = self._pair_labels
-        if pair_labels is None:
+        if pair_labels is None and self.pair_draw == "permutation" and self.pairing == "arbitrary":
+            permutation = torch.randperm(labels.shape[0], generator=self._generator).to(labels.device)
+            pair_labels = labels[permutation]
+        elif pair_labels is None:
             pair_labels = sample_pair_labels(
                 labels, self.pairing, ref_labels, self_index, self.class_pair_weight, self._generator
             )
@@ -173,11 +207,18 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
             pair_labels = pair_labels.to(embeddings.device)
         gates = self.feature_filter(labels, pair_labels)
-        losses, has_positive = hydra_pair_loss(
-            embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, 1.0 / self.temperature
+        terms, positive = hydra_pair_term_matrix(
+            embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, self.scale
         )
-        anchors = torch.nonzero(has_positive).squeeze(1)
-        loss_dict = {"loss": {"losses": losses[anchors], "indices": anchors, "reduction_type": "element"}}
+        if self.reduction == "pair_mean":
+            anchors, positives = torch.nonzero(positive, as_tuple=True)
+            loss_dict = {"loss": {"losses": terms[anchors, positives], "indices": (anchors, positives),
+                                  "reduction_type": "pos_pair"}}
+        else:
+            counts = positive.sum(dim=1)
+            anchors = torch.nonzero(counts > 0).squeeze(1)
+            losses = (terms * positive).sum(dim=1)[anchors] / counts[anchors]
+            loss_dict = {"loss": {"losses": losses, "indices": anchors, "reduction_type": "element"}}
         if not len(anchors):
             loss_dict = {"loss": self.zero_loss()}
         if self.gate_penalty > 0:
