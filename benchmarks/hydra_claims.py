@@ -37,7 +37,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -274,6 +274,50 @@ def collect(out: str, size_name: str) -> dict:
     return results
 
 
+def claims(rows: Dict[str, List[dict]], dataset: str) -> List[str]:
+    """Hydra's three claims on one data set as markdown rows, with issue 13's verdict rule
+    (``protocol_claims.verdict``: a gap beyond the seeds' noise sqrt(std_a^2 + std_b^2))."""
+    from protocol_claims import verdict
+
+    def values(row: str, key: str) -> Optional[List[float]]:
+        runs = rows.get(row, [])
+        return [r[key] for r in runs] if runs and all(key in r for r in runs) else None
+
+    def compare(a: str, b: str, key: str, percent: bool = True) -> Tuple[str, str]:
+        va, vb = values(a, key), values(b, key)
+        if va is None or vb is None:
+            return f"not run: {a if va is None else b}", "-"
+        k = 100 if percent else 1
+        return (f"{a} {_mean_std([k * v for v in va])} vs {b} {_mean_std([k * v for v in vb])}",
+                verdict(va, vb))
+
+    out = [f"Hydra's claims on `{dataset}` (verdict: 'yes' when the gap exceeds the seeds' noise, 'no' when it "
+           "is below minus the noise, else 'within noise')", "", "| claim | figure here | holds here? |",
+           "|---|---|---|"]
+    for peer in ("SupCon", "SimCLR", "GroCo", "S2R2"):
+        if peer in rows:
+            text, holds = compare("Hydra", peer, "knn20")
+            out.append(f"| 1. representation: Hydra's kNN k=20 above {peer}'s | {text} | {holds} |")
+    for key, where in (("erank_backbone", "backbone"), ("erank_projection", "projection")):
+        text, holds = compare("Hydra", "SupCon", key, percent=False)
+        out.append(f"| 2. less dimensional collapse: Hydra's effective rank ({where}) above SupCon's | {text} | "
+                   f"{holds} |")
+    for row in ("Hydra", "Hydra, warm-up + learned scale"):
+        aucs = values(row, "auc_jaccard_own_gates")
+        if aucs is None:
+            continue
+        text = f"{row}: AUC {_mean_std(aucs)} (0.5 = chance)"
+        cosine = values(row, "auc_class_mean_cosine")
+        if cosine is not None:
+            text += f"; gate-free reference, class-mean cosine of the same backbone: {_mean_std(cosine)}"
+        spread = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
+        mean = float(np.mean(aucs))
+        holds = "yes" if mean - 0.5 > spread else ("no" if mean - 0.5 < -spread else "within noise")
+        out.append(f"| 3. class relationships: gates of related classes (shared digit) overlap more | {text} | "
+                   f"{holds} |")
+    return out + [""]
+
+
 def _mean_std(values) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
@@ -339,6 +383,8 @@ def summarize(results: dict, out: str, size_name: str) -> str:
             analyze_checkpoint(checkpoints[-1], os.path.join(out, "hydra_analysis"),
                                classes=[0, 1, 2, 10, 11, 12, 20, 21, 22],
                                class_names=[f"{i:02d}" for i in range(100)])
+    for dataset, res in results.items():
+        lines += claims(res["rows"], dataset)
     table = "\n".join(lines)
     with open(os.path.join(out, f"table_{size_name}.md"), "w") as handle:
         handle.write(table + "\n")
