@@ -345,6 +345,28 @@ def test_huge_and_tiny_magnitudes_give_the_loss_and_gradient_of_the_rescaled_inp
         torch.testing.assert_close(sg.double() * scale, g.double(), rtol=1e-4, atol=1e-5 * float(g.abs().max()))
 
 
+@pytest.mark.parametrize("make", [lambda: P.GroCoLoss(n_negatives=2), lambda: P.S2R2Loss(),
+                                  lambda: P.HydraLoss(4, 6, seed=0, embed_dim=8, hidden_dim=8)],
+                         ids=["groco", "s2r2", "hydra"])
+# 2**70 (1e21): float32 squares overflow; 2**-70: they underflow. Not 2**100: the gradient with
+# respect to 1e30 inputs is ~1e-38 and meets float32's subnormal range (flushed in some tests).
+@pytest.mark.parametrize("scale", [2.0**70, 2.0**-70], ids=["1e21", "1e-21"])
+def test_pml_losses_at_huge_and_tiny_magnitudes_match_the_rescaled_input(make, scale):
+    """pml's own CosineSimilarity overflows at 1e21 (every score 0); the losses' default distance does not."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 6)
+    torch.manual_seed(1)
+    reference_fn = make()
+    torch.manual_seed(1)
+    scaled_fn = make()
+    loss, (grad,) = _loss_and_grad(lambda e: reference_fn(e, LABELS8), [x])
+    scaled_loss, (scaled_grad,) = _loss_and_grad(lambda e: scaled_fn(e, LABELS8), [x * scale])
+    assert loss > 0 and scaled_grad.abs().sum() > 0
+    torch.testing.assert_close(scaled_loss, loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(scaled_grad.double() * scale, grad.double(), rtol=1e-4,
+                               atol=1e-5 * float(grad.abs().max()))
+
+
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32])
 def test_hydra_accepts_any_integer_label_dtype(dtype):
     z = [torch.randn(8, 6), torch.randn(8, 6)]

@@ -21,6 +21,7 @@ from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import check_optional_positive_int, check_positive_int
 from rankssl.pml._checks import CheckedInputsMixin
+from rankssl.pml.distances import ScaleSafeCosineSimilarity
 
 __all__ = ["GroCoLoss"]
 
@@ -96,7 +97,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         self.add_to_recordable_attributes(list_of_names=["n_negatives"], is_stat=False)
 
     def get_default_distance(self) -> CosineSimilarity:
-        return CosineSimilarity()
+        return ScaleSafeCosineSimilarity()
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         c_f.labels_or_indices_tuple_required(labels, indices_tuple)

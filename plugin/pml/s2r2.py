@@ -21,6 +21,7 @@ from rankssl.losses.s2r2 import ranking_ap_loss
 from rankssl.ops.average_precision import check_ap_estimator
 from rankssl.ops.validation import check_optional_positive_int
 from rankssl.pml._checks import CheckedInputsMixin
+from rankssl.pml.distances import ScaleSafeCosineSimilarity
 
 __all__ = ["S2R2Loss"]
 
@@ -98,7 +99,7 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         self.add_to_recordable_attributes(list_of_names=["num_queries_without_relevant"], is_stat=True)
 
     def get_default_distance(self) -> CosineSimilarity:
-        return CosineSimilarity()
+        return ScaleSafeCosineSimilarity()
 
     def _scores(self, query_emb: torch.Tensor, db_emb: torch.Tensor) -> torch.Tensor:
         scores = self.distance(query_emb, db_emb).float()
