@@ -205,6 +205,26 @@ def score(model, data, probe: bool = True, save: Optional[str] = None) -> Dict[s
     return r
 
 
+def baselines(data: Dict[str, torch.Tensor], seeds: Sequence[int] = (0, 1, 2)) -> Dict[str, Dict[str, float]]:
+    """Raw pixels and a random-init SmallCNN (mean over ``seeds``), scored as the trained rows."""
+    from quality import evaluate, features
+
+    from rankssl.models import SmallCNN
+    from rankssl.ops import effective_rank
+
+    flat = lambda t: t.flatten(1)  # noqa: E731
+    rows = {"raw pixels": evaluate(flat(data["train_x"]), data["train_y"], flat(data["test_x"]), data["test_y"])}
+    scores = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = SmallCNN(in_channels=1, widths=(32, 64, 128))
+        train_f, test_f = features(net, data["train_x"], "cpu"), features(net, data["test_x"], "cpu")
+        scores.append(dict(evaluate(train_f, data["train_y"], test_f, data["test_y"]),
+                           erank_backbone=float(effective_rank(test_f))))
+    rows["random init"] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+    return rows
+
+
 def cached(out: str, key: str, compute) -> dict:
     """The result stored under ``out/runs/KEY.json``, or ``compute()`` written there atomically.
 
@@ -350,6 +370,10 @@ def summarize(results: dict, out: str, size_name: str) -> str:
                          f"{np.mean([x['erank_backbone'] for x in runs]):.1f} | "
                          f"{np.mean([x['erank_projection'] for x in runs]):.1f} | {gates} | "
                          f"{val('auc_jaccard_own_gates')} | {val('auc_pair_mean_gate')} | {val('auc_class_mean_cosine')} |")
+        for name, b in res.get("baselines", {}).items():
+            erank = f"{b['erank_backbone']:.1f}" if "erank_backbone" in b else "-"
+            lines.append(f"| {name} | - | {100 * b['knn20']:.1f} | {100 * b['knn200']:.1f} | {100 * b['linear']:.1f} | "
+                         f"{erank} | - | - | - | - | - |")
         lines.append("")
         if res.get("tuning"):
             lines += ["Learning-rate selection (val kNN k=20 on a fifth of the training split, seed 0; "
@@ -437,6 +461,8 @@ def main(argv=None) -> None:
                 log(f"{dataset} | {name} | " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                                          for k, v in r.items()))
     results = collect(args.out, args.size)
+    for dataset, res in results.items():
+        res["baselines"] = cached(args.out, f"{dataset}_baselines", lambda: baselines(load_data(dataset)))
     with open(os.path.join(args.out, f"results_{args.size}.json"), "w") as handle:
         json.dump(results, handle, indent=1)
     print(summarize(results, args.out, args.size))
