@@ -48,6 +48,20 @@ def authors_reference(z1, z2, labels, partners, gates, scale):
     return (directions[0] + directions[1]) / 2
 
 
+def assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale):
+    """``loss`` and its gradients (views and the loss's parameters) equal the reference's to 1e-5."""
+    params = list(loss_fn.parameters())
+    grads = torch.autograd.grad(loss, [z1, z2, *params])
+    gates = loss_fn.feature_filter(labels, partners)  # training mode: same batch statistics per view
+    scale = loss_fn.log_scale.exp() if learn_scale else 10.0
+    expected = authors_reference(z1, z2, labels, partners, gates, scale)
+    expected_grads = torch.autograd.grad(expected, [z1, z2, *params])
+    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5)
+    return grads
+
+
 def _batch(seed=0):
     torch.manual_seed(seed)
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 4, 4, 3])
@@ -65,15 +79,7 @@ def test_authors_mode_equals_their_equations_values_and_gradients(learn_scale, g
                         learn_scale=learn_scale, **SIMLAP_SETTINGS)
     params = list(loss_fn.parameters())
     loss = loss_fn([z1, z2], labels, pair_labels=partners)
-    grads = torch.autograd.grad(loss, [z1, z2, *params])
-
-    gates = loss_fn.feature_filter(labels, partners)  # training mode: same batch statistics per view
-    scale = loss_fn.log_scale.exp() if learn_scale else 10.0
-    expected = authors_reference(z1, z2, labels, partners, gates, scale)
-    expected_grads = torch.autograd.grad(expected, [z1, z2, *params])
-    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
-    for got, want in zip(grads, expected_grads):
-        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5)
+    grads = assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale)
     if learn_scale:
         assert loss_fn.log_scale.item() == pytest.approx(math.log(10.0))
         scale_grad = grads[2 + [p is loss_fn.log_scale for p in params].index(True)]
@@ -184,18 +190,9 @@ def test_pml_loss_in_the_authors_mode_equals_their_equations(learn_scale):
     labels, partners, z1, z2 = _batch(2)
     loss_fn = PMLHydraLoss(5, 8, temperature=0.1, embed_dim=8, hidden_dim=16, reduction="pair_mean",
                            pair_draw="permutation", learn_scale=learn_scale)
-    params = list(loss_fn.parameters())
     loss = (loss_fn(z1, labels, ref_emb=z2, ref_labels=labels, pair_labels=partners)
             + loss_fn(z2, labels, ref_emb=z1, ref_labels=labels, pair_labels=partners)) / 2
-    grads = torch.autograd.grad(loss, [z1, z2, *params])
-
-    gates = loss_fn.feature_filter(labels, partners)
-    scale = loss_fn.log_scale.exp() if learn_scale else 10.0
-    expected = authors_reference(z1, z2, labels, partners, gates, scale)
-    expected_grads = torch.autograd.grad(expected, [z1, z2, *params])
-    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
-    for got, want in zip(grads, expected_grads):
-        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5)
+    assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale)
 
 
 def test_pml_pair_mean_hands_pml_one_loss_per_positive_pair():

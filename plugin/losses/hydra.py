@@ -140,26 +140,16 @@ def hydra_pair_term_matrix(
     return terms, positive
 
 
-def hydra_pair_terms(
-    anchors: torch.Tensor,
-    keys: torch.Tensor,
-    gates: torch.Tensor,
-    anchor_labels: torch.Tensor,
-    pair_labels: torch.Tensor,
-    key_labels: torch.Tensor,
-    self_index: Optional[torch.Tensor] = None,
-    scale: Union[float, torch.Tensor] = 10.0,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def hydra_pair_terms(*args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-anchor sums of Hydra's terms over the anchor's positives, and their counts.
 
-    Arguments as for :func:`hydra_pair_loss` (``scale`` may be a learned 0-d tensor).
+    Arguments as for :func:`hydra_pair_term_matrix`.
 
     Returns:
         ``(sums, num_positive)``: (A,) float32 sum over j in P_i of
         ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij`` and the (A,) number |P_i|.
     """
-    terms, positive = hydra_pair_term_matrix(anchors, keys, gates, anchor_labels, pair_labels, key_labels,
-                                             self_index, scale)
+    terms, positive = hydra_pair_term_matrix(*args, **kwargs)
     return (terms * positive).sum(dim=1), positive.sum(dim=1)
 
 
