@@ -326,10 +326,10 @@ def claims(rows: Dict[str, List[dict]], dataset: str) -> List[str]:
         aucs = values(row, "auc_jaccard_own_gates")
         if aucs is None:
             continue
-        text = f"{row}: AUC {_mean_std(aucs)} (0.5 = chance)"
+        text = f"{row}: AUC {_mean_std(aucs, 3)} (0.5 = chance)"
         cosine = values(row, "auc_class_mean_cosine")
         if cosine is not None:
-            text += f"; gate-free reference, class-mean cosine of the same backbone: {_mean_std(cosine)}"
+            text += f"; gate-free reference, class-mean cosine of the same backbone: {_mean_std(cosine, 3)}"
         spread = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
         mean = float(np.mean(aucs))
         holds = "yes" if mean - 0.5 > spread else ("no" if mean - 0.5 < -spread else "within noise")
@@ -338,8 +338,10 @@ def claims(rows: Dict[str, List[dict]], dataset: str) -> List[str]:
     return out + [""]
 
 
-def _mean_std(values) -> str:
-    return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+def _mean_std(values, digits: int = 1) -> str:
+    if len(values) > 1:
+        return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+    return f"{values[0]:.{digits}f}"
 
 
 def summarize(results: dict, out: str, size_name: str) -> str:

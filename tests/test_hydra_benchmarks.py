@@ -35,3 +35,39 @@ def test_hydra_claims_small(tmp_path):
     row = json.load(open(tmp_path / "results_small.json"))["digits"]["rows"]["Hydra"][0]
     assert 0.0 <= row["knn20"] <= 1.0 and 1.0 <= row["erank_backbone"] <= 128
     assert 0.0 < row["gate_q05"] <= row["gate_q95"] < 1.0
+
+
+def test_hydra_claims_verdicts_follow_the_seed_noise():
+    import hydra_claims
+
+    def runs(knn, erank, auc=None):
+        out = []
+        for k, e in zip(knn, erank):
+            r = {"knn20": k, "erank_backbone": e, "erank_projection": e}
+            if auc is not None:
+                r["auc_jaccard_own_gates"] = auc.pop(0)
+            out.append(r)
+        return out
+
+    rows = {
+        "Hydra": runs([0.10, 0.11, 0.12], [40.0, 41.0, 42.0], auc=[0.60, 0.62, 0.61]),
+        "SupCon": runs([0.40, 0.41, 0.39], [20.0, 21.0, 19.0]),
+        "SimCLR": runs([0.10, 0.12, 0.11], [30.0, 31.0, 29.0]),
+    }
+    text = "\n".join(hydra_claims.claims(rows, "two-digits"))
+    assert "above SupCon's | Hydra 11.0 ± 1.0 vs SupCon 40.0 ± 1.0 | no |" in text
+    assert "above SimCLR's | Hydra 11.0 ± 1.0 vs SimCLR 11.0 ± 1.0 | within noise |" in text
+    assert "(backbone) above SupCon's | Hydra 41.0 ± 1.0 vs SupCon 20.0 ± 1.0 | yes |" in text
+    assert "Hydra: AUC 0.610 ± 0.010 (0.5 = chance)" in text
+    assert "| 3. class relationships" in text and text.count("| yes |") == 2
+
+
+def test_hydra_claims_runs_are_cached_one_file_each(tmp_path):
+    import hydra_claims
+
+    calls = []
+    first = hydra_claims.cached(str(tmp_path), "two-digits_Hydra_final_lr0.1_s0_e15",
+                                lambda: calls.append(1) or {"kind": "final", "size": "default"})
+    again = hydra_claims.cached(str(tmp_path), "two-digits_Hydra_final_lr0.1_s0_e15", lambda: calls.append(1) or {})
+    assert first == again and calls == [1]
+    assert sorted(os.listdir(tmp_path / "runs")) == ["two-digits_Hydra_final_lr0.1_s0_e15.json"]
