@@ -108,6 +108,10 @@ CLAIMS: List[Tuple[str, str, Callable[[Summaries], Tuple[str, str]]]] = [
      _compare("GroCo/common/2", "SimCLR/common/2", at_least=True)),
     ("GroCo gains from multi-crop (2 global + 4 small views over 2 views; paper: 2x224 + 6x96)", "GroCo",
      _compare("GroCo/paper/2+4", "GroCo/paper/2")),
+    ("S2R2 at its recipe's 4 views beats SimCLR at 2 (same images and epochs; S2R2's step costs more: "
+     "see s/step)", "S2R2", _compare("S2R2/paper/4", "SimCLR/paper/2")),
+    ("S2R2 (4 views) converges faster than SimCLR (2 views) in epochs (curves)", "S2R2",
+     _convergence("S2R2/paper/4", "SimCLR/paper/2")),
     ("S2R2 beats SimCLR at equal views (4 views each)", "S2R2",
      _compare("S2R2/paper/4", "SimCLR/paper/4")),
     ("S2R2 converges faster than SimCLR in epochs (4 views each; curves)", "S2R2",
