@@ -231,7 +231,7 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
 
 def test_claims_table_with_nothing_run_says_so():
     text = claims_table({}, "digits")
-    assert text.count("not run yet") == 8 and "see there" in text
+    assert text.count("not run yet") == 10 and "see there" in text
 
 
 # ----------------------------------------------------------------------------- a real small run
