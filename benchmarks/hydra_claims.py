@@ -322,7 +322,7 @@ def claims(rows: Dict[str, List[dict]], dataset: str) -> List[str]:
         text, holds = compare("Hydra", "SupCon", key, percent=False)
         out.append(f"| 2. less dimensional collapse: Hydra's effective rank ({where}) above SupCon's | {text} | "
                    f"{holds} |")
-    for row in ("Hydra", "Hydra, warm-up + learned scale"):
+    for row in ("Hydra", "Hydra, warm-up + learned scale", "Hydra, identical pairs"):
         aucs = values(row, "auc_jaccard_own_gates")
         if aucs is None:
             continue
@@ -333,8 +333,12 @@ def claims(rows: Dict[str, List[dict]], dataset: str) -> List[str]:
         spread = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0
         mean = float(np.mean(aucs))
         holds = "yes" if mean - 0.5 > spread else ("no" if mean - 0.5 < -spread else "within noise")
-        out.append(f"| 3. class relationships: gates of related classes (shared digit) overlap more | {text} | "
-                   f"{holds} |")
+        if len(aucs) < 2:
+            holds += " (1 seed: noise unknown)"
+        claim = "3. class relationships: gates of related classes (shared digit) overlap more"
+        if row == "Hydra, identical pairs":
+            claim = "control: the same with every anchor paired with its own class"
+        out.append(f"| {claim} | {text} | {holds} |")
     return out + [""]
 
 
@@ -342,6 +346,12 @@ def _mean_std(values, digits: int = 1) -> str:
     if len(values) > 1:
         return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
     return f"{values[0]:.{digits}f}"
+
+
+def _work_dir(run: dict, out: str) -> str:
+    """A run's work directory: as recorded (relative to the checkout that trained it), else under ``out/runs``."""
+    recorded = os.path.join(ROOT, run["work_dir"])
+    return recorded if os.path.isdir(recorded) else os.path.join(out, "runs", os.path.basename(run["work_dir"]))
 
 
 def summarize(results: dict, out: str, size_name: str) -> str:
@@ -388,7 +398,7 @@ def summarize(results: dict, out: str, size_name: str) -> str:
     two = results.get("two-digits", {}).get("rows", {})
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name in two:
-        npz = os.path.join(ROOT, two[name][0]["work_dir"], "relations.npz")
+        npz = os.path.join(_work_dir(two[name][0], out), "relations.npz")
         if os.path.exists(npz) and "jaccard" in np.load(npz).files and name.startswith("Hydra"):
             stored = np.load(npz)
             for flag, style in ((True, "-"), (False, ":")):
@@ -402,7 +412,7 @@ def summarize(results: dict, out: str, size_name: str) -> str:
     fig.savefig(os.path.join(out, "gate_overlap_related.png"), dpi=100)
     plt.close(fig)
     if "Hydra" in two:
-        checkpoints = sorted(glob.glob(os.path.join(ROOT, two["Hydra"][0]["work_dir"], "epoch_*.pth")))
+        checkpoints = sorted(glob.glob(os.path.join(_work_dir(two["Hydra"][0], out), "epoch_*.pth")))
         if checkpoints:
             from rankssl.mm.analyze import analyze_checkpoint
 
