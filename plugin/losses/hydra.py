@@ -49,7 +49,7 @@ from torch import nn
 
 from rankssl.losses._views import as_view_list
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
-from rankssl.losses.pair_sampling import check_pairing, sample_pair_labels
+from rankssl.losses.pair_sampling import check_pairing, permutation_pair_labels, sample_pair_labels
 from rankssl.ops import dist
 from rankssl.ops.validation import (
     check_choice,
@@ -360,12 +360,6 @@ class HydraLoss(nn.Module):
             self._generator = torch.Generator().manual_seed(self.seed + dist.rank())
         return self._generator
 
-    def _image_partner_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Authors' draw: the class of the image a random permutation of the batch maps each image to."""
-        generator = self._pair_generator()
-        permutation = torch.randperm(labels.shape[0], generator=generator)
-        return labels[permutation.to(labels.device)]
-
     def _pair_labels(self, y, labels, pair_labels, num_views, key_labels, self_index) -> torch.Tensor:
         if pair_labels is not None:
             if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
@@ -373,7 +367,7 @@ class HydraLoss(nn.Module):
             check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
             return pair_labels.to(y.device)
         if self.pair_draw == "permutation" and self.pairing == "arbitrary":
-            return self._image_partner_labels(labels.to(y.device)).repeat(num_views)
+            return permutation_pair_labels(labels.to(y.device), self._pair_generator()).repeat(num_views)
         return sample_pair_labels(y, self.pairing, key_labels, self_index, self.class_pair_weight, self._pair_generator())
 
     def forward(

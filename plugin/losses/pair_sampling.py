@@ -21,7 +21,7 @@ import torch
 
 from rankssl.ops.validation import check_choice
 
-__all__ = ["PAIRINGS", "sample_pair_labels"]
+__all__ = ["PAIRINGS", "permutation_pair_labels", "sample_pair_labels"]
 
 PAIRINGS = ("arbitrary", "distinct", "identical")
 
@@ -104,3 +104,18 @@ def sample_pair_labels(
         )
     picked = torch.multinomial(weights, 1, generator=generator).squeeze(1)
     return pool[picked].to(labels.device)
+
+
+def permutation_pair_labels(labels: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The authors' partner draw (``erow/hydra`` ``cl/losses.py``: ``posy = y[randperm(B)]``).
+
+    Args:
+        labels: (B,) class of each image.
+        generator: CPU generator of the permutation; None uses torch's global one.
+
+    Returns:
+        (B,) the class of the image that a random permutation of the batch maps each image
+        to (its own class when the permutation maps it to an image of that class).
+    """
+    permutation = torch.randperm(labels.shape[0], generator=generator)
+    return labels[permutation.to(labels.device)]

@@ -21,9 +21,10 @@ from rankssl.losses.hydra import (
     check_variant_settings,
     checked_class_pair_weight,
     feature_filter_for,
+    hydra_pair_loss,
     hydra_pair_term_matrix,
 )
-from rankssl.losses.pair_sampling import sample_pair_labels
+from rankssl.losses.pair_sampling import permutation_pair_labels, sample_pair_labels
 from rankssl.ops.validation import check_float
 from rankssl.pml._checks import CheckedInputsMixin
 
@@ -197,8 +198,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             self_index = self._ref_self_index.to(embeddings.device)
         pair_labels = self._pair_labels
         if pair_labels is None and self.pair_draw == "permutation" and self.pairing == "arbitrary":
-            permutation = torch.randperm(labels.shape[0], generator=self._generator).to(labels.device)
-            pair_labels = labels[permutation]
+            pair_labels = permutation_pair_labels(labels, self._generator)
         elif pair_labels is None:
             pair_labels = sample_pair_labels(
                 labels, self.pairing, ref_labels, self_index, self.class_pair_weight, self._generator
@@ -207,18 +207,16 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
             pair_labels = pair_labels.to(embeddings.device)
         gates = self.feature_filter(labels, pair_labels)
-        terms, positive = hydra_pair_term_matrix(
-            embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, self.scale
-        )
+        core_args = (embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, self.scale)
         if self.reduction == "pair_mean":
+            terms, positive = hydra_pair_term_matrix(*core_args)
             anchors, positives = torch.nonzero(positive, as_tuple=True)
             loss_dict = {"loss": {"losses": terms[anchors, positives], "indices": (anchors, positives),
                                   "reduction_type": "pos_pair"}}
         else:
-            counts = positive.sum(dim=1)
-            anchors = torch.nonzero(counts > 0).squeeze(1)
-            losses = (terms * positive).sum(dim=1)[anchors] / counts[anchors]
-            loss_dict = {"loss": {"losses": losses, "indices": anchors, "reduction_type": "element"}}
+            losses, has_positive = hydra_pair_loss(*core_args)
+            anchors = torch.nonzero(has_positive).squeeze(1)
+            loss_dict = {"loss": {"losses": losses[anchors], "indices": anchors, "reduction_type": "element"}}
         if not len(anchors):
             loss_dict = {"loss": self.zero_loss()}
         if self.gate_penalty > 0:
