@@ -206,41 +206,23 @@ def score(model, data, probe: bool = True, save: Optional[str] = None) -> Dict[s
 
 
 def baselines(data: Dict[str, torch.Tensor], seeds: Sequence[int] = (0, 1, 2)) -> Dict[str, Dict[str, float]]:
-    """Raw pixels and a random-init SmallCNN (mean over ``seeds``), scored as the trained rows."""
-    from quality import evaluate, features
+    """Raw pixels and a random-init SmallCNN on the (already normalised) data, scored as the trained rows."""
+    from protocol import baseline_rows
 
-    from rankssl.models import SmallCNN
     from rankssl.ops import effective_rank
 
-    flat = lambda t: t.flatten(1)  # noqa: E731
-    rows = {"raw pixels": evaluate(flat(data["train_x"]), data["train_y"], flat(data["test_x"]), data["test_y"])}
-    scores = []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        net = SmallCNN(in_channels=1, widths=(32, 64, 128))
-        train_f, test_f = features(net, data["train_x"], "cpu"), features(net, data["test_x"], "cpu")
-        scores.append(dict(evaluate(train_f, data["train_y"], test_f, data["test_y"]),
-                           erank_backbone=float(effective_rank(test_f))))
-    rows["random init"] = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
-    return rows
+    return baseline_rows(data, seeds, erank=effective_rank)
 
 
 def cached(out: str, key: str, compute) -> dict:
-    """The result stored under ``out/runs/KEY.json``, or ``compute()`` written there atomically.
+    """The result stored under ``out/runs/KEY.json``, or ``compute()`` stored there (``protocol.RunStore``).
 
     One file per training run makes the benchmark resumable and lets several processes
     share an output folder (each given other ``--rows``).
     """
-    path = os.path.join(out, "runs", key + ".json")
-    if os.path.exists(path):
-        with open(path) as handle:
-            return json.load(handle)
-    result = compute()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as handle:
-        json.dump(result, handle, indent=1)
-    os.replace(path + ".tmp", path)
-    return result
+    from protocol import RunStore
+
+    return RunStore(os.path.join(out, "runs")).cached(key, compute)
 
 
 def slug(name: str) -> str:
@@ -271,7 +253,7 @@ def sweep(name, recipe, dataset, overrides, data, size, base_lr, out, log) -> di
 
 
 def collect(out: str, size_name: str) -> dict:
-    """Every finished run of ``size_name`` under ``out/runs``, as {dataset: {'rows', 'lr', 'tuning'}}."""
+    """Every finished run of ``size_name`` under ``out/runs``, as {dataset: {'rows', 'tuning'}}."""
     results: dict = {}
     runs_dir = os.path.join(out, "runs")
     for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
@@ -281,9 +263,8 @@ def collect(out: str, size_name: str) -> dict:
             record = json.load(handle)
         if record.get("size") != size_name or record.get("kind") != "final":
             continue
-        res = results.setdefault(record["dataset"], {"rows": {}, "lr": {}, "tuning": {}})
+        res = results.setdefault(record["dataset"], {"rows": {}, "tuning": {}})
         res["rows"].setdefault(record["row"], []).append(record["result"])
-        res["lr"][record["row"]] = record["result"]["lr"]
         if record.get("tuning"):
             res["tuning"][record["row"]] = record["tuning"]
     order = [*LABEL_BASED, *CONTROLS, *LABEL_FREE]

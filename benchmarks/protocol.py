@@ -383,27 +383,35 @@ def train_run(spec: RunSpec, dataset: DatasetSpec, data: Dict, fit_val: Tuple[Li
 
 
 class RunStore:
-    """One JSON file per finished run; a run whose file exists is never trained again."""
+    """One JSON file per finished run, named by its key; a run whose file exists is never trained again."""
 
     def __init__(self, root: str) -> None:
         self.root = root
         os.makedirs(root, exist_ok=True)
 
-    def path(self, spec: RunSpec) -> str:
-        return os.path.join(self.root, spec.run_id + ".json")
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, key + ".json")
 
-    def get(self, spec: RunSpec) -> Optional[Dict]:
-        path = self.path(spec)
+    def get(self, key: str) -> Optional[Dict]:
+        path = self.path(key)
         if not os.path.exists(path):
             return None
         with open(path) as handle:
             return json.load(handle)
 
-    def put(self, spec: RunSpec, result: Dict) -> None:
-        tmp = self.path(spec) + ".tmp"
+    def put(self, key: str, result: Dict) -> None:
+        tmp = self.path(key) + ".tmp"
         with open(tmp, "w") as handle:
             json.dump(result, handle, indent=1, default=str)
-        os.replace(tmp, self.path(spec))  # atomic: a kill never leaves half a result
+        os.replace(tmp, self.path(key))  # atomic: a kill never leaves half a result
+
+    def cached(self, key: str, compute: Callable[[], Dict]) -> Dict:
+        """The stored result of ``key``, or ``compute()`` stored and returned as a re-run will read it."""
+        result = self.get(key)
+        if result is None:
+            self.put(key, compute())
+            result = self.get(key)
+        return result
 
 
 @dataclass
@@ -473,11 +481,10 @@ class Protocol:
         self.progress = Progress(0)
 
     def _run(self, spec: RunSpec) -> Dict:
-        result = self.store.get(spec)
+        result = self.store.get(spec.run_id)
         if result is None:
-            result = self.trainer(spec, self.dataset, self._data_for(spec), self.fit_val, self.work_root)
-            self.store.put(spec, result)
-            result = self.store.get(spec)  # what a re-run will read, so both give the same tables
+            result = self.store.cached(spec.run_id, lambda: self.trainer(spec, self.dataset, self._data_for(spec),
+                                                                         self.fit_val, self.work_root))
             seconds = result["train_seconds"]
         else:
             seconds = None
@@ -551,22 +558,33 @@ class Protocol:
         return report
 
     def baselines(self) -> Dict[str, Dict[str, float]]:
-        import torch
+        return baseline_rows(self.data, self.size.seeds, self.device, self.dataset.normalize)
 
-        from quality import evaluate, features
-        from rankssl.models import SmallCNN
 
-        data, (mean, std) = self.data, self.dataset.normalize
-        flat = lambda t: t.flatten(1)  # noqa: E731
-        rows = {"raw pixels": evaluate(flat(data["train_x"]), data["train_y"], flat(data["test_x"]), data["test_y"])}
-        scores = []
-        for seed in self.size.seeds:
-            torch.manual_seed(seed)
-            net = SmallCNN(in_channels=data["train_x"].shape[1], widths=(32, 64, 128)).to(self.device)
-            scores.append(evaluate(features(net, (data["train_x"] - mean) / std, self.device), data["train_y"],
-                                   features(net, (data["test_x"] - mean) / std, self.device), data["test_y"]))
-        rows["random init"] = {k: statistics.mean(s[k] for s in scores) for k in scores[0]}
-        return rows
+def baseline_rows(data: Dict, seeds: Sequence[int], device: str = "cpu", normalize: Tuple[float, float] = (0.0, 1.0),
+                  erank: Optional[Callable] = None) -> Dict[str, Dict[str, float]]:
+    """Raw pixels (as given) and a random-init SmallCNN on ``(x - mean) / std`` (mean over ``seeds``),
+    scored like trained rows; ``erank(test_features)`` adds the random init's effective rank."""
+    import torch
+
+    from quality import evaluate, features
+    from rankssl.models import SmallCNN
+
+    mean, std = normalize
+    flat = lambda t: t.flatten(1)  # noqa: E731
+    rows = {"raw pixels": evaluate(flat(data["train_x"]), data["train_y"], flat(data["test_x"]), data["test_y"])}
+    scores = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        net = SmallCNN(in_channels=data["train_x"].shape[1], widths=(32, 64, 128)).to(device)
+        train_f = features(net, (data["train_x"] - mean) / std, device)
+        test_f = features(net, (data["test_x"] - mean) / std, device)
+        score = evaluate(train_f, data["train_y"], test_f, data["test_y"])
+        if erank is not None:
+            score["erank_backbone"] = float(erank(test_f))
+        scores.append(score)
+    rows["random init"] = {k: statistics.mean(s[k] for s in scores) for k in scores[0]}
+    return rows
 
 
 # ----------------------------------------------------------------------------- reports
