@@ -184,6 +184,8 @@ PML += [
     bad("HydraLoss", "pml-indices", lambda: P.HydraLoss(4, 4)(_E, LABELS8, indices_tuple=(LABELS8,) * 3), ValueError, "indices_tuple"),
     bad("HydraLoss", "pml-nan", lambda: P.HydraLoss(4, 4)(nan_at((8, 4), 3), LABELS8), ValueError, "embeddings", "row 3"),
     bad("HydraLoss", "pml-labels-range", lambda: P.HydraLoss(4, 4)(_E, LABELS8 + 1), ValueError, "[0, 4)"),
+    bad("HydraLoss", "pml-reduction-typo", lambda: P.HydraLoss(4, 4, reduction="pair"), ValueError, "reduction", "pair_mean"),
+    bad("HydraLoss", "pml-permutation-distinct", lambda: P.HydraLoss(4, 4, pair_draw="permutation", pairing="distinct"), ValueError, "pair_draw", "distinct"),
     bad("SelfSupervisedLoss", "unsupported", lambda: P.SelfSupervisedLoss(__import__("pytorch_metric_learning.losses", fromlist=["x"]).ArcFaceLoss(10, 4)), ValueError, "does not support ArcFaceLoss"),
     bad("SelfSupervisedLoss", "shapes", lambda: P.SelfSupervisedLoss(P.GroCoLoss(n_negatives=2))(torch.randn(8, 4), torch.randn(7, 4)), ValueError, "view 1"),
     bad("SelfSupervisedLoss", "nan", lambda: P.SelfSupervisedLoss(P.GroCoLoss(n_negatives=2))(torch.randn(8, 4), nan_at((8, 4), 2)), ValueError, "embeddings", "row 10"),  # view 1 row 2 of the concatenated views

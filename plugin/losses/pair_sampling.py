@@ -21,7 +21,7 @@ import torch
 
 from rankssl.ops.validation import check_choice
 
-__all__ = ["PAIRINGS", "permutation_pair_labels", "sample_pair_labels"]
+__all__ = ["PAIRINGS", "sample_pair_labels"]
 
 PAIRINGS = ("arbitrary", "distinct", "identical")
 
@@ -108,6 +108,8 @@ def sample_pair_labels(
 
 def permutation_pair_labels(labels: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The authors' partner draw (``erow/hydra`` ``cl/losses.py``: ``posy = y[randperm(B)]``).
+
+    Shared by the lightly-style and pml ``HydraLoss``, which check ``labels`` before calling it.
 
     Args:
         labels: (B,) class of each image.
