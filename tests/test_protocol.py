@@ -221,8 +221,9 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
     assert claim("GroCo is at least as good") == "yes"
     assert claim("... the same with one common head") == "-" and "not run yet: GroCo/common/2" in text
     assert claim("GroCo gains from multi-crop") == "-"
-    assert claim("S2R2 beats SimCLR at equal views") == "within noise"  # 0.70 vs 0.70
-    assert claim("S2R2 converges faster") == "no"  # same end, but S2R2's curve starts lower
+    assert claim("S2R2 beats SimCLR at equal views (4") == "within noise"  # 0.70 vs 0.70
+    assert claim("S2R2 beats SimCLR at equal views (2") == "within noise"  # 0.60 (from s2r2_views) vs 0.60
+    assert claim("S2R2 converges faster than SimCLR in epochs (4") == "no"  # same end, S2R2's curve starts lower
     assert claim("S2R2's gain grows") == "no (drops between two view counts)"  # 0.7 -> 0.65
     assert claim("Hydra beats SimCLR") == "no"
     assert claim("Hydra prevents dimensional collapse") == "yes"  # erank 30 vs 20, equal over seeds
@@ -231,7 +232,16 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
 
 def test_claims_table_with_nothing_run_says_so():
     text = claims_table({}, "digits")
-    assert text.count("not run yet") == 10 and "see there" in text
+    assert text.count("not run yet") == 13 and "see there" in text
+
+
+def test_views_claim_is_judged_on_the_view_counts_that_were_run():
+    two_four_eight = {f"S2R2/paper/{v}": _summary(acc) for v, acc in (("2", 0.6), ("4", 0.7), ("8", 0.75))}
+    row = next(line for line in claims_table(two_four_eight, "digits").splitlines() if "gain grows" in line)
+    assert row.endswith("| yes |") and "(16 views not run)" in row and "8 views 75.0 ± 1.0" in row
+    only_two = {k: v for k, v in two_four_eight.items() if not k.endswith("/8")}
+    row = next(line for line in claims_table(only_two, "digits").splitlines() if "gain grows" in line)
+    assert "not run yet: S2R2/paper/8, S2R2/paper/16" in row and row.endswith("| - |")
 
 
 # ----------------------------------------------------------------------------- a real small run
