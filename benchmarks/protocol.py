@@ -535,6 +535,7 @@ class Protocol:
                           "lr_grid": chosen.lr_grid, "lr_position": chosen.lr_position,
                           "param_position": chosen.param_position,
                           "weight_decay_position": chosen.weight_decay_position,
+                          "weight_decay_grid": chosen.weight_decay_grid,
                           "edges": chosen.edges, "trials": chosen.trials},
             **{k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")},
             "curves": [r["curve"] for r in runs],
@@ -596,7 +597,15 @@ def _pct(values: Sequence[float]) -> str:
 
 
 def _where(position: str) -> str:
-    return {"inside": "inside", "untuned": "one value"}.get(position, f"**{position}**")
+    return {"inside": "inside", "untuned": "one value", "flat edge": "edge, tied with its neighbour"}.get(
+        position, f"**{position}**")
+
+
+def _decay(selection: Dict) -> str:
+    """The chosen weight decay, with its grid when the grid was widened beyond the three shared values."""
+    grid = selection.get("weight_decay_grid") or []
+    widened = f" (of {', '.join(f'{w:g}' for w in grid)})" if len(grid) > 3 else ""
+    return f"{selection['weight_decay']:g}{widened}"
 
 
 def format_table(report: Dict) -> str:
@@ -623,7 +632,7 @@ def format_table(report: Dict) -> str:
         grid = ", ".join(f"{lr:g}" for lr in sel["lr_grid"])
         lines.append(f"| {name} | {grid} | {sel['lr']:g} | {_where(sel['lr_position'])} | "
                      f"{sel['param_name']}={sel['param']} | {_where(sel['param_position'])} | "
-                     f"{sel['weight_decay']:g} | {_where(sel['weight_decay_position'])} | "
+                     f"{_decay(sel)} | {_where(sel['weight_decay_position'])} | "
                      f"{100 * sel['val_knn20']:.1f} |")
     edges = [f"{name} ({', '.join(s['selection']['edges'])})" for name, s in report["variants"].items()
              if s["selection"]["edges"]]

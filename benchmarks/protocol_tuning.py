@@ -11,7 +11,10 @@ The search, identical for every method and baseline:
    sits on an edge, one more value is added beyond that edge (up to ``max_widen``
    times), so the winner ends strictly inside the grid;
 2. the method's own main parameter (temperature, steepness, bins), at that rate;
-3. weight decay, at that rate and parameter;
+3. weight decay, at that rate and parameter; a winner on an edge of the grid that beats
+   its neighbour gets one more value x10 beyond that edge (up to ``max_widen`` times);
+   a winner tied with its neighbour is left there and marked 'flat edge' (the score is
+   flat across the edge, so nothing points beyond it);
 4. the learning rate again, bracketed the same way around the rate of step 1 with the
    chosen parameter and weight decay (configurations already scored are not re-run).
 """
@@ -21,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence, Tuple
 
-__all__ = ["SearchSpace", "Selection", "lr_grid", "bracket", "select", "edge_position"]
+__all__ = ["SearchSpace", "Selection", "lr_grid", "bracket", "widen_past_edges", "select", "edge_position"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,16 @@ class Selection:
     lr_grid: List[float]  # learning rates scored at the chosen parameter and weight decay
     lr_position: str  # 'inside', 'lower edge' or 'upper edge' (the widening limit was reached)
     param_position: str
-    weight_decay_position: str
+    weight_decay_position: str  # as lr_position, or 'flat edge' (tied with its neighbour: not widened)
     trials: List[Dict] = field(default_factory=list)  # every configuration scored, in order
+    weight_decay_grid: List[float] = field(default_factory=list)  # decays scored at the chosen lr and parameter
 
     @property
     def edges(self) -> List[str]:
         """Names of the hyper-parameters whose winner lies on an edge of its grid."""
         positions = {"lr": self.lr_position, "param": self.param_position,
                      "weight_decay": self.weight_decay_position}
-        return [name for name, where in positions.items() if where not in ("inside", "untuned")]
+        return [name for name, where in positions.items() if where not in ("inside", "untuned", "flat edge")]
 
 
 def lr_grid(center: float, steps: int = 4) -> List[float]:
@@ -110,6 +114,35 @@ def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen
     return best, scores, position
 
 
+def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], factor: float = 10.0,
+                     max_widen: int = 3) -> Tuple[float, Dict[float, float], str]:
+    """Score ``initial``; while the winner sits on an edge and strictly beats its neighbour, add one
+    value ``factor`` beyond that edge (for grids such as weight decay, spaced x10).
+
+    A winner tied with its neighbour ends the search as 'flat edge': the scores give no reason
+    to look further out. Returns the winner (a tie goes to the smaller value), every score, and
+    the winner's position.
+    """
+    scores: Dict[float, float] = {}
+    pending = sorted(initial)
+    for _ in range(max_widen + 1):
+        for value in pending:
+            if value not in scores:
+                scores[value] = score(value)
+        ordered = sorted(scores)
+        best = max(ordered, key=lambda v: scores[v])
+        position = edge_position(best, ordered)
+        if position in ("inside", "untuned"):
+            return best, scores, position
+        lower = position == "lower edge"
+        neighbour = ordered[1] if lower else ordered[-2]
+        if scores[neighbour] == scores[best]:
+            return best, scores, "flat edge"
+        # %g-rounding keeps the values exact decimals (1e-4 * 10 is 0.001, not 0.0010000000000000002)
+        pending = [float(f"{(ordered[0] / factor if lower else ordered[-1] * factor):.6g}")]
+    return best, scores, position
+
+
 def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4, max_widen: int = 3) -> Selection:
     """Coordinate search of learning rate, main parameter and weight decay (module docstring)."""
     if lr_steps < 4:
@@ -128,12 +161,13 @@ def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4
     param, weight_decay = space.default_param, space.default_weight_decay
     lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen)
     param = max(sorted(space.param_values), key=lambda p: trial(lr, p, weight_decay))
-    weight_decay = max(sorted(space.weight_decays), key=lambda w: trial(lr, param, w))
+    weight_decay, decay_scores, decay_position = widen_past_edges(
+        lambda w: trial(lr, param, w), space.weight_decays, 10.0, max_widen)
     lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen)
     return Selection(
         lr=lr, param=param, weight_decay=weight_decay, score=cache[(lr, param, weight_decay)],
         lr_grid=sorted(lr_scores), lr_position=lr_position,
         param_position=edge_position(param, space.param_values),
-        weight_decay_position=edge_position(weight_decay, space.weight_decays),
-        trials=trials,
+        weight_decay_position=decay_position,
+        trials=trials, weight_decay_grid=sorted(decay_scores),
     )

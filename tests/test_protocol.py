@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import protocol  # noqa: E402
 from protocol_claims import claims_table, verdict  # noqa: E402
-from protocol_tuning import SearchSpace, bracket, edge_position, lr_grid, select  # noqa: E402
+from protocol_tuning import SearchSpace, bracket, edge_position, lr_grid, select, widen_past_edges  # noqa: E402
 
 
 def _peaked(optimum: float):
@@ -65,6 +65,25 @@ def test_select_finds_every_optimum_and_flags_parameter_edges():
     assert len(chosen.lr_grid) >= 4 and min(chosen.lr_grid) < chosen.lr < max(chosen.lr_grid)
     assert len({(t["lr"], t["temperature"], t["weight_decay"]) for t in chosen.trials}) == len(chosen.trials)
     assert chosen.score == max(t["score"] for t in chosen.trials)
+
+
+def test_weight_decay_widens_past_an_edge_it_beats_and_stops_on_a_tie():
+    space = SearchSpace(0.3, "steepness", (4.0,), 4.0, (1e-6, 1e-5, 1e-4), 1e-6)
+
+    def peaked_decay(optimum):  # best lr 0.3 and weight decay ``optimum``
+        return lambda c: _peaked(0.3)(c["lr"]) - abs(math.log10(c["weight_decay"]) - math.log10(optimum))
+
+    chosen = select(space, peaked_decay(1e-2))
+    assert chosen.weight_decay == 1e-2 and chosen.weight_decay_position == "inside"
+    assert chosen.weight_decay_grid == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1] and chosen.edges == []
+    assert select(space, peaked_decay(1e-5)).weight_decay_grid == [1e-6, 1e-5, 1e-4]  # inside: nothing added
+
+    flat = select(space, lambda c: _peaked(0.3)(c["lr"]))  # weight decay changes nothing
+    assert (flat.weight_decay, flat.weight_decay_position, flat.edges) == (1e-6, "flat edge", [])
+    assert flat.weight_decay_grid == [1e-6, 1e-5, 1e-4]
+
+    best, scores, position = widen_past_edges(lambda w: -w, [1e-6, 1e-5, 1e-4], max_widen=2)
+    assert (best, position, sorted(scores)) == (1e-8, "lower edge", [1e-8, 1e-7, 1e-6, 1e-5, 1e-4])
 
 
 def test_select_refuses_a_grid_smaller_than_the_protocol_and_bad_spaces():
