@@ -99,29 +99,16 @@ def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen
     Returns the winner, the score of every rate tried, and the winner's position
     ('inside' unless ``max_widen`` extensions did not suffice).
     """
-    scores: Dict[float, float] = {}
-    pending = sorted(initial)
-    for _ in range(max_widen + 1):
-        for lr in pending:
-            if lr not in scores:
-                scores[lr] = score(lr)
-        ordered = sorted(scores)
-        best = max(ordered, key=lambda lr: scores[lr])  # a tie goes to the smaller rate
-        position = edge_position(best, ordered)
-        if position == "inside":
-            return best, scores, position
-        pending = [ordered[0] / 2] if position == "lower edge" else [ordered[-1] * 2]
-    return best, scores, position
+    return widen_past_edges(score, initial, factor=2.0, max_widen=max_widen, stop_on_tie=False)
 
 
 def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], factor: float = 10.0,
-                     max_widen: int = 3) -> Tuple[float, Dict[float, float], str]:
-    """Score ``initial``; while the winner sits on an edge and strictly beats its neighbour, add one
-    value ``factor`` beyond that edge (for grids such as weight decay, spaced x10).
+                     max_widen: int = 3, stop_on_tie: bool = True) -> Tuple[float, Dict[float, float], str]:
+    """Score ``initial``; while the winner sits on an edge, add one value ``factor`` beyond that edge.
 
-    A winner tied with its neighbour ends the search as 'flat edge': the scores give no reason
-    to look further out. Returns the winner (a tie goes to the smaller value), every score, and
-    the winner's position.
+    With ``stop_on_tie`` (weight decay, spaced x10), a winner tied with its neighbour ends the
+    search as 'flat edge': the scores give no reason to look further out. Returns the winner
+    (a tie goes to the smaller value), every score, and the winner's position.
     """
     scores: Dict[float, float] = {}
     pending = sorted(initial)
@@ -135,11 +122,11 @@ def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], 
         if position in ("inside", "untuned"):
             return best, scores, position
         lower = position == "lower edge"
-        neighbour = ordered[1] if lower else ordered[-2]
-        if scores[neighbour] == scores[best]:
+        if stop_on_tie and scores[ordered[1] if lower else ordered[-2]] == scores[best]:
             return best, scores, "flat edge"
-        # %g-rounding keeps the values exact decimals (1e-4 * 10 is 0.001, not 0.0010000000000000002)
-        pending = [float(f"{(ordered[0] / factor if lower else ordered[-1] * factor):.6g}")]
+        beyond = ordered[0] / factor if lower else ordered[-1] * factor
+        # 12 significant digits: 1e-4 * 10 becomes 0.001, not 0.0010000000000000002; x2 steps stay exact
+        pending = [float(f"{beyond:.12g}")]
     return best, scores, position
 
 
