@@ -746,12 +746,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
     parser.add_argument("--measure", action="store_true",
                         help="with --plan: first train each variant 2 epochs to measure its s/step")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="the final runs' seeds, in this order (default: the size's); two processes "
+                             "given the seeds in opposite orders share a table's final runs")
     parser.add_argument("--out", default=os.path.join(BENCHMARKS, "protocol"))
     args = parser.parse_args(argv)
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
         return
-    size = SIZES[args.size]
+    size = SIZES[args.size] if not args.seeds else replace(SIZES[args.size], seeds=tuple(args.seeds))
     if args.plan and not args.measure:
         print(plan(args.table, size, args.methods, args.out, args.dataset))
         return

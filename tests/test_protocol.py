@@ -302,6 +302,11 @@ def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
     assert "| GroCo/paper/2+4 | 8 | 3 | not measured | ? |" in text
 
 
+def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
+    protocol.main(["--table", "views", "--size", "medium", "--seeds", "2", "0", "--plan", "--out", str(tmp_path)])
+    assert "seeds [2, 0]" in capsys.readouterr().out
+
+
 def test_a_common_head_equal_to_the_recipes_head_reuses_its_runs(tmp_path):
     trainer = FakeTrainer()
     proto = _protocol(tmp_path, trainer)
