@@ -11,6 +11,7 @@ and a re-run skips it):
     python benchmarks/protocol.py --table claims      # the papers' claims, from the tables' JSON only
     python benchmarks/protocol.py --table main --plan [--measure]  # runs needed, cost (measure s/step first)
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
+    python benchmarks/protocol.py --table views --finished-only  # a table from the finished runs only
     options: --dataset digits|two_digits, --methods ..., --device cuda, --out DIR
 
 For every variant (method x head x views): the same hyper-parameter search
@@ -464,12 +465,21 @@ def planned_runs(variants: Sequence[Variant], size: Size) -> int:
     return total
 
 
+class NotFinished(Exception):
+    """Raised in ``finished_only`` mode where a run would have to be trained."""
+
+
 class Protocol:
-    """Tunes and trains the variants of a table on one data set, resumably."""
+    """Tunes and trains the variants of a table on one data set, resumably.
+
+    With ``finished_only`` nothing is trained: a table is written from the runs already
+    finished, and a row that would need one more run is listed as not run.
+    """
 
     def __init__(self, dataset: DatasetSpec, size: Size, out: str, device: str = "cpu",
-                 trainer: Callable = train_run, data: Optional[Dict] = None) -> None:
+                 trainer: Callable = train_run, data: Optional[Dict] = None, finished_only: bool = False) -> None:
         self.dataset, self.size, self.device, self.trainer = dataset, size, device, trainer
+        self.finished_only = finished_only
         self.out = os.path.join(out, dataset.name)
         self.store = RunStore(os.path.join(self.out, "runs"))
         self.work_root = os.path.join(self.out, "work_dirs")
@@ -482,6 +492,8 @@ class Protocol:
 
     def _run(self, spec: RunSpec) -> Dict:
         result = self.store.get(spec.run_id)
+        if result is None and self.finished_only:
+            raise NotFinished(spec.variant)
         if result is None:
             result = self.store.cached(spec.run_id, lambda: self.trainer(spec, self.dataset, self._data_for(spec),
                                                                          self.fit_val, self.work_root))
@@ -547,10 +559,16 @@ class Protocol:
     def table(self, name: str, methods: Optional[Sequence[str]] = None) -> Dict:
         variants = [v for v in TABLES[name] if methods is None or v.method in methods]
         self.progress = Progress(planned_runs(variants, self.size))
-        summaries = {v.resolved().name: self.variant_summary(v) for v in variants}
+        summaries, not_run = {}, []
+        for variant in variants:
+            try:
+                summaries[variant.resolved().name] = self.variant_summary(variant)
+            except NotFinished:
+                not_run.append(variant.resolved().name)
         baselines = self.baselines() if name == "main" else {}
         report = {"table": name, "dataset": self.dataset.name, "size": asdict(self.size), "device": self.device,
-                  "date": str(datetime.date.today()), "variants": summaries, "baselines": baselines}
+                  "date": str(datetime.date.today()), "variants": summaries, "baselines": baselines,
+                  "not_run": not_run}
         with open(os.path.join(self.out, f"{name}.json"), "w") as handle:
             json.dump(report, handle, indent=1, default=str)
         with open(os.path.join(self.out, f"{name}.md"), "w") as handle:
@@ -638,6 +656,8 @@ def format_table(report: Dict) -> str:
              if s["selection"]["edges"]]
     lines += ["", f"Winners on an edge of their grid: {'; '.join(edges)}." if edges
               else "Every winner lies inside its grid."]
+    if report.get("not_run"):
+        lines += ["", f"Not run yet (the table was written from finished runs): {', '.join(report['not_run'])}."]
     return "\n".join(lines) + "\n"
 
 
@@ -749,6 +769,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int,
                         help="the final runs' seeds, in this order (default: the size's); two processes "
                              "given the seeds in opposite orders share a table's final runs")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: write the table from finished runs, listing the rows not run")
     parser.add_argument("--out", default=os.path.join(BENCHMARKS, "protocol"))
     args = parser.parse_args(argv)
     if args.table == "claims":
@@ -764,7 +786,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     # As rankssl.mm does for training: subnormal floats slow CPU back-propagation ~10x.
     torch.set_flush_denormal(True)
-    protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device)
+    protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device, finished_only=args.finished_only)
     if args.plan:
         measure_cost(protocol, args.table, args.methods)
         print(plan(args.table, size, args.methods, args.out, args.dataset))

@@ -124,9 +124,10 @@ class FakeTrainer:
                 "s_per_step": 0.1}
 
 
-def _protocol(tmp_path, trainer):
+def _protocol(tmp_path, trainer, **options):
     size = protocol.Size(epochs=2, seeds=(0, 1), eval_every=1, param_values=1)
-    return protocol.Protocol(protocol.DATASETS["digits"], size, str(tmp_path), trainer=trainer, data=_fake_data())
+    return protocol.Protocol(protocol.DATASETS["digits"], size, str(tmp_path), trainer=trainer, data=_fake_data(),
+                             **options)
 
 
 def test_selection_uses_the_validation_part_never_the_test_split(tmp_path):
@@ -154,6 +155,16 @@ def test_a_rerun_skips_finished_runs_and_a_killed_run_resumes(tmp_path):
     resumed = FakeTrainer()
     _protocol(tmp_path, resumed).table("views", methods=["SimCLR"])
     assert sorted(s.run_id + ".json" for s in resumed.calls) == sorted(p.name for p in killed)
+
+
+def test_finished_only_writes_the_table_from_finished_runs_and_names_the_rest(tmp_path):
+    _protocol(tmp_path, FakeTrainer()).table("main", methods=["SimCLR"])  # SimCLR/paper/2 finished
+
+    never = FakeTrainer()
+    report = _protocol(tmp_path, never, finished_only=True).table("views", methods=["SimCLR"])
+    assert never.calls == []
+    assert list(report["variants"]) == ["SimCLR/paper/2"] and report["not_run"] == ["SimCLR/paper/4"]
+    assert "Not run yet (the table was written from finished runs): SimCLR/paper/4." in protocol.format_table(report)
 
 
 def test_run_ids_depend_on_every_field():
