@@ -10,6 +10,7 @@ and a re-run skips it):
     python benchmarks/protocol.py --table s2r2_views  # S2R2 at 2, 4, 8, 16 views, 256 images per batch
     python benchmarks/protocol.py --table claims      # the papers' claims, from the tables' JSON only
     python benchmarks/protocol.py --table main --plan [--measure]  # runs needed, cost (measure s/step first)
+    python benchmarks/protocol.py --table costs       # s/step of every row measured by --measure
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
     python benchmarks/protocol.py --table views --finished-only  # a table from the finished runs only
     options: --dataset digits|two_digits, --methods ..., --device cuda, --out DIR
@@ -715,6 +716,40 @@ def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[st
                               recipe_digest(variant.method, protocol.dataset)))
 
 
+def _seconds_per_step(out: str, dataset: str) -> Dict[str, Dict[str, List[float]]]:
+    """variant name -> run purpose -> the s/step of every finished run."""
+    measured: Dict[str, Dict[str, List[float]]] = {}
+    runs_dir = os.path.join(out, dataset, "runs")
+    for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        with open(os.path.join(runs_dir, file)) as handle:
+            result = json.load(handle)
+        by_purpose = measured.setdefault(result["spec"]["variant"], {})
+        by_purpose.setdefault(result["spec"]["purpose"], []).append(result["s_per_step"])
+    return measured
+
+
+def write_step_costs(out: str, dataset: str) -> str:
+    """costs.md: the s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured."""
+    measured = {name: statistics.median(by_purpose["cost"])
+                for name, by_purpose in _seconds_per_step(out, dataset).items() if by_purpose.get("cost")}
+    reference = measured.get("SimCLR/paper/2")
+    lines = [f"`{dataset}`: seconds per training step of 256 images (`--plan --measure` runs: 2 epochs, whole "
+             "training split, the recipe's settings; median over the steps)", "",
+             "| variant | s/step | vs SimCLR/paper/2 |", "|---|---|---|"]
+    for name in sorted(measured, key=lambda n: (n.split("/")[0], n.split("/")[1], _view_count(n))):
+        ratio = f"{measured[name] / reference:.2f}x" if reference else "-"
+        lines.append(f"| {name} | {measured[name]:.3f} | {ratio} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, dataset, "costs.md"), "w") as handle:
+        handle.write(text)
+    return text
+
+
+def _view_count(name: str) -> int:
+    """Total views of a variant name: '.../2+4' -> 6."""
+    return sum(int(v) for v in name.rsplit("/", 1)[1].split("+"))
+
+
 def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dataset: str) -> str:
     """The runs a table needs (a lower bound) and their training time, from the s/step of finished runs.
 
@@ -723,13 +758,7 @@ def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dat
     steps only (not model building or the kNN evaluations), so it is a lower bound too.
     """
     variants = [v for v in TABLES[table] if methods is None or v.method in methods]
-    measured: Dict[str, Dict[str, List[float]]] = {}
-    runs_dir = os.path.join(out, dataset, "runs")
-    for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
-        with open(os.path.join(runs_dir, file)) as handle:
-            result = json.load(handle)
-        by_purpose = measured.setdefault(result["spec"]["variant"], {})
-        by_purpose.setdefault(result["spec"]["purpose"], []).append(result["s_per_step"])
+    measured = _seconds_per_step(out, dataset)
     train_size = DATASETS[dataset].train_size
     if train_size is None:
         return f"no cost estimate: the training-set size of {dataset!r} is not recorded in DATASETS\n"
@@ -758,7 +787,7 @@ def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dat
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", required=True, choices=[*TABLES, "claims"])
+    parser.add_argument("--table", required=True, choices=[*TABLES, "claims", "costs"])
     parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--size", default="default", choices=list(SIZES))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these methods' rows")
@@ -775,6 +804,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
+        return
+    if args.table == "costs":
+        print(write_step_costs(args.out, args.dataset))
         return
     size = SIZES[args.size] if not args.seeds else replace(SIZES[args.size], seeds=tuple(args.seeds))
     if args.plan and not args.measure:

@@ -313,6 +313,20 @@ def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
     assert "| GroCo/paper/2+4 | 8 | 3 | not measured | ? |" in text
 
 
+def test_step_costs_table_reads_the_measure_runs_only(tmp_path):
+    runs = tmp_path / "digits" / "runs"
+    runs.mkdir(parents=True)
+    for i, (variant, purpose, s_step) in enumerate((("SimCLR/paper/2", "cost", 0.5), ("GroCo/paper/2+4", "cost", 0.75),
+                                                    ("SimCLR/paper/4", "cost", 1.0), ("S2R2/paper/8", "tune", 9.0))):
+        (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
+                                                    "s_per_step": s_step}))
+    text = protocol.write_step_costs(str(tmp_path), "digits")
+    assert text == (tmp_path / "digits" / "costs.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows == ["| GroCo/paper/2+4 | 0.750 | 1.50x |", "| SimCLR/paper/2 | 0.500 | 1.00x |",
+                    "| SimCLR/paper/4 | 1.000 | 2.00x |"]  # the tuning run of S2R2/paper/8 is not a measurement
+
+
 def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
     protocol.main(["--table", "views", "--size", "medium", "--seeds", "2", "0", "--plan", "--out", str(tmp_path)])
     assert "seeds [2, 0]" in capsys.readouterr().out
