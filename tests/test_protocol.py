@@ -269,6 +269,9 @@ def test_views_claim_is_judged_on_the_view_counts_that_were_run():
     two_four_eight = {f"S2R2/paper/{v}": _summary(acc) for v, acc in (("2", 0.6), ("4", 0.7), ("8", 0.75))}
     row = next(line for line in claims_table(two_four_eight, "digits").splitlines() if "gain grows" in line)
     assert row.endswith("| yes |") and "(16 views not run)" in row and "8 views 75.0 ± 1.0" in row
+    plateau = dict(two_four_eight, **{"S2R2/paper/8": _summary(0.705)})
+    row = next(line for line in claims_table(plateau, "digits").splitlines() if "gain grows" in line)
+    assert row.endswith("| partly: 2 -> 4 grows, 4 -> 8 within noise |")
     only_two = {k: v for k, v in two_four_eight.items() if not k.endswith("/8")}
     row = next(line for line in claims_table(only_two, "digits").splitlines() if "gain grows" in line)
     assert "not run yet: S2R2/paper/8, S2R2/paper/16" in row and row.endswith("| - |")
