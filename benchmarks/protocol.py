@@ -740,6 +740,7 @@ def write_step_costs(out: str, dataset: str) -> str:
         ratio = f"{measured[name] / reference:.2f}x" if reference else "-"
         lines.append(f"| {name} | {measured[name]:.3f} | {ratio} |")
     text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.join(out, dataset), exist_ok=True)
     with open(os.path.join(out, dataset, "costs.md"), "w") as handle:
         handle.write(text)
     return text
