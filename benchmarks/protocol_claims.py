@@ -51,8 +51,14 @@ def _curve_auc(curve: Sequence[Sequence[float]]) -> float:
     return statistics.mean(acc for _, acc in curve)
 
 
+def _finished(summaries: Summaries, names: Sequence[str]) -> List[str]:
+    """The rows among ``names`` that have test scores, in the given order."""
+    return [n for n in names if n in summaries and summaries[n].get("knn20")]
+
+
 def _missing(summaries: Summaries, names: Sequence[str]) -> Optional[str]:
-    absent = [n for n in names if n not in summaries or not summaries[n].get("knn20")]
+    finished = _finished(summaries, names)
+    absent = [n for n in names if n not in finished]
     return f"not run yet: {', '.join(absent)}" if absent else None
 
 
@@ -91,7 +97,7 @@ def _grows_with_views(names: Sequence[str], least: int = 3):
     figure names the counts that were not (the largest are the most expensive).
     """
     def figure(summaries: Summaries) -> Tuple[str, str]:
-        present = [n for n in names if n in summaries and summaries[n].get("knn20")]
+        present = _finished(summaries, names)
         if len(present) < least:
             return _missing(summaries, names), "-"
         values = [summaries[n]["knn20"] for n in present]
