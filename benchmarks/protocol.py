@@ -716,34 +716,56 @@ def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[st
                               recipe_digest(variant.method, protocol.dataset)))
 
 
-def _seconds_per_step(out: str, dataset: str) -> Dict[str, Dict[str, List[float]]]:
-    """variant name -> run purpose -> the s/step of every finished run."""
-    measured: Dict[str, Dict[str, List[float]]] = {}
+def _finished_runs(out: str, dataset: str) -> Dict[str, Dict[str, List[Dict]]]:
+    """variant name -> run purpose ('tune', 'final', 'cost') -> the result of every finished run."""
+    runs: Dict[str, Dict[str, List[Dict]]] = {}
     runs_dir = os.path.join(out, dataset, "runs")
     for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
         with open(os.path.join(runs_dir, file)) as handle:
             result = json.load(handle)
-        by_purpose = measured.setdefault(result["spec"]["variant"], {})
-        by_purpose.setdefault(result["spec"]["purpose"], []).append(result["s_per_step"])
-    return measured
+        runs.setdefault(result["spec"]["variant"], {}).setdefault(result["spec"]["purpose"], []).append(result)
+    return runs
+
+
+def _seconds_per_step(out: str, dataset: str) -> Dict[str, Dict[str, List[float]]]:
+    """variant name -> run purpose -> the s/step of every finished run."""
+    return {name: {purpose: [r["s_per_step"] for r in results] for purpose, results in by_purpose.items()}
+            for name, by_purpose in _finished_runs(out, dataset).items()}
 
 
 def write_step_costs(out: str, dataset: str) -> str:
-    """costs.md: the s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured."""
-    measured = {name: statistics.median(by_purpose["cost"])
-                for name, by_purpose in _seconds_per_step(out, dataset).items() if by_purpose.get("cost")}
+    """costs.md: the s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured,
+    and the tuning budget each variant was given (runs and training hours, read from its run files)."""
+    runs = _finished_runs(out, dataset)
+    measured = {name: statistics.median(r["s_per_step"] for r in by_purpose["cost"])
+                for name, by_purpose in runs.items() if by_purpose.get("cost")}
     reference = measured.get("SimCLR/paper/2")
     lines = [f"`{dataset}`: seconds per training step of 256 images (`--plan --measure` runs: 2 epochs, whole "
              "training split, the recipe's settings; median over the steps)", "",
              "| variant | s/step | vs SimCLR/paper/2 |", "|---|---|---|"]
-    for name in sorted(measured, key=lambda n: (n.split("/")[0], n.split("/")[1], _view_count(n))):
+    for name in sorted(measured, key=_variant_order):
         ratio = f"{measured[name] / reference:.2f}x" if reference else "-"
         lines.append(f"| {name} | {measured[name]:.3f} | {ratio} |")
+    lines += ["", f"`{dataset}`: the search each variant was given (finished runs; hours = training time "
+              "recorded in the runs, evaluations excluded, under whatever load they ran)", "",
+              "| variant | tuning runs | tuning hours | seed runs | seed hours |", "|---|---|---|---|---|"]
+    for name in sorted((n for n in runs if runs[n].get("tune")), key=_variant_order):
+        tune, final = runs[name]["tune"], runs[name].get("final", [])
+        lines.append(f"| {name} | {len(tune)} | {_hours(tune)} | {len(final)} | {_hours(final)} |")
     text = "\n".join(lines) + "\n"
     os.makedirs(os.path.join(out, dataset), exist_ok=True)
     with open(os.path.join(out, dataset, "costs.md"), "w") as handle:
         handle.write(text)
     return text
+
+
+def _hours(results: Sequence[Dict]) -> str:
+    seconds = [r.get("train_seconds") for r in results]
+    return f"{sum(seconds) / 3600:.2f}" if seconds and None not in seconds else "-"
+
+
+def _variant_order(name: str) -> Tuple[str, str, int]:
+    return name.split("/")[0], name.split("/")[1], _view_count(name)
 
 
 def _view_count(name: str) -> int:

@@ -325,9 +325,24 @@ def test_step_costs_table_reads_the_measure_runs_only(tmp_path):
                                                     "s_per_step": s_step}))
     text = protocol.write_step_costs(str(tmp_path), "digits")
     assert text == (tmp_path / "digits" / "costs.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    step_table = text.split("\n\n")[1]
+    rows = [line for line in step_table.splitlines() if "---" not in line][1:]
     assert rows == ["| GroCo/paper/2+4 | 0.750 | 1.50x |", "| SimCLR/paper/2 | 0.500 | 1.00x |",
                     "| SimCLR/paper/4 | 1.000 | 2.00x |"]  # the tuning run of S2R2/paper/8 is not a measurement
+
+
+def test_step_costs_file_reports_the_search_budget_of_each_variant(tmp_path):
+    runs = tmp_path / "digits" / "runs"
+    runs.mkdir(parents=True)
+    specs = [("GroCo/paper/2", "tune", 1800.0)] * 3 + [("GroCo/paper/2", "final", 900.0)] * 2 + [
+        ("SimCLR/paper/2", "tune", 360.0), ("SimCLR/paper/2", "cost", 36.0), ("S2R2/paper/4", "cost", 10.0)]
+    for i, (variant, purpose, seconds) in enumerate(specs):
+        (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
+                                                    "s_per_step": 1.0, "train_seconds": seconds}))
+    text = protocol.write_step_costs(str(tmp_path), "digits")
+    budget_rows = [line for line in text.split("\n\n")[3].splitlines() if "---" not in line][1:]
+    # S2R2 has only a cost run, so no search to report; the cost runs are not counted as tuning
+    assert budget_rows == ["| GroCo/paper/2 | 3 | 1.50 | 2 | 0.50 |", "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |"]
 
 
 def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
