@@ -549,6 +549,7 @@ class Protocol:
                           "param_position": chosen.param_position,
                           "weight_decay_position": chosen.weight_decay_position,
                           "weight_decay_grid": chosen.weight_decay_grid,
+                          "param_grid": chosen.param_grid,
                           "edges": chosen.edges, "trials": chosen.trials},
             **{k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")},
             "curves": [r["curve"] for r in runs],
@@ -627,6 +628,13 @@ def _decay(selection: Dict) -> str:
     return f"{selection['weight_decay']:g}{widened}"
 
 
+def _param(selection: Dict) -> str:
+    """The chosen parameter, with its grid when the grid was widened beyond the method's three values."""
+    grid = selection.get("param_grid") or []
+    widened = f" (of {', '.join(f'{p:g}' for p in grid)})" if len(grid) > 3 else ""
+    return f"{selection['param_name']}={selection['param']}{widened}"
+
+
 def format_table(report: Dict) -> str:
     """The table's markdown: accuracy, step cost, and the tuning record (grid, winners, edges)."""
     size = report["size"]
@@ -650,7 +658,7 @@ def format_table(report: Dict) -> str:
         sel = s["selection"]
         grid = ", ".join(f"{lr:g}" for lr in sel["lr_grid"])
         lines.append(f"| {name} | {grid} | {sel['lr']:g} | {_where(sel['lr_position'])} | "
-                     f"{sel['param_name']}={sel['param']} | {_where(sel['param_position'])} | "
+                     f"{_param(sel)} | {_where(sel['param_position'])} | "
                      f"{_decay(sel)} | {_where(sel['weight_decay_position'])} | "
                      f"{100 * sel['val_knn20']:.1f} |")
     edges = [f"{name} ({', '.join(s['selection']['edges'])})" for name, s in report["variants"].items()

@@ -10,9 +10,11 @@ The search, identical for every method and baseline:
    base rate, at the method's default parameter and weight decay; while the best value
    sits on an edge, one more value is added beyond that edge (up to ``max_widen``
    times), so the winner ends strictly inside the grid;
-2. the method's own main parameter (temperature, steepness, bins), at that rate;
-3. weight decay, at that rate and parameter; a winner on an edge of the grid that beats
-   its neighbour gets one more value x10 beyond that edge (up to ``max_widen`` times);
+2. the method's own main parameter (temperature, steepness, bins), at that rate; a
+   winner on an edge that beats its neighbour gets one more value beyond that edge, one
+   grid step out (the ratio of the two outermost values: 0.2, 0.5 -> 0.08), up to
+   ``max_widen`` times; a winner tied with its neighbour is marked 'flat edge';
+3. weight decay, at that rate and parameter, widened the same way in x10 steps;
    a winner tied with its neighbour is left there and marked 'flat edge' (the score is
    flat across the edge, so nothing points beyond it);
 4. the learning rate again, bracketed the same way around the rate of step 1 with the
@@ -22,7 +24,7 @@ The search, identical for every method and baseline:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ["SearchSpace", "Selection", "lr_grid", "bracket", "widen_past_edges", "select", "edge_position"]
 
@@ -61,6 +63,7 @@ class Selection:
     weight_decay_position: str  # as lr_position, or 'flat edge' (tied with its neighbour: not widened)
     trials: List[Dict] = field(default_factory=list)  # every configuration scored, in order
     weight_decay_grid: List[float] = field(default_factory=list)  # decays scored at the chosen lr and parameter
+    param_grid: List = field(default_factory=list)  # parameter values scored at the rate of step 1
 
     @property
     def edges(self) -> List[str]:
@@ -102,13 +105,15 @@ def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen
     return widen_past_edges(score, initial, factor=2.0, max_widen=max_widen, stop_on_tie=False)
 
 
-def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], factor: float = 10.0,
+def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], factor: Optional[float] = 10.0,
                      max_widen: int = 3, stop_on_tie: bool = True) -> Tuple[float, Dict[float, float], str]:
     """Score ``initial``; while the winner sits on an edge, add one value ``factor`` beyond that edge.
 
-    With ``stop_on_tie`` (weight decay, spaced x10), a winner tied with its neighbour ends the
-    search as 'flat edge': the scores give no reason to look further out. Returns the winner
-    (a tie goes to the smaller value), every score, and the winner's position.
+    ``factor=None`` steps by the grid's own outermost ratio at that edge (0.2, 0.5, ... -> 0.08;
+    bins 20, 40, ... -> 10); a grid of integers stays integer and stops at 1. With
+    ``stop_on_tie``, a winner tied with its neighbour ends the search as 'flat edge': the
+    scores give no reason to look further out. Returns the winner (a tie goes to the smaller
+    value), every score, and the winner's position.
     """
     scores: Dict[float, float] = {}
     pending = sorted(initial)
@@ -124,10 +129,22 @@ def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], 
         lower = position == "lower edge"
         if stop_on_tie and scores[ordered[1] if lower else ordered[-2]] == scores[best]:
             return best, scores, "flat edge"
-        beyond = ordered[0] / factor if lower else ordered[-1] * factor
-        # 12 significant digits: 1e-4 * 10 becomes 0.001, not 0.0010000000000000002; x2 steps stay exact
-        pending = [float(f"{beyond:.12g}")]
+        beyond = _one_step_beyond(ordered, lower, factor)
+        if beyond is None:
+            return best, scores, position
+        pending = [beyond]
     return best, scores, position
+
+
+def _one_step_beyond(ordered: Sequence, lower: bool, factor: Optional[float]):
+    """The next value past the lower or upper end of the sorted grid ``ordered`` (None: nothing valid there)."""
+    step = factor if factor is not None else (ordered[1] / ordered[0] if lower else ordered[-1] / ordered[-2])
+    beyond = ordered[0] / step if lower else ordered[-1] * step
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in ordered):
+        beyond = int(round(beyond))
+        return beyond if beyond >= 1 and beyond not in ordered else None
+    # 12 significant digits: 1e-4 * 10 becomes 0.001, not 0.0010000000000000002; x2 steps stay exact
+    return float(f"{beyond:.12g}")
 
 
 def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4, max_widen: int = 3) -> Selection:
@@ -147,14 +164,15 @@ def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4
 
     param, weight_decay = space.default_param, space.default_weight_decay
     lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen)
-    param = max(sorted(space.param_values), key=lambda p: trial(lr, p, weight_decay))
+    param, param_scores, param_position = widen_past_edges(
+        lambda p: trial(lr, p, weight_decay), space.param_values, None, max_widen)
     weight_decay, decay_scores, decay_position = widen_past_edges(
         lambda w: trial(lr, param, w), space.weight_decays, 10.0, max_widen)
     lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen)
     return Selection(
         lr=lr, param=param, weight_decay=weight_decay, score=cache[(lr, param, weight_decay)],
         lr_grid=sorted(lr_scores), lr_position=lr_position,
-        param_position=edge_position(param, space.param_values),
+        param_position=param_position,
         weight_decay_position=decay_position,
-        trials=trials, weight_decay_grid=sorted(decay_scores),
+        trials=trials, weight_decay_grid=sorted(decay_scores), param_grid=sorted(param_scores),
     )

@@ -51,20 +51,40 @@ def test_bracket_reports_the_edge_when_the_widening_limit_is_reached():
     assert position == "lower edge" and best == min(scores) and len(scores) == 6
 
 
-def test_select_finds_every_optimum_and_flags_parameter_edges():
+def test_select_finds_every_optimum_and_widens_the_parameter_grid_past_an_edge():
     space = SearchSpace(0.3, "temperature", (0.1, 0.2, 0.5), 0.2, (1e-6, 1e-5, 1e-4), 1e-6)
 
-    def score(config):  # separable: best lr 0.0375, temperature 0.5 (an edge), weight decay 1e-5
+    def score(config):  # separable: best lr 0.0375, temperature 0.5 (an edge of the grid), weight decay 1e-5
         return (_peaked(0.0375)(config["lr"]) - abs(config["temperature"] - 0.5)
                 - abs(math.log10(config["weight_decay"]) + 5))
 
     chosen = select(space, score)
     assert (chosen.lr, chosen.param, chosen.weight_decay) == (pytest.approx(0.0375), 0.5, 1e-5)
     assert chosen.lr_position == "inside" and chosen.weight_decay_position == "inside"
-    assert chosen.param_position == "upper edge" and chosen.edges == ["param"]
+    # 0.5 beat 0.2, so one grid step beyond (x2.5) was tried: 1.25 scores lower, 0.5 is inside
+    assert chosen.param_grid == [0.1, 0.2, 0.5, 1.25] and chosen.param_position == "inside" and chosen.edges == []
     assert len(chosen.lr_grid) >= 4 and min(chosen.lr_grid) < chosen.lr < max(chosen.lr_grid)
     assert len({(t["lr"], t["temperature"], t["weight_decay"]) for t in chosen.trials}) == len(chosen.trials)
     assert chosen.score == max(t["score"] for t in chosen.trials)
+
+
+def test_parameter_widening_keeps_integers_and_flags_the_limit():
+    bins = SearchSpace(0.3, "num_bins", (20, 40, 80), 40)
+    fewer_is_better = select(bins, lambda c: _peaked(0.3)(c["lr"]) - c["num_bins"] / 100, max_widen=2)
+    assert fewer_is_better.param_grid == [5, 10, 20, 40, 80]  # x2 steps below 20, integers
+    assert all(isinstance(b, int) for b in fewer_is_better.param_grid)
+    assert (fewer_is_better.param, fewer_is_better.param_position) == (5, "lower edge")
+    assert fewer_is_better.edges == ["param"]
+    selection = {"param_name": "num_bins", "param": 5, "param_grid": fewer_is_better.param_grid}
+    assert protocol._param(selection) == "num_bins=5 (of 5, 10, 20, 40, 80)"  # the table shows a widened grid
+
+    steepness = SearchSpace(3.0, "steepness", (1.0, 4.0, 16.0), 4.0)
+    optimum_at_quarter = select(steepness, lambda c: _peaked(3.0)(c["lr"]) - abs(math.log2(c["steepness"]) + 2))
+    assert optimum_at_quarter.param_grid == [0.0625, 0.25, 1.0, 4.0, 16.0]  # x4 steps below 1
+    assert (optimum_at_quarter.param, optimum_at_quarter.param_position) == (0.25, "inside")
+
+    flat = select(steepness, lambda c: _peaked(3.0)(c["lr"]) - (0.0 if c["steepness"] < 10 else 1.0))
+    assert (flat.param, flat.param_position, flat.param_grid) == (1.0, "flat edge", [1.0, 4.0, 16.0])
 
 
 def test_weight_decay_widens_past_an_edge_it_beats_and_stops_on_a_tie():
