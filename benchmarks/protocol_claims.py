@@ -146,6 +146,8 @@ CLAIMS: List[Tuple[str, str, Callable[[Summaries], Tuple[str, str]]]] = [
      _grows_with_views(["S2R2/paper/2", "S2R2/paper/4", "S2R2/paper/8", "S2R2/paper/16"])),
     ("Hydra beats SimCLR (Hydra uses labels)", "Hydra",
      _compare("Hydra/paper/2", "SimCLR/paper/2")),
+    ("Hydra's representation is at least as good as its label-based peer SupCon's", "Hydra",
+     _compare("Hydra/paper/2", "SupCon/paper/2", at_least=True)),
     ("Hydra prevents dimensional collapse (effective rank above its label-based peer SupCon)", "Hydra",
      _compare("Hydra/paper/2", "SupCon/paper/2", metric="erank")),
     ("Hydra discovers class relationships", "Hydra",
