@@ -623,16 +623,17 @@ def _where(position: str) -> str:
 
 def _decay(selection: Dict) -> str:
     """The chosen weight decay, with its grid when the grid was widened beyond the three shared values."""
-    grid = selection.get("weight_decay_grid") or []
-    widened = f" (of {', '.join(f'{w:g}' for w in grid)})" if len(grid) > 3 else ""
-    return f"{selection['weight_decay']:g}{widened}"
+    return f"{selection['weight_decay']:g}{_widened(selection.get('weight_decay_grid'))}"
 
 
 def _param(selection: Dict) -> str:
     """The chosen parameter, with its grid when the grid was widened beyond the method's three values."""
-    grid = selection.get("param_grid") or []
-    widened = f" (of {', '.join(f'{p:g}' for p in grid)})" if len(grid) > 3 else ""
-    return f"{selection['param_name']}={selection['param']}{widened}"
+    return f"{selection['param_name']}={selection['param']}{_widened(selection.get('param_grid'))}"
+
+
+def _widened(grid: Optional[Sequence[float]]) -> str:
+    """' (of v1, v2, ...)' for a grid that grew past the three values every search starts from, else ''."""
+    return f" (of {', '.join(f'{v:g}' for v in grid)})" if grid and len(grid) > 3 else ""
 
 
 def format_table(report: Dict) -> str:
