@@ -750,11 +750,14 @@ def write_step_costs(out: str, dataset: str) -> str:
                 for name, by_purpose in runs.items() if by_purpose.get("cost")}
     reference = measured.get("SimCLR/paper/2")
     lines = [f"`{dataset}`: seconds per training step of 256 images (`--plan --measure` runs: 2 epochs, whole "
-             "training split, the recipe's settings; median over the steps)", "",
-             "| variant | s/step | vs SimCLR/paper/2 |", "|---|---|---|"]
-    for name in sorted(measured, key=_variant_order):
-        ratio = f"{measured[name] / reference:.2f}x" if reference else "-"
-        lines.append(f"| {name} | {measured[name]:.3f} | {ratio} |")
+             "training split, the recipe's settings; median over the steps)", ""]
+    if measured:
+        lines += ["| variant | s/step | vs SimCLR/paper/2 |", "|---|---|---|"]
+        for name in sorted(measured, key=_variant_order):
+            ratio = f"{measured[name] / reference:.2f}x" if reference else "-"
+            lines.append(f"| {name} | {measured[name]:.3f} | {ratio} |")
+    else:
+        lines.append("No `--measure` run yet; the s/step column of each result table is measured in its own runs.")
     lines += ["", f"`{dataset}`: the search each variant was given (finished runs; hours = training time "
               "recorded in the runs, evaluations excluded, under whatever load they ran)", "",
               "| variant | tuning runs | tuning hours | seed runs | seed hours |", "|---|---|---|---|---|"]

@@ -365,6 +365,17 @@ def test_step_costs_file_reports_the_search_budget_of_each_variant(tmp_path):
     assert budget_rows == ["| GroCo/paper/2 | 3 | 1.50 | 2 | 0.50 |", "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |"]
 
 
+def test_step_costs_file_says_when_nothing_was_measured(tmp_path):
+    runs = tmp_path / "two_digits" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "0.json").write_text(json.dumps({"spec": {"variant": "SimCLR/paper/2", "purpose": "tune"},
+                                             "s_per_step": 1.0, "train_seconds": 360.0}))
+    text = protocol.write_step_costs(str(tmp_path), "two_digits")
+    assert "No `--measure` run yet" in text
+    assert "| variant | s/step |" not in text  # no empty table
+    assert "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |" in text
+
+
 def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
     protocol.main(["--table", "views", "--size", "medium", "--seeds", "2", "0", "--plan", "--out", str(tmp_path)])
     assert "seeds [2, 0]" in capsys.readouterr().out
