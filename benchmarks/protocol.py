@@ -466,6 +466,20 @@ def planned_runs(variants: Sequence[Variant], size: Size) -> int:
     return total
 
 
+def check_one_budget(out: str, epochs: int) -> None:
+    """Refuse to mix budgets in one folder: a table written at another number of epochs would be overwritten,
+    and the claims and costs read every table and run file of the folder as one budget."""
+    for table in TABLES:
+        path = os.path.join(out, f"{table}.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as handle:
+            written = json.load(handle).get("size", {}).get("epochs")
+        if written is not None and written != epochs:
+            raise ValueError(f"{path} holds a {written}-epoch table and this run is {epochs} epochs: give each "
+                             f"budget its own --out folder (e.g. benchmarks/protocol_{epochs}_epochs)")
+
+
 class NotFinished(Exception):
     """Raised in ``finished_only`` mode where a run would have to be trained."""
 
@@ -482,6 +496,7 @@ class Protocol:
         self.dataset, self.size, self.device, self.trainer = dataset, size, device, trainer
         self.finished_only = finished_only
         self.out = os.path.join(out, dataset.name)
+        check_one_budget(self.out, size.epochs)
         self.store = RunStore(os.path.join(self.out, "runs"))
         self.work_root = os.path.join(self.out, "work_dirs")
         self.data = data if data is not None else dataset.load()

@@ -376,6 +376,15 @@ def test_step_costs_file_says_when_nothing_was_measured(tmp_path):
     assert "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |" in text
 
 
+def test_a_folder_holds_one_budget(tmp_path):
+    _protocol(tmp_path, FakeTrainer()).table("views", methods=["SimCLR"])  # writes a 2-epoch views.json
+    longer = protocol.Size(epochs=5, seeds=(0, 1), eval_every=1, param_values=1)
+    with pytest.raises(ValueError, match=r"views.json holds a 2-epoch table and this run is 5 epochs.*--out"):
+        protocol.Protocol(protocol.DATASETS["digits"], longer, str(tmp_path), trainer=FakeTrainer(),
+                          data=_fake_data())
+    _protocol(tmp_path, FakeTrainer())  # the same budget resumes
+
+
 def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
     protocol.main(["--table", "views", "--size", "medium", "--seeds", "2", "0", "--plan", "--out", str(tmp_path)])
     assert "seeds [2, 0]" in capsys.readouterr().out
