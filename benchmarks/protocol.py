@@ -594,7 +594,11 @@ class Protocol:
         return report
 
     def baselines(self) -> Dict[str, Dict[str, float]]:
-        return baseline_rows(self.data, self.size.seeds, self.device, self.dataset.normalize)
+        # A table written from finished runs trains nothing, so it must not need the runs'
+        # accelerator (a --device cuda table is written on the CPU host the runs came back to);
+        # the raw-pixel and random-network rows are cheap there.
+        device = "cpu" if self.finished_only else self.device
+        return baseline_rows(self.data, self.size.seeds, device, self.dataset.normalize)
 
 
 def baseline_rows(data: Dict, seeds: Sequence[int], device: str = "cpu", normalize: Tuple[float, float] = (0.0, 1.0),

@@ -187,6 +187,15 @@ def test_finished_only_writes_the_table_from_finished_runs_and_names_the_rest(tm
     assert "Not run yet (the table was written from finished runs): SimCLR/paper/4." in protocol.format_table(report)
 
 
+def test_a_cuda_table_is_written_from_finished_runs_without_a_gpu(tmp_path, monkeypatch):
+    _protocol(tmp_path, FakeTrainer(), device="cuda").table("views", methods=["SimCLR"])
+    used = []
+    monkeypatch.setattr(protocol, "baseline_rows", lambda data, seeds, device, normalize: used.append(device) or {})
+    report = _protocol(tmp_path, FakeTrainer(), device="cuda", finished_only=True).table("main", methods=["SimCLR"])
+    assert used == ["cpu"] and report["device"] == "cuda"
+    assert list(report["variants"]) == ["SimCLR/paper/2"]
+
+
 def test_run_ids_depend_on_every_field():
     spec = protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final")
     assert spec.run_id == protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final").run_id
