@@ -683,8 +683,11 @@ def format_table(report: Dict) -> str:
                      f"{100 * sel['val_knn20']:.1f} |")
     edges = [f"{name} ({', '.join(s['selection']['edges'])})" for name, s in report["variants"].items()
              if s["selection"]["edges"]]
-    lines += ["", f"Winners on an edge of their grid: {'; '.join(edges)}." if edges
-              else "Every winner lies inside its grid."]
+    flat = any("flat edge" in (s["selection"]["lr_position"], s["selection"]["param_position"],
+                               s["selection"]["weight_decay_position"]) for s in report["variants"].values())
+    inside = ("Every winner lies inside its grid or on a flat edge (tied with its neighbour: the score "
+              "does not rise past it)." if flat else "Every winner lies inside its grid.")
+    lines += ["", f"Winners on an edge of their grid: {'; '.join(edges)}." if edges else inside]
     if report.get("not_run"):
         lines += ["", f"Not run yet (the table was written from finished runs): {', '.join(report['not_run'])}."]
     return "\n".join(lines) + "\n"

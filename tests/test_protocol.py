@@ -427,3 +427,14 @@ def test_the_table_reports_the_grid_and_flags_a_winner_on_an_edge(tmp_path):
     assert selection["lr_position"] == "lower edge" and selection["edges"] == ["lr"]
     assert "**lower edge**" in text and "Winners on an edge of their grid: GroCo/paper/2 (lr)" in text
     assert ", ".join(f"{lr:g}" for lr in selection["lr_grid"]) in text
+
+
+def test_the_closing_line_names_a_flat_edge_instead_of_calling_it_inside(tmp_path):
+    report = _protocol(tmp_path, FakeTrainer()).table("views", methods=["SimCLR"])
+    before = protocol.format_table(report)
+    assert "Every winner lies inside its grid." in before and "flat edge (tied" not in before
+    next(iter(report["variants"].values()))["selection"]["weight_decay_position"] = "flat edge"
+    text = protocol.format_table(report)
+    assert "| edge, tied with its neighbour |" in text
+    assert "Every winner lies inside its grid or on a flat edge (tied with its neighbour" in text
+    assert "Every winner lies inside its grid." not in text
