@@ -35,6 +35,12 @@ def _loss_and_grads(loss_fn: torch.nn.Module, views: List[torch.Tensor], device:
     return loss.detach().cpu(), [leaf.grad.cpu() for leaf in leaves]
 
 
+def _assert_same(gpu_loss, gpu_grads, cpu_loss, cpu_grads) -> None:
+    torch.testing.assert_close(gpu_loss, cpu_loss, atol=1e-5, rtol=1e-4)
+    for cpu_grad, gpu_grad in zip(cpu_grads, gpu_grads):
+        torch.testing.assert_close(gpu_grad, cpu_grad, atol=1e-6, rtol=1e-3)
+
+
 LOSSES: List[Callable[[], torch.nn.Module]] = [
     lambda: GroCoLoss(n_negatives=10, steepness=4.0),
     lambda: GroCoLoss(n_negatives=8, steepness=16.0, sorting_network="bitonic"),
@@ -54,9 +60,7 @@ def test_label_free_losses_match_cpu(make_loss, num_views):
     cpu_loss, cpu_grads = _loss_and_grads(loss_fn, views, "cpu")
     gpu_loss, gpu_grads = _loss_and_grads(loss_fn, views, "cuda")
     assert torch.isfinite(cpu_loss)
-    torch.testing.assert_close(gpu_loss, cpu_loss, atol=1e-5, rtol=1e-4)
-    for cpu_grad, gpu_grad in zip(cpu_grads, gpu_grads):
-        torch.testing.assert_close(gpu_grad, cpu_grad, atol=1e-6, rtol=1e-3)
+    _assert_same(gpu_loss, gpu_grads, cpu_loss, cpu_grads)
 
 
 def test_hydra_matches_cpu():
@@ -67,9 +71,7 @@ def test_hydra_matches_cpu():
     pair_labels = (labels + 3) % CLASSES  # fixed pairs: the two devices draw differently
     cpu_loss, cpu_grads = _loss_and_grads(loss_fn, views, "cpu", labels=labels, pair_labels=pair_labels)
     gpu_loss, gpu_grads = _loss_and_grads(loss_fn, views, "cuda", labels=labels, pair_labels=pair_labels)
-    torch.testing.assert_close(gpu_loss, cpu_loss, atol=1e-5, rtol=1e-4)
-    for cpu_grad, gpu_grad in zip(cpu_grads, gpu_grads):
-        torch.testing.assert_close(gpu_grad, cpu_grad, atol=1e-6, rtol=1e-3)
+    _assert_same(gpu_loss, gpu_grads, cpu_loss, cpu_grads)
 
 
 @pytest.mark.parametrize("network", ["odd_even", "bitonic"])
