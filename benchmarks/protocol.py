@@ -13,6 +13,7 @@ and a re-run skips it):
     python benchmarks/protocol.py --table costs       # s/step of every row measured by --measure
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
     python benchmarks/protocol.py --table views --finished-only  # a table from the finished runs only
+    python benchmarks/protocol.py --probe SimCLR/paper/4 --lr 0.01  # one configuration off the grid
     options: --dataset digits|two_digits, --methods ..., --device cuda, --out DIR
 
 For every variant (method x head x views): the same hyper-parameter search
@@ -547,6 +548,46 @@ class Protocol:
                       lambda config: self._run(self._spec(variant, config, 0, "tune"))["val_knn20"],
                       max_widen=self.size.max_widen)
 
+    def probe(self, variant_name: str, lr: float, param=None, weight_decay: Optional[float] = None) -> Dict:
+        """Score one configuration the search did not reach, exactly as a tuning run (validation kNN, seed 0).
+
+        ``param`` and ``weight_decay`` default to the method's defaults, the context of the
+        search's first learning-rate grid. The run is stored like the search's own, so a later
+        search that reaches this configuration reuses it; nothing about the selection changes.
+        Returns ``{"variant", "config", "val_knn20", "selection"}``; ``selection`` is the
+        search's winner and its validation score when the search has finished, else None.
+        """
+        parts = variant_name.split("/")
+        if (len(parts) != 3 or parts[0] not in METHODS or parts[1] not in ("paper", "common")
+                or not all(v.isdigit() and int(v) > 0 for v in parts[2].split("+"))):
+            raise ValueError(f"probe: expected METHOD/HEAD/VIEWS with METHOD one of {sorted(METHODS)}, HEAD "
+                             f"'paper' or 'common' and VIEWS a count or 'GLOBAL+SMALL' (e.g. 'SimCLR/paper/4'), "
+                             f"got {variant_name!r}.")
+        variant = _variant_from_name(variant_name).resolved()
+        if not lr > 0:
+            raise ValueError(f"probe: lr must be positive, got {lr!r}.")
+        space = METHODS[variant.method].space
+        if param is None:
+            param = space.default_param
+        elif isinstance(space.default_param, int):
+            if float(param) != int(param):
+                raise ValueError(f"probe: {space.param_name} takes whole numbers, got {param!r}.")
+            param = int(param)
+        config = {"lr": lr, space.param_name: param,
+                  "weight_decay": space.default_weight_decay if weight_decay is None else weight_decay}
+        trained = self._training_variant(variant)
+        score = self._run(self._spec(trained, config, 0, "tune"))["val_knn20"]
+        finished_only, self.finished_only = self.finished_only, True
+        try:
+            chosen = self.tune(trained)
+            selection = {"lr": chosen.lr, space.param_name: chosen.param, "weight_decay": chosen.weight_decay,
+                         "val_knn20": chosen.score}
+        except NotFinished:
+            selection = None
+        finally:
+            self.finished_only = finished_only
+        return {"variant": variant.name, "config": config, "val_knn20": score, "selection": selection}
+
     def variant_summary(self, variant: Variant) -> Dict:
         variant = variant.resolved()
         trained = self._training_variant(variant)
@@ -842,9 +883,21 @@ def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dat
     return "\n".join(lines) + "\n"
 
 
+def format_probe(result: Dict) -> str:
+    """One line: the probed configuration's validation kNN, and the search's winner beside it."""
+    config = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in result["config"].items())
+    line = f"{result['variant']} probe {config}: val kNN {100 * result['val_knn20']:.1f}"
+    chosen = result["selection"]
+    if chosen is None:
+        return line + "; the search has not finished"
+    winner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()
+                       if k != "val_knn20")
+    return line + f"; the search's winner {winner}: val kNN {100 * chosen['val_knn20']:.1f}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--table", required=True, choices=[*TABLES, "claims", "costs"])
+    parser.add_argument("--table", choices=[*TABLES, "claims", "costs"], help="required unless --probe")
     parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--size", default="default", choices=list(SIZES))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these methods' rows")
@@ -858,7 +911,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--finished-only", action="store_true",
                         help="train nothing: write the table from finished runs, listing the rows not run")
     parser.add_argument("--out", default=os.path.join(BENCHMARKS, "protocol"))
+    parser.add_argument("--probe", metavar="METHOD/HEAD/VIEWS",
+                        help="score one configuration the search did not reach (a tuning run on the validation "
+                             "part) and print it beside the search's winner; with --lr [--param] [--weight-decay]")
+    parser.add_argument("--lr", type=float, help="with --probe: the learning rate")
+    parser.add_argument("--param", type=float, help="with --probe: the method's main parameter (default: its default)")
+    parser.add_argument("--weight-decay", type=float, help="with --probe: the weight decay (default: the default)")
     args = parser.parse_args(argv)
+    if args.probe is not None and args.lr is None:
+        parser.error("--probe needs --lr")
+    if args.table is None and args.probe is None:
+        parser.error("the following arguments are required: --table (or --probe)")
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
         return
@@ -879,6 +942,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.plan:
         measure_cost(protocol, args.table, args.methods)
         print(plan(args.table, size, args.methods, args.out, args.dataset))
+        return
+    if args.probe is not None:
+        print(format_probe(protocol.probe(args.probe, args.lr, args.param, args.weight_decay)))
         return
     report = protocol.table(args.table, args.methods)
     print(format_table(report))

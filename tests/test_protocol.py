@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -438,3 +439,44 @@ def test_the_closing_line_names_a_flat_edge_instead_of_calling_it_inside(tmp_pat
     assert "| edge, tied with its neighbour |" in text
     assert "Every winner lies inside its grid or on a flat edge (tied with its neighbour" in text
     assert "Every winner lies inside its grid." not in text
+
+
+def test_a_probe_scores_one_configuration_off_the_grid_as_a_tuning_run(tmp_path):
+    before = FakeTrainer()
+    result = _protocol(tmp_path, before).probe("SimCLR/paper/2", 0.01)
+    assert [(s.purpose, s.seed, s.lr, s.param, s.weight_decay) for s in before.calls] == [("tune", 0, 0.01, 0.2, 1e-6)]
+    assert result["selection"] is None  # nothing else is trained: the search has not run
+    assert result["val_knn20"] == pytest.approx(0.9 + _peaked(0.15)(0.01) / 100)
+    assert "the search has not finished" in protocol.format_probe(result)
+
+    report = _protocol(tmp_path, FakeTrainer()).table("main", methods=["SimCLR"])
+    again = FakeTrainer()
+    result = _protocol(tmp_path, again).probe("SimCLR/paper/2", 0.01, 0.5, 1e-5)
+    chosen = report["variants"]["SimCLR/paper/2"]["selection"]
+    assert result["selection"] == {"lr": chosen["lr"], "temperature": chosen["param"],
+                                   "weight_decay": chosen["weight_decay"], "val_knn20": chosen["val_knn20"]}
+    assert [(s.lr, s.param, s.weight_decay) for s in again.calls] == [(0.01, 0.5, 1e-5)]
+    line = protocol.format_probe(result)
+    assert line.startswith("SimCLR/paper/2 probe lr=0.01, temperature=0.5, weight_decay=1e-05: val kNN")
+    assert f"the search's winner lr={chosen['lr']:g}" in line
+
+    stored = FakeTrainer()  # a stored probe is not trained again
+    _protocol(tmp_path, stored).probe("SimCLR/paper/2", 0.01)
+    assert stored.calls == []
+
+
+def test_a_probe_rejects_what_it_cannot_score(tmp_path, capsys):
+    probing = _protocol(tmp_path, FakeTrainer())
+    for name in ("BYOL/paper/2", "SimCLR", "SimCLR/mlp/2", "SimCLR/paper/x", "GroCo/paper/2+0"):
+        with pytest.raises(ValueError, match=f"expected METHOD/HEAD/VIEWS .* got '{re.escape(name)}'"):
+            probing.probe(name, 0.1)
+    with pytest.raises(ValueError, match="lr must be positive, got -0.1"):
+        probing.probe("SimCLR/paper/2", -0.1)
+    with pytest.raises(ValueError, match="num_bins takes whole numbers, got 20.5"):
+        probing.probe("S2R2/paper/4", 0.1, 20.5)
+    with pytest.raises(SystemExit):
+        protocol.main(["--probe", "SimCLR/paper/2", "--out", str(tmp_path)])
+    assert "--probe needs --lr" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        protocol.main(["--out", str(tmp_path)])
+    assert "--table (or --probe)" in capsys.readouterr().err
