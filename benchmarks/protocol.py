@@ -548,14 +548,18 @@ class Protocol:
                       lambda config: self._run(self._spec(variant, config, 0, "tune"))["val_knn20"],
                       max_widen=self.size.max_widen)
 
-    def probe(self, variant_name: str, lr: float, param=None, weight_decay: Optional[float] = None) -> Dict:
+    def probe(self, variant_name: str, lr: float, param=None, weight_decay: Optional[float] = None,
+              final: bool = False) -> Dict:
         """Score one configuration the search did not reach, exactly as a tuning run (validation kNN, seed 0).
 
         ``param`` and ``weight_decay`` default to the method's defaults, the context of the
         search's first learning-rate grid. The run is stored like the search's own, so a later
         search that reaches this configuration reuses it; nothing about the selection changes.
-        Returns ``{"variant", "config", "val_knn20", "selection"}``; ``selection`` is the
-        search's winner and its validation score when the search has finished, else None.
+        With ``final``, the configuration is also trained with the size's seeds on the whole
+        training split and scored on the test split, as a table's row would be.
+        Returns ``{"variant", "config", "val_knn20", "selection", "test"}``: ``selection`` is the
+        search's winner and its validation score when the search has finished, else None;
+        ``test`` maps each figure (knn20, knn200, linear, erank) to its per-seed values, or is None.
         """
         parts = variant_name.split("/")
         if (len(parts) != 3 or parts[0] not in METHODS or parts[1] not in ("paper", "common")
@@ -577,7 +581,12 @@ class Protocol:
                   "weight_decay": space.default_weight_decay if weight_decay is None else weight_decay}
         trained = self._training_variant(variant)
         score = self._run(self._spec(trained, config, 0, "tune"))["val_knn20"]
-        finished_only, self.finished_only = self.finished_only, True
+        test = None
+        if final:
+            runs = [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
+            test = {k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")}
+        finished_only, progress = self.finished_only, self.progress
+        self.finished_only, self.progress = True, Progress(0, log=lambda msg: None)  # replay the search quietly
         try:
             chosen = self.tune(trained)
             selection = {"lr": chosen.lr, space.param_name: chosen.param, "weight_decay": chosen.weight_decay,
@@ -585,8 +594,9 @@ class Protocol:
         except NotFinished:
             selection = None
         finally:
-            self.finished_only = finished_only
-        return {"variant": variant.name, "config": config, "val_knn20": score, "selection": selection}
+            self.finished_only, self.progress = finished_only, progress
+        return {"variant": variant.name, "config": config, "val_knn20": score, "selection": selection,
+                "test": test}
 
     def variant_summary(self, variant: Variant) -> Dict:
         variant = variant.resolved()
@@ -889,10 +899,16 @@ def format_probe(result: Dict) -> str:
     line = f"{result['variant']} probe {config}: val kNN {100 * result['val_knn20']:.1f}"
     chosen = result["selection"]
     if chosen is None:
-        return line + "; the search has not finished"
-    winner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()
-                       if k != "val_knn20")
-    return line + f"; the search's winner {winner}: val kNN {100 * chosen['val_knn20']:.1f}"
+        line += "; the search has not finished"
+    else:
+        winner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()
+                           if k != "val_knn20")
+        line += f"; the search's winner {winner}: val kNN {100 * chosen['val_knn20']:.1f}"
+    if result.get("test"):
+        figures = ", ".join(f"{name} {_pct(result['test'][key])}" for key, name in
+                            (("knn20", "kNN k=20"), ("knn200", "kNN k=200"), ("linear", "linear probe")))
+        line += f"\n{result['variant']} probe, test split over {len(result['test']['knn20'])} seeds: {figures}"
+    return line
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -917,6 +933,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--lr", type=float, help="with --probe: the learning rate")
     parser.add_argument("--param", type=float, help="with --probe: the method's main parameter (default: its default)")
     parser.add_argument("--weight-decay", type=float, help="with --probe: the weight decay (default: the default)")
+    parser.add_argument("--final", action="store_true",
+                        help="with --probe: also train the seeds' final runs and score the test split")
     args = parser.parse_args(argv)
     if args.probe is not None and args.lr is None:
         parser.error("--probe needs --lr")
@@ -944,7 +962,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(plan(args.table, size, args.methods, args.out, args.dataset))
         return
     if args.probe is not None:
-        print(format_probe(protocol.probe(args.probe, args.lr, args.param, args.weight_decay)))
+        print(format_probe(protocol.probe(args.probe, args.lr, args.param, args.weight_decay, args.final)))
         return
     report = protocol.table(args.table, args.methods)
     print(format_table(report))

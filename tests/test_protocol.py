@@ -480,3 +480,15 @@ def test_a_probe_rejects_what_it_cannot_score(tmp_path, capsys):
     with pytest.raises(SystemExit):
         protocol.main(["--out", str(tmp_path)])
     assert "--table (or --probe)" in capsys.readouterr().err
+
+
+def test_a_probe_with_final_runs_scores_the_test_split_like_a_row(tmp_path, capsys):
+    trainer = FakeTrainer()
+    result = _protocol(tmp_path, trainer).probe("SimCLR/paper/2", 2.4, final=True)
+    assert [(s.purpose, s.seed) for s in trainer.calls] == [("tune", 0), ("final", 0), ("final", 1)]
+    assert all(s.lr == 2.4 for s in trainer.calls)
+    expected = [0.5 + _peaked(2.4)(2.4) / 100 + seed / 1000 for seed in (0, 1)]
+    assert result["test"]["knn20"] == pytest.approx(expected)
+    line = protocol.format_probe(result)
+    assert "test split over 2 seeds: kNN k=20 50.0 ± 0.1, kNN k=200 50.0 ± 0.1, linear probe 50.0 ± 0.1" in line
+    assert capsys.readouterr().out.count("[") == 3  # one progress line per run; the replayed search is quiet
