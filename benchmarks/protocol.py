@@ -570,6 +570,8 @@ class Protocol:
         variant = _variant_from_name(variant_name).resolved()
         if not lr > 0:
             raise ValueError(f"probe: lr must be positive, got {lr!r}.")
+        if weight_decay is not None and not weight_decay >= 0:
+            raise ValueError(f"probe: weight_decay must be >= 0, got {weight_decay!r}.")
         space = METHODS[variant.method].space
         if param is None:
             param = space.default_param
@@ -895,15 +897,16 @@ def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dat
 
 def format_probe(result: Dict) -> str:
     """One line: the probed configuration's validation kNN, and the search's winner beside it."""
-    config = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in result["config"].items())
-    line = f"{result['variant']} probe {config}: val kNN {100 * result['val_knn20']:.1f}"
+    def settings(config: Dict) -> str:
+        return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()
+                         if k != "val_knn20")
+
+    line = f"{result['variant']} probe {settings(result['config'])}: val kNN {100 * result['val_knn20']:.1f}"
     chosen = result["selection"]
     if chosen is None:
         line += "; the search has not finished"
     else:
-        winner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in chosen.items()
-                           if k != "val_knn20")
-        line += f"; the search's winner {winner}: val kNN {100 * chosen['val_knn20']:.1f}"
+        line += f"; the search's winner {settings(chosen)}: val kNN {100 * chosen['val_knn20']:.1f}"
     if result.get("test"):
         figures = ", ".join(f"{name} {_pct(result['test'][key])}" for key, name in
                             (("knn20", "kNN k=20"), ("knn200", "kNN k=200"), ("linear", "linear probe")))
@@ -940,6 +943,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("--probe needs --lr")
     if args.table is None and args.probe is None:
         parser.error("the following arguments are required: --table (or --probe)")
+    if args.probe is not None and args.plan:
+        parser.error("--probe trains one configuration; --plan is for a --table")
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
         return

@@ -466,7 +466,8 @@ def test_a_probe_scores_one_configuration_off_the_grid_as_a_tuning_run(tmp_path)
 
 
 def test_a_probe_rejects_what_it_cannot_score(tmp_path, capsys):
-    probing = _protocol(tmp_path, FakeTrainer())
+    untouched = FakeTrainer()
+    probing = _protocol(tmp_path, untouched)
     for name in ("BYOL/paper/2", "SimCLR", "SimCLR/mlp/2", "SimCLR/paper/x", "GroCo/paper/2+0"):
         with pytest.raises(ValueError, match=f"expected METHOD/HEAD/VIEWS .* got '{re.escape(name)}'"):
             probing.probe(name, 0.1)
@@ -474,6 +475,12 @@ def test_a_probe_rejects_what_it_cannot_score(tmp_path, capsys):
         probing.probe("SimCLR/paper/2", -0.1)
     with pytest.raises(ValueError, match="num_bins takes whole numbers, got 20.5"):
         probing.probe("S2R2/paper/4", 0.1, 20.5)
+    with pytest.raises(ValueError, match="weight_decay must be >= 0, got -1e-05"):
+        probing.probe("SimCLR/paper/2", 0.1, None, -1e-5)
+    assert untouched.calls == []  # every refusal comes before any training
+    with pytest.raises(SystemExit):
+        protocol.main(["--probe", "SimCLR/paper/2", "--lr", "0.1", "--plan", "--out", str(tmp_path)])
+    assert "--plan is for a --table" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         protocol.main(["--probe", "SimCLR/paper/2", "--out", str(tmp_path)])
     assert "--probe needs --lr" in capsys.readouterr().err
