@@ -231,8 +231,19 @@ class RunSpec:
         return f"{self.variant.replace('/', '_').replace('+', 'p')}_{self.purpose}_s{self.seed}_{digest}"
 
 
+def _figures(runs: Sequence[Dict]) -> Dict[str, List[float]]:
+    """Each test figure of the final runs, one value per seed."""
+    return {k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")}
+
+
 def _variant_from_name(name: str) -> Variant:
-    method, head, views = name.split("/")
+    """'SimCLR/paper/4' -> Variant; a malformed name raises, naming what a variant name is made of."""
+    parts = name.split("/")
+    if (len(parts) != 3 or parts[0] not in METHODS or parts[1] not in ("paper", "common")
+            or not all(v.isdigit() and int(v) > 0 for v in parts[2].split("+"))):
+        raise ValueError(f"expected METHOD/HEAD/VIEWS with METHOD one of {sorted(METHODS)}, HEAD 'paper' or "
+                         f"'common' and VIEWS a count or 'GLOBAL+SMALL' (e.g. 'SimCLR/paper/4'), got {name!r}.")
+    method, head, views = parts
     return Variant(method, head, views)
 
 
@@ -548,6 +559,10 @@ class Protocol:
                       lambda config: self._run(self._spec(variant, config, 0, "tune"))["val_knn20"],
                       max_widen=self.size.max_widen)
 
+    def _final_runs(self, trained: Variant, config: Dict) -> List[Dict]:
+        """The configuration trained on the whole training split with each of the size's seeds, test-scored."""
+        return [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
+
     def probe(self, variant_name: str, lr: float, param=None, weight_decay: Optional[float] = None,
               final: bool = False) -> Dict:
         """Score one configuration the search did not reach, exactly as a tuning run (validation kNN, seed 0).
@@ -561,12 +576,6 @@ class Protocol:
         search's winner and its validation score when the search has finished, else None;
         ``test`` maps each figure (knn20, knn200, linear, erank) to its per-seed values, or is None.
         """
-        parts = variant_name.split("/")
-        if (len(parts) != 3 or parts[0] not in METHODS or parts[1] not in ("paper", "common")
-                or not all(v.isdigit() and int(v) > 0 for v in parts[2].split("+"))):
-            raise ValueError(f"probe: expected METHOD/HEAD/VIEWS with METHOD one of {sorted(METHODS)}, HEAD "
-                             f"'paper' or 'common' and VIEWS a count or 'GLOBAL+SMALL' (e.g. 'SimCLR/paper/4'), "
-                             f"got {variant_name!r}.")
         variant = _variant_from_name(variant_name).resolved()
         if not lr > 0:
             raise ValueError(f"probe: lr must be positive, got {lr!r}.")
@@ -575,6 +584,8 @@ class Protocol:
         space = METHODS[variant.method].space
         if param is None:
             param = space.default_param
+        elif not param > 0:  # temperature, steepness and bins are all positive
+            raise ValueError(f"probe: {space.param_name} must be positive, got {param!r}.")
         elif isinstance(space.default_param, int):
             if float(param) != int(param):
                 raise ValueError(f"probe: {space.param_name} takes whole numbers, got {param!r}.")
@@ -585,8 +596,7 @@ class Protocol:
         score = self._run(self._spec(trained, config, 0, "tune"))["val_knn20"]
         test = None
         if final:
-            runs = [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
-            test = {k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")}
+            test = _figures(self._final_runs(trained, config))
         finished_only, progress = self.finished_only, self.progress
         self.finished_only, self.progress = True, Progress(0, log=lambda msg: None)  # replay the search quietly
         try:
@@ -606,7 +616,7 @@ class Protocol:
         chosen = self.tune(trained)
         config = {"lr": chosen.lr, METHODS[variant.method].space.param_name: chosen.param,
                   "weight_decay": chosen.weight_decay}
-        runs = [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
+        runs = self._final_runs(trained, config)
         return {
             "variant": variant.name, "runs_of": trained.name, "method": variant.method, "head": variant.head,
             "views": variant.views,
@@ -619,7 +629,7 @@ class Protocol:
                           "weight_decay_grid": chosen.weight_decay_grid,
                           "param_grid": chosen.param_grid,
                           "edges": chosen.edges, "trials": chosen.trials},
-            **{k: [r[k] for r in runs] for k in ("knn20", "knn200", "linear", "erank")},
+            **_figures(runs),
             "curves": [r["curve"] for r in runs],
             "s_per_step": statistics.median(r["s_per_step"] for r in runs),
             "train_seconds": statistics.mean(r["train_seconds"] for r in runs),

@@ -475,6 +475,8 @@ def test_a_probe_rejects_what_it_cannot_score(tmp_path, capsys):
         probing.probe("SimCLR/paper/2", -0.1)
     with pytest.raises(ValueError, match="num_bins takes whole numbers, got 20.5"):
         probing.probe("S2R2/paper/4", 0.1, 20.5)
+    with pytest.raises(ValueError, match="temperature must be positive, got -0.2"):
+        probing.probe("SimCLR/paper/2", 0.1, -0.2)
     with pytest.raises(ValueError, match="weight_decay must be >= 0, got -1e-05"):
         probing.probe("SimCLR/paper/2", 0.1, None, -1e-5)
     assert untouched.calls == []  # every refusal comes before any training
