@@ -184,6 +184,22 @@ TABLES: Dict[str, List[Variant]] = {
     "s2r2_views": [Variant("S2R2", "paper", v) for v in ("2", "4", "8", "16")],
 }
 
+
+def table_variants(table: str, methods: Optional[Sequence[str]] = None,
+                   views: Optional[Sequence[str]] = None) -> List[Variant]:
+    """The rows of ``table``, restricted to ``methods`` and to ``views`` (as written in a row's name: '16', '2+4').
+
+    Raises ValueError when the restriction leaves no row, so a mistyped filter cannot pass for a finished table.
+    """
+    rows = [v.resolved() for v in TABLES[table]
+            if (methods is None or v.method in methods) and (views is None or v.resolved().views in views)]
+    if not rows:
+        offered = sorted({v.resolved().views for v in TABLES[table] if methods is None or v.method in methods},
+                         key=lambda views: sum(int(n) for n in views.split("+")))
+        raise ValueError(f"table {table!r} has no row with methods={list(methods) if methods else 'any'} and "
+                         f"views={list(views) if views else 'any'}; its view counts are {offered}")
+    return rows
+
 # ----------------------------------------------------------------------------- sizes
 
 
@@ -636,8 +652,9 @@ class Protocol:
             "seeds": list(self.size.seeds), "epochs": self.size.epochs,
         }
 
-    def table(self, name: str, methods: Optional[Sequence[str]] = None) -> Dict:
-        variants = [v for v in TABLES[name] if methods is None or v.method in methods]
+    def table(self, name: str, methods: Optional[Sequence[str]] = None,
+              views: Optional[Sequence[str]] = None) -> Dict:
+        variants = table_variants(name, methods, views)
         self.progress = Progress(planned_runs(variants, self.size))
         summaries, not_run = {}, []
         for variant in variants:
@@ -797,11 +814,11 @@ def write_claims(out: str, dataset: str) -> str:
     return text
 
 
-def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[str]], epochs: int = 2) -> None:
+def measure_cost(protocol: "Protocol", table: str, methods: Optional[Sequence[str]], epochs: int = 2,
+                 views: Optional[Sequence[str]] = None) -> None:
     """Train each variant of ``table`` once for ``epochs`` on the whole training split (recipe defaults, seed 0),
     so that ``plan`` can extrapolate its cost from the seconds per step measured there."""
-    variants = [protocol._training_variant(v.resolved()) for v in TABLES[table]
-                if methods is None or v.method in methods]
+    variants = [protocol._training_variant(v) for v in table_variants(table, methods, views)]
     protocol.progress = Progress(len(variants))
     for variant in variants:
         space = METHODS[variant.method].space
@@ -870,14 +887,15 @@ def _view_count(name: str) -> int:
     return sum(int(v) for v in name.rsplit("/", 1)[1].split("+"))
 
 
-def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dataset: str) -> str:
+def plan(table: str, size: Size, methods: Optional[Sequence[str]], out: str, dataset: str,
+         views: Optional[Sequence[str]] = None) -> str:
     """The runs a table needs (a lower bound) and their training time, from the s/step of finished runs.
 
     Seconds per step come from the ``--measure`` runs (whole training split) where they
     exist, else from any finished run of the variant; the estimate counts training
     steps only (not model building or the kNN evaluations), so it is a lower bound too.
     """
-    variants = [v for v in TABLES[table] if methods is None or v.method in methods]
+    variants = table_variants(table, methods, views)
     measured = _seconds_per_step(out, dataset)
     train_size = DATASETS[dataset].train_size
     if train_size is None:
@@ -930,6 +948,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--dataset", default="digits", choices=list(DATASETS))
     parser.add_argument("--size", default="default", choices=list(SIZES))
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="only these methods' rows")
+    parser.add_argument("--views", nargs="+", metavar="VIEWS",
+                        help="only the rows with these views, as in a row's name (16, 2+4): a table's rows can "
+                             "then train in parallel processes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
     parser.add_argument("--measure", action="store_true",
@@ -955,6 +976,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("the following arguments are required: --table (or --probe)")
     if args.probe is not None and args.plan:
         parser.error("--probe trains one configuration; --plan is for a --table")
+    if args.views is not None and args.table not in TABLES:
+        parser.error("--views picks rows of a training table (not --probe, claims or costs)")
+    if args.table in TABLES:
+        try:
+            table_variants(args.table, args.methods, args.views)
+        except ValueError as error:
+            parser.error(str(error))
     if args.table == "claims":
         print(write_claims(args.out, args.dataset))
         return
@@ -963,7 +991,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     size = SIZES[args.size] if not args.seeds else replace(SIZES[args.size], seeds=tuple(args.seeds))
     if args.plan and not args.measure:
-        print(plan(args.table, size, args.methods, args.out, args.dataset))
+        print(plan(args.table, size, args.methods, args.out, args.dataset, args.views))
         return
     if args.device == "cpu":  # mmengine's Runner would otherwise train on a visible GPU
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -973,13 +1001,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     torch.set_flush_denormal(True)
     protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device, finished_only=args.finished_only)
     if args.plan:
-        measure_cost(protocol, args.table, args.methods)
-        print(plan(args.table, size, args.methods, args.out, args.dataset))
+        measure_cost(protocol, args.table, args.methods, views=args.views)
+        print(plan(args.table, size, args.methods, args.out, args.dataset, args.views))
         return
     if args.probe is not None:
         print(format_probe(protocol.probe(args.probe, args.lr, args.param, args.weight_decay, args.final)))
         return
-    report = protocol.table(args.table, args.methods)
+    report = protocol.table(args.table, args.methods, args.views)
     print(format_table(report))
     print(f"trained {protocol.progress.trained} runs, skipped {protocol.progress.done - protocol.progress.trained} "
           f"finished before; results in {protocol.out}")

@@ -501,3 +501,30 @@ def test_a_probe_with_final_runs_scores_the_test_split_like_a_row(tmp_path, caps
     line = protocol.format_probe(result)
     assert "test split over 2 seeds: kNN k=20 50.0 ± 0.1, kNN k=200 50.0 ± 0.1, linear probe 50.0 ± 0.1" in line
     assert capsys.readouterr().out.count("[") == 3  # one progress line per run; the replayed search is quiet
+
+
+def test_views_option_trains_only_those_rows_so_rows_can_run_in_parallel(tmp_path):
+    sixteen = FakeTrainer()
+    report = _protocol(tmp_path, sixteen).table("s2r2_views", views=["16"])
+    assert list(report["variants"]) == ["S2R2/paper/16"]
+    assert {s.variant for s in sixteen.calls} == {"S2R2/paper/16"}
+    two = FakeTrainer()
+    _protocol(tmp_path, two).table("s2r2_views", views=["2"])
+    assert {s.variant for s in two.calls} == {"S2R2/paper/2"}
+    whole = _protocol(tmp_path, FakeTrainer(), finished_only=True).table("s2r2_views")
+    assert list(whole["variants"]) == ["S2R2/paper/2", "S2R2/paper/16"]
+    assert whole["not_run"] == ["S2R2/paper/4", "S2R2/paper/8"]
+    assert [v.name for v in protocol.table_variants("multicrop", views=["2+4"])] == ["GroCo/paper/2+4"]
+    # A recipe's own view count matches too (the main table's rows name no views).
+    assert [v.name for v in protocol.table_variants("main", ["S2R2"], ["4"])] == ["S2R2/paper/4"]
+
+
+def test_a_filter_that_leaves_no_row_is_refused_before_any_work(capsys):
+    with pytest.raises(ValueError, match=r"no row with methods=\['SimCLR'\] and views=\['16'\].*\['2', '4'\]"):
+        protocol.table_variants("views", ["SimCLR"], ["16"])
+    with pytest.raises(SystemExit):
+        protocol.main(["--table", "s2r2_views", "--views", "3", "--plan"])
+    assert "view counts are ['2', '4', '8', '16']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        protocol.main(["--table", "claims", "--views", "4"])
+    assert "--views picks rows of a training table" in capsys.readouterr().err
