@@ -14,7 +14,8 @@ and a re-run skips it):
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
     python benchmarks/protocol.py --table views --finished-only  # a table from the finished runs only
     python benchmarks/protocol.py --probe SimCLR/paper/4 --lr 0.01  # one configuration off the grid
-    options: --dataset digits|two_digits, --methods ..., --device cuda, --out DIR
+    options: --dataset digits|two_digits, --methods ..., --views 16 ..., --device cuda, --out DIR,
+             --jobs N (train a grid's runs and a row's seeds in N processes; same selection)
 
 For every variant (method x head x views): the same hyper-parameter search
 (``protocol_tuning.select``: a learning-rate grid of >= 4 values spaced x2, widened
@@ -39,6 +40,7 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -453,6 +455,7 @@ class Progress:
     trained: int = 0
     trained_seconds: float = 0.0
     log: Callable[[str], None] = field(default=lambda msg: print(msg, flush=True))
+    jobs: int = 1  # runs trained side by side: the ETA divides by it
 
     def record(self, spec: RunSpec, seconds: Optional[float], score: float) -> None:
         self.done += 1
@@ -462,7 +465,7 @@ class Progress:
             self.trained_seconds += seconds
         eta = "?"
         if self.trained:
-            left = (self.planned - self.done) * self.trained_seconds / self.trained
+            left = (self.planned - self.done) * self.trained_seconds / self.trained / self.jobs
             eta = str(datetime.timedelta(seconds=round(left)))
         how = "skipped (done before)" if seconds is None else f"{seconds:.0f} s"
         self.log(f"[{self.done}/>={self.planned}] {spec.variant} {spec.purpose} lr={spec.lr:g} "
@@ -512,6 +515,28 @@ class NotFinished(Exception):
     """Raised in ``finished_only`` mode where a run would have to be trained."""
 
 
+def _process_pool(workers: int) -> Executor:
+    # spawn, not fork: a forked child of a process that has run torch can hang in OpenMP or CUDA.
+    import multiprocessing
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_prepare_worker)
+
+
+def _prepare_worker() -> None:
+    import torch
+
+    torch.set_flush_denormal(True)  # as main() does: subnormal floats slow CPU back-propagation ~10x
+
+
+def _train_and_store(store_root: str, spec: RunSpec, dataset_name: str, data: Dict,
+                     fit_val: Tuple[List[int], List[int]], work_root: str, trainer: Callable) -> float:
+    """Train one run in a worker of ``--jobs`` and store it as the sequential path would; its seconds."""
+    dataset = DATASETS[dataset_name]  # by name: a DatasetSpec holds lambdas, which do not pickle
+    result = RunStore(store_root).cached(spec.run_id, lambda: trainer(spec, dataset, data, fit_val, work_root))
+    return result["train_seconds"]
+
+
 class Protocol:
     """Tunes and trains the variants of a table on one data set, resumably.
 
@@ -520,9 +545,14 @@ class Protocol:
     """
 
     def __init__(self, dataset: DatasetSpec, size: Size, out: str, device: str = "cpu",
-                 trainer: Callable = train_run, data: Optional[Dict] = None, finished_only: bool = False) -> None:
+                 trainer: Callable = train_run, data: Optional[Dict] = None, finished_only: bool = False,
+                 jobs: int = 1, executor: Callable[[int], Executor] = _process_pool) -> None:
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"jobs must be a whole number >= 1 (runs trained side by side), got {jobs!r}.")
         self.dataset, self.size, self.device, self.trainer = dataset, size, device, trainer
         self.finished_only = finished_only
+        self.jobs, self.executor = jobs, executor
+        self._trained_aside: Dict[str, float] = {}  # run id -> seconds, for runs a worker trained
         self.out = os.path.join(out, dataset.name)
         check_one_budget(self.out, size.epochs)
         self.store = RunStore(os.path.join(self.out, "runs"))
@@ -532,7 +562,7 @@ class Protocol:
         if size.train_subset:
             train_y = train_y[: size.train_subset]
         self.fit_val = tuning_split(train_y)
-        self.progress = Progress(0)
+        self.progress = Progress(0, jobs=jobs)
 
     def _run(self, spec: RunSpec) -> Dict:
         result = self.store.get(spec.run_id)
@@ -543,9 +573,26 @@ class Protocol:
                                                                          self.fit_val, self.work_root))
             seconds = result["train_seconds"]
         else:
-            seconds = None
+            seconds = self._trained_aside.pop(spec.run_id, None)
         self.progress.record(spec, seconds, result.get("val_knn20", result.get("knn20", float("nan"))))
         return result
+
+    def _train_side_by_side(self, specs: Sequence[RunSpec]) -> None:
+        """Train the runs of ``specs`` not stored yet in up to ``jobs`` worker processes.
+
+        Nothing to do with one job, one missing run, or ``finished_only``: ``_run`` then
+        trains (or refuses) them one by one. A run that fails in a worker raises here once
+        the others have finished and been stored.
+        """
+        missing = [spec for spec in specs if self.store.get(spec.run_id) is None]
+        if self.finished_only or self.jobs < 2 or len(missing) < 2:
+            return
+        with self.executor(min(self.jobs, len(missing))) as pool:
+            futures = {spec.run_id: pool.submit(_train_and_store, self.store.root, spec, self.dataset.name,
+                                                self._data_for(spec), self.fit_val, self.work_root, self.trainer)
+                       for spec in missing}
+            for run_id, future in futures.items():
+                self._trained_aside[run_id] = future.result()
 
     def _data_for(self, spec: RunSpec) -> Dict:
         """Tuning runs get the training split only: selection cannot see the test split."""
@@ -573,11 +620,15 @@ class Protocol:
         method = METHODS[variant.method]
         return select(search_space(method, self.size),
                       lambda config: self._run(self._spec(variant, config, 0, "tune"))["val_knn20"],
-                      max_widen=self.size.max_widen)
+                      max_widen=self.size.max_widen,
+                      prefetch=lambda configs: self._train_side_by_side(
+                          [self._spec(variant, config, 0, "tune") for config in configs]))
 
     def _final_runs(self, trained: Variant, config: Dict) -> List[Dict]:
         """The configuration trained on the whole training split with each of the size's seeds, test-scored."""
-        return [self._run(self._spec(trained, config, seed, "final")) for seed in self.size.seeds]
+        specs = [self._spec(trained, config, seed, "final") for seed in self.size.seeds]
+        self._train_side_by_side(specs)
+        return [self._run(spec) for spec in specs]
 
     def probe(self, variant_name: str, lr: float, param=None, weight_decay: Optional[float] = None,
               final: bool = False) -> Dict:
@@ -655,7 +706,7 @@ class Protocol:
     def table(self, name: str, methods: Optional[Sequence[str]] = None,
               views: Optional[Sequence[str]] = None) -> Dict:
         variants = table_variants(name, methods, views)
-        self.progress = Progress(planned_runs(variants, self.size))
+        self.progress = Progress(planned_runs(variants, self.size), jobs=self.jobs)
         summaries, not_run = {}, []
         for variant in variants:
             try:
@@ -952,6 +1003,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="only the rows with these views, as in a row's name (16, 2+4): a table's rows can "
                              "then train in parallel processes")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="train up to this many runs side by side (the learning rates of one grid, the seeds "
+                             "of a row) in worker processes; the selection is the same as with 1")
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
     parser.add_argument("--measure", action="store_true",
                         help="with --plan: first train each variant 2 epochs to measure its s/step")
@@ -976,6 +1030,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error("the following arguments are required: --table (or --probe)")
     if args.probe is not None and args.plan:
         parser.error("--probe trains one configuration; --plan is for a --table")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.views is not None and args.table not in TABLES:
         parser.error("--views picks rows of a training table (not --probe, claims or costs)")
     if args.table in TABLES:
@@ -999,7 +1055,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     # As rankssl.mm does for training: subnormal floats slow CPU back-propagation ~10x.
     torch.set_flush_denormal(True)
-    protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device, finished_only=args.finished_only)
+    protocol = Protocol(DATASETS[args.dataset], size, args.out, args.device, finished_only=args.finished_only,
+                        jobs=args.jobs)
     if args.plan:
         measure_cost(protocol, args.table, args.methods, views=args.views)
         print(plan(args.table, size, args.methods, args.out, args.dataset, args.views))

@@ -95,29 +95,34 @@ def edge_position(winner, values: Sequence) -> str:
     return "inside"
 
 
-def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen: int = 3
-            ) -> Tuple[float, Dict[float, float], str]:
+def bracket(score: Callable[[float], float], initial: Sequence[float], max_widen: int = 3,
+            prefetch: Optional[Callable[[List[float]], None]] = None) -> Tuple[float, Dict[float, float], str]:
     """Score the rates of ``initial``; extend the grid x2 beyond the edge the winner sits on until it is inside.
 
     Returns the winner, the score of every rate tried, and the winner's position
     ('inside' unless ``max_widen`` extensions did not suffice).
     """
-    return widen_past_edges(score, initial, factor=2.0, max_widen=max_widen, stop_on_tie=False)
+    return widen_past_edges(score, initial, factor=2.0, max_widen=max_widen, stop_on_tie=False, prefetch=prefetch)
 
 
 def widen_past_edges(score: Callable[[float], float], initial: Sequence[float], factor: Optional[float] = 10.0,
-                     max_widen: int = 3, stop_on_tie: bool = True) -> Tuple[float, Dict[float, float], str]:
+                     max_widen: int = 3, stop_on_tie: bool = True,
+                     prefetch: Optional[Callable[[List[float]], None]] = None) -> Tuple[float, Dict[float, float], str]:
     """Score ``initial``; while the winner sits on an edge, add one value ``factor`` beyond that edge.
 
     ``factor=None`` steps by the grid's own outermost ratio at that edge (0.2, 0.5, ... -> 0.08;
     bins 20, 40, ... -> 10); a grid of integers stays integer and stops at 1. With
     ``stop_on_tie``, a winner tied with its neighbour ends the search as 'flat edge': the
     scores give no reason to look further out. Returns the winner (a tie goes to the smaller
-    value), every score, and the winner's position.
+    value), every score, and the winner's position. ``prefetch(values)``, when given, is first
+    handed all the values of a round that are about to be scored, so that a caller can train
+    them side by side; the search itself, and so its result, does not change.
     """
     scores: Dict[float, float] = {}
     pending = sorted(initial)
     for _ in range(max_widen + 1):
+        if prefetch is not None:
+            prefetch([value for value in pending if value not in scores])
         for value in pending:
             if value not in scores:
                 scores[value] = score(value)
@@ -147,28 +152,45 @@ def _one_step_beyond(ordered: Sequence, lower: bool, factor: Optional[float]):
     return float(f"{beyond:.12g}")
 
 
-def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4, max_widen: int = 3) -> Selection:
-    """Coordinate search of learning rate, main parameter and weight decay (module docstring)."""
+def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4, max_widen: int = 3,
+           prefetch: Optional[Callable[[List[Dict]], None]] = None) -> Selection:
+    """Coordinate search of learning rate, main parameter and weight decay (module docstring).
+
+    ``prefetch(configs)``, when given, receives each round's configurations not scored yet
+    before ``score`` is called on them one by one (a round: a grid, or one value beyond an
+    edge), so that they can be trained in parallel; the selection does not depend on it.
+    """
     if lr_steps < 4:
         raise ValueError(f"lr_steps must be >= 4 (the protocol's smallest grid), got {lr_steps}.")
     cache: Dict[Tuple, float] = {}
     trials: List[Dict] = []
 
+    def config(lr: float, param, weight_decay: float) -> Dict:
+        return {"lr": lr, space.param_name: param, "weight_decay": weight_decay}
+
     def trial(lr: float, param, weight_decay: float) -> float:
         key = (lr, param, weight_decay)
         if key not in cache:
-            config = {"lr": lr, space.param_name: param, "weight_decay": weight_decay}
-            cache[key] = score(config)
-            trials.append({**config, "score": cache[key]})
+            cache[key] = score(config(*key))
+            trials.append({**config(*key), "score": cache[key]})
         return cache[key]
 
+    def ahead(make_key: Callable[[object], Tuple]) -> Optional[Callable[[List], None]]:
+        if prefetch is None:
+            return None
+        return lambda values: prefetch([config(*make_key(v)) for v in values if make_key(v) not in cache])
+
     param, weight_decay = space.default_param, space.default_weight_decay
-    lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen)
+    lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen,
+                       ahead(lambda r: (r, param, weight_decay)))
     param, param_scores, param_position = widen_past_edges(
-        lambda p: trial(lr, p, weight_decay), space.param_values, None, max_widen)
+        lambda p: trial(lr, p, weight_decay), space.param_values, None, max_widen,
+        prefetch=ahead(lambda p: (lr, p, weight_decay)))
     weight_decay, decay_scores, decay_position = widen_past_edges(
-        lambda w: trial(lr, param, w), space.weight_decays, 10.0, max_widen)
-    lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen)
+        lambda w: trial(lr, param, w), space.weight_decays, 10.0, max_widen,
+        prefetch=ahead(lambda w: (lr, param, w)))
+    lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen,
+                                         ahead(lambda r: (r, param, weight_decay)))
     return Selection(
         lr=lr, param=param, weight_decay=weight_decay, score=cache[(lr, param, weight_decay)],
         lr_grid=sorted(lr_scores), lr_position=lr_position,

@@ -318,7 +318,7 @@ def test_protocol_small_runs_resumes_and_writes_its_tables(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         return result.stdout
 
-    first = run("--table", "main", "--size", "small", "--methods", "SimCLR")
+    first = run("--table", "main", "--size", "small", "--methods", "SimCLR", "--jobs", "2")  # worker processes
     assert "| SimCLR/paper/2 | no |" in first and "| raw pixels |" in first and "ETA" in first
     root = tmp_path / "digits"
     runs = sorted(p.name for p in (root / "runs").iterdir())
@@ -528,3 +528,98 @@ def test_a_filter_that_leaves_no_row_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
         protocol.main(["--table", "claims", "--views", "4"])
     assert "--views picks rows of a training table" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- runs side by side (--jobs)
+
+
+def test_prefetch_gets_each_rounds_unscored_configs_and_leaves_the_selection_alone():
+    space = SearchSpace(0.3, "temperature", (0.1, 0.2, 0.5), 0.2, (1e-6, 1e-5, 1e-4), 1e-6)
+
+    def score(config):
+        return _peaked(0.3 / 8)(config["lr"]) - abs(config["temperature"] - 0.1) - config["weight_decay"]
+
+    rounds = []
+    ahead = select(space, score, prefetch=rounds.append)
+    alone = select(space, score)
+    assert ahead == alone
+    assert [c["lr"] for c in rounds[0]] == [0.075, 0.15, 0.3, 0.6]  # the first grid, handed over at once
+    assert [c["lr"] for c in rounds[1]] == [0.0375]  # then one value beyond the lower edge
+    scored = [{k: t[k] for k in ("lr", "temperature", "weight_decay")} for t in alone.trials]
+    handed = [config for batch in rounds for config in batch]
+    assert handed == scored  # every configuration once, in the order scored, none already scored
+
+
+def _instant_trainer(spec, dataset, data, fit_val, work_root):
+    """A picklable stand-in for train_run (a worker process must import it)."""
+    return FakeTrainer()(spec, dataset, data, fit_val, work_root)
+
+
+class RecordingPool:
+    """An executor factory on threads that records how many runs each pool was handed."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, workers):
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool, batches = ThreadPoolExecutor(workers), self.batches
+        batches.append(0)
+
+        class Counting:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                pool.shutdown(wait=True)
+
+            def submit(self, fn, *args):
+                batches[-1] += 1
+                return pool.submit(fn, *args)
+
+        return Counting()
+
+
+def test_jobs_train_a_grid_side_by_side_and_give_the_same_table(tmp_path):
+    alone = _protocol(tmp_path / "alone", FakeTrainer()).table("views", methods=["SimCLR"], views=["2"])
+    pools, logged = RecordingPool(), []
+    parallel = _protocol(tmp_path / "jobs", FakeTrainer(), jobs=3, executor=pools)
+    parallel.progress.log = logged.append
+    report = parallel.table("views", methods=["SimCLR"], views=["2"])
+    assert report["variants"] == alone["variants"]
+    assert pools.batches[0] == 4  # the first learning-rate grid at once
+    assert pools.batches[-1] == 2  # the two seeds of the row
+    runs = sorted(os.listdir(tmp_path / "jobs" / "digits" / "runs"))
+    assert runs == sorted(os.listdir(tmp_path / "alone" / "digits" / "runs"))
+    assert parallel.progress.trained == len(runs)  # runs trained by workers count as trained, not skipped
+
+
+def test_jobs_in_real_worker_processes_store_every_run(tmp_path):
+    report = _protocol(tmp_path, _instant_trainer, jobs=2).table("views", methods=["SimCLR"], views=["2"])
+    again = FakeTrainer()
+    assert _protocol(tmp_path, again).table("views", methods=["SimCLR"], views=["2"]) == report
+    assert again.calls == []  # the workers stored every run where a sequential run finds it
+
+
+def test_a_run_failing_in_a_worker_raises_after_the_others_are_stored(tmp_path):
+    def flaky(spec, dataset, data, fit_val, work_root):
+        if spec.lr == 0.15:
+            raise RuntimeError("out of memory")
+        return FakeTrainer()(spec, dataset, data, fit_val, work_root)
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        _protocol(tmp_path, flaky, jobs=4, executor=RecordingPool()).table("views", methods=["SimCLR"], views=["2"])
+    assert len(os.listdir(tmp_path / "digits" / "runs")) == 3  # the grid's three other rates
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_jobs_must_be_a_positive_whole_number(tmp_path, jobs):
+    with pytest.raises(ValueError, match="jobs must be a whole number >= 1"):
+        _protocol(tmp_path, FakeTrainer(), jobs=jobs)
+
+
+def test_jobs_option_is_checked_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        protocol.main(["--table", "main", "--jobs", "0"])
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
