@@ -786,11 +786,17 @@ def _widened(grid: Optional[Sequence[float]]) -> str:
     return f" (of {', '.join(f'{v:g}' for v in grid)})" if grid and len(grid) > 3 else ""
 
 
+def _search_extent(selection: Dict) -> str:
+    """How far the search went: its runs and every learning rate any of them used ('lr grid' is the last bracket)."""
+    rates = [trial["lr"] for trial in selection["trials"]]
+    return f"{len(rates)} runs, lr {min(rates):g}-{max(rates):g}"
+
+
 def format_table(report: Dict) -> str:
     """The table's markdown: accuracy, step cost, and the tuning record (grid, winners, edges)."""
-    size = report["size"]
+    size, seeds = report["size"], tuple(report["size"]["seeds"])  # a tuple, also when read back from JSON
     lines = [f"`{report['dataset']}`, table `{report['table']}`: {size['epochs']} epochs, batch 256 images, seeds "
-             f"{size['seeds']}, test split scored only after selection; {report['device']}; {report['date']}", "",
+             f"{seeds}, test split scored only after selection; {report['device']}; {report['date']}", "",
              "| variant | labels | kNN k=20 | kNN k=200 | linear probe | eff. rank | s/step | step vs first row |",
              "|---|---|---|---|---|---|---|---|"]
     first = None
@@ -802,13 +808,15 @@ def format_table(report: Dict) -> str:
     for name, scores in report["baselines"].items():
         lines.append(f"| {name} | no | {100 * scores['knn20']:.1f} | {100 * scores['knn200']:.1f} | "
                      f"{100 * scores['linear']:.1f} | - | - | - |")
-    lines += ["", "Selection (validation kNN on 20% of the training split; **bold** = winner on an edge of its grid):",
-              "", "| variant | lr grid | lr | where | parameter | where | weight decay | where | val kNN |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "Selection (validation kNN on 20% of the training split; search: its runs and every rate they used, "
+              "lr grid: the last bracket, at the chosen parameter and weight decay; **bold** = winner on an edge of "
+              "its grid):",
+              "", "| variant | search | lr grid | lr | where | parameter | where | weight decay | where | val kNN |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in report["variants"].items():
         sel = s["selection"]
         grid = ", ".join(f"{lr:g}" for lr in sel["lr_grid"])
-        lines.append(f"| {name} | {grid} | {sel['lr']:g} | {_where(sel['lr_position'])} | "
+        lines.append(f"| {name} | {_search_extent(sel)} | {grid} | {sel['lr']:g} | {_where(sel['lr_position'])} | "
                      f"{_param(sel)} | {_where(sel['param_position'])} | "
                      f"{_decay(sel)} | {_where(sel['weight_decay_position'])} | "
                      f"{100 * sel['val_knn20']:.1f} |")

@@ -623,3 +623,12 @@ def test_jobs_option_is_checked_before_any_work(capsys):
     with pytest.raises(SystemExit):
         protocol.main(["--table", "main", "--jobs", "0"])
     assert "--jobs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_selection_table_shows_how_far_the_search_went(tmp_path):
+    report = _protocol(tmp_path, FakeTrainer()).table("views", methods=["SimCLR"], views=["2"])
+    selection = report["variants"]["SimCLR/paper/2"]["selection"]
+    rates = [t["lr"] for t in selection["trials"]]
+    assert max(rates) > max(selection["lr_grid"])  # the first grid reached a rate the last bracket left out
+    rows = [line for line in protocol.format_table(report).splitlines() if line.startswith("| SimCLR/paper/2 | ")]
+    assert rows[1].startswith(f"| SimCLR/paper/2 | {len(rates)} runs, lr {min(rates):g}-{max(rates):g} | ")
