@@ -587,7 +587,11 @@ class Protocol:
         missing = [spec for spec in specs if self.store.get(spec.run_id) is None]
         if self.finished_only or self.jobs < 2 or len(missing) < 2:
             return
-        with self.executor(min(self.jobs, len(missing))) as pool:
+        workers = min(self.jobs, len(missing))
+        self.progress.log(f"training {len(missing)} runs side by side in {workers} processes: "
+                          + "; ".join(f"{s.variant} {s.purpose} lr={s.lr:g} param={s.param} wd={s.weight_decay:g} "
+                                      f"seed={s.seed}" for s in missing))
+        with self.executor(workers) as pool:
             futures = {spec.run_id: pool.submit(_train_and_store, self.store.root, spec, self.dataset.name,
                                                 self._data_for(spec), self.fit_val, self.work_root, self.trainer)
                        for spec in missing}

@@ -581,11 +581,11 @@ class RecordingPool:
         return Counting()
 
 
-def test_jobs_train_a_grid_side_by_side_and_give_the_same_table(tmp_path):
+def test_jobs_train_a_grid_side_by_side_and_give_the_same_table(tmp_path, capsys):
     alone = _protocol(tmp_path / "alone", FakeTrainer()).table("views", methods=["SimCLR"], views=["2"])
-    pools, logged = RecordingPool(), []
+    pools = RecordingPool()
     parallel = _protocol(tmp_path / "jobs", FakeTrainer(), jobs=3, executor=pools)
-    parallel.progress.log = logged.append
+    capsys.readouterr()
     report = parallel.table("views", methods=["SimCLR"], views=["2"])
     assert report["variants"] == alone["variants"]
     assert pools.batches[0] == 4  # the first learning-rate grid at once
@@ -593,6 +593,8 @@ def test_jobs_train_a_grid_side_by_side_and_give_the_same_table(tmp_path):
     runs = sorted(os.listdir(tmp_path / "jobs" / "digits" / "runs"))
     assert runs == sorted(os.listdir(tmp_path / "alone" / "digits" / "runs"))
     assert parallel.progress.trained == len(runs)  # runs trained by workers count as trained, not skipped
+    first = capsys.readouterr().out.splitlines()[0]  # a line before the workers start: the progress is visible
+    assert first.startswith("training 4 runs side by side in 3 processes: SimCLR/paper/2 tune lr=0.075 ")
 
 
 def test_jobs_in_real_worker_processes_store_every_run(tmp_path):
