@@ -524,9 +524,13 @@ def _process_pool(workers: int) -> Executor:
 
 
 def _prepare_worker() -> None:
+    import multiprocessing
+
     import torch
 
     torch.set_flush_denormal(True)  # as main() does: subnormal floats slow CPU back-propagation ~10x
+    # mmengine's Runner sets 'fork' in every process it starts in, and warns where it finds 'spawn'.
+    multiprocessing.set_start_method("fork", force=True)
 
 
 def _train_and_store(store_root: str, spec: RunSpec, dataset_name: str, data: Dict,
