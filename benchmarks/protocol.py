@@ -1021,7 +1021,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1,
                         help="train up to this many runs side by side (the learning rates of one grid, the seeds "
-                             "of a row) in worker processes; the selection is the same as with 1")
+                             "of a row) in worker processes; the selection is the same as with 1. Each worker "
+                             "holds a whole run's memory (S2R2 at 16 views: about 6 GB)")
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
     parser.add_argument("--measure", action="store_true",
                         help="with --plan: first train each variant 2 epochs to measure its s/step")
