@@ -26,6 +26,9 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, fn: Callable, a
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        # Every rank done before any tears down: gloo aborts a rank (SIGABRT, "terminate called
+        # without an active exception") whose peer destroys the group while it is still exchanging.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
