@@ -193,11 +193,11 @@ def table_variants(table: str, methods: Optional[Sequence[str]] = None,
 
     Raises ValueError when the restriction leaves no row, so a mistyped filter cannot pass for a finished table.
     """
-    rows = [v.resolved() for v in TABLES[table]
-            if (methods is None or v.method in methods) and (views is None or v.resolved().views in views)]
+    candidates = [v.resolved() for v in TABLES[table] if methods is None or v.method in methods]
+    rows = [v for v in candidates if views is None or v.views in views]
     if not rows:
-        offered = sorted({v.resolved().views for v in TABLES[table] if methods is None or v.method in methods},
-                         key=lambda views: sum(int(n) for n in views.split("+")))
+        by_count = sorted(candidates, key=lambda v: _view_count(v.name))
+        offered = list(dict.fromkeys(v.views for v in by_count))
         raise ValueError(f"table {table!r} has no row with methods={list(methods) if methods else 'any'} and "
                          f"views={list(views) if views else 'any'}; its view counts are {offered}")
     return rows

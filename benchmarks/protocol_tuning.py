@@ -175,22 +175,21 @@ def select(space: SearchSpace, score: Callable[[Dict], float], lr_steps: int = 4
             trials.append({**config(*key), "score": cache[key]})
         return cache[key]
 
-    def ahead(make_key: Callable[[object], Tuple]) -> Optional[Callable[[List], None]]:
-        if prefetch is None:
-            return None
-        return lambda values: prefetch([config(*make_key(v)) for v in values if make_key(v) not in cache])
+    def along(make_key: Callable[[object], Tuple]) -> Dict:
+        """One coordinate of the search: ``make_key(value)`` -> (lr, param, weight_decay); its score and prefetch."""
+        ahead = None if prefetch is None else (
+            lambda values: prefetch([config(*make_key(v)) for v in values if make_key(v) not in cache]))
+        return {"score": lambda value: trial(*make_key(value)), "prefetch": ahead}
 
     param, weight_decay = space.default_param, space.default_weight_decay
-    lr, _, _ = bracket(lambda r: trial(r, param, weight_decay), lr_grid(space.base_lr, lr_steps), max_widen,
-                       ahead(lambda r: (r, param, weight_decay)))
+    lr, _, _ = bracket(initial=lr_grid(space.base_lr, lr_steps), max_widen=max_widen,
+                       **along(lambda r: (r, param, weight_decay)))
     param, param_scores, param_position = widen_past_edges(
-        lambda p: trial(lr, p, weight_decay), space.param_values, None, max_widen,
-        prefetch=ahead(lambda p: (lr, p, weight_decay)))
+        initial=space.param_values, factor=None, max_widen=max_widen, **along(lambda p: (lr, p, weight_decay)))
     weight_decay, decay_scores, decay_position = widen_past_edges(
-        lambda w: trial(lr, param, w), space.weight_decays, 10.0, max_widen,
-        prefetch=ahead(lambda w: (lr, param, w)))
-    lr, lr_scores, lr_position = bracket(lambda r: trial(r, param, weight_decay), lr_grid(lr, lr_steps), max_widen,
-                                         ahead(lambda r: (r, param, weight_decay)))
+        initial=space.weight_decays, factor=10.0, max_widen=max_widen, **along(lambda w: (lr, param, w)))
+    lr, lr_scores, lr_position = bracket(initial=lr_grid(lr, lr_steps), max_widen=max_widen,
+                                         **along(lambda r: (r, param, weight_decay)))
     return Selection(
         lr=lr, param=param, weight_decay=weight_decay, score=cache[(lr, param, weight_decay)],
         lr_grid=sorted(lr_scores), lr_position=lr_position,
