@@ -207,7 +207,7 @@ def score(model, data, probe: bool = True, save: Optional[str] = None) -> Dict[s
 
 def baselines(data: Dict[str, torch.Tensor], seeds: Sequence[int] = (0, 1, 2)) -> Dict[str, Dict[str, float]]:
     """Raw pixels and a random-init SmallCNN on the (already normalised) data, scored as the trained rows."""
-    from protocol import baseline_rows
+    from protocol_training import baseline_rows
 
     from rankssl.ops import effective_rank
 

@@ -14,6 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import protocol  # noqa: E402
+import protocol_reports  # noqa: E402
+import protocol_spec  # noqa: E402
+import protocol_training  # noqa: E402
 from protocol_claims import claims_table, verdict  # noqa: E402
 from protocol_tuning import SearchSpace, bracket, edge_position, lr_grid, select, widen_past_edges  # noqa: E402
 
@@ -77,7 +80,7 @@ def test_parameter_widening_keeps_integers_and_flags_the_limit():
     assert (fewer_is_better.param, fewer_is_better.param_position) == (5, "lower edge")
     assert fewer_is_better.edges == ["param"]
     selection = {"param_name": "num_bins", "param": 5, "param_grid": fewer_is_better.param_grid}
-    assert protocol._param(selection) == "num_bins=5 (of 5, 10, 20, 40, 80)"  # the table shows a widened grid
+    assert protocol_reports._param(selection) == "num_bins=5 (of 5, 10, 20, 40, 80)"  # the table shows a widened grid
 
     steepness = SearchSpace(3.0, "steepness", (1.0, 4.0, 16.0), 4.0)
     optimum_at_quarter = select(steepness, lambda c: _peaked(3.0)(c["lr"]) - abs(math.log2(c["steepness"]) + 2))
@@ -146,8 +149,8 @@ class FakeTrainer:
 
 
 def _protocol(tmp_path, trainer, **options):
-    size = protocol.Size(epochs=2, seeds=(0, 1), eval_every=1, param_values=1)
-    return protocol.Protocol(protocol.DATASETS["digits"], size, str(tmp_path), trainer=trainer, data=_fake_data(),
+    size = protocol_spec.Size(epochs=2, seeds=(0, 1), eval_every=1, param_values=1)
+    return protocol.Protocol(protocol_spec.DATASETS["digits"], size, str(tmp_path), trainer=trainer, data=_fake_data(),
                              **options)
 
 
@@ -185,7 +188,7 @@ def test_finished_only_writes_the_table_from_finished_runs_and_names_the_rest(tm
     report = _protocol(tmp_path, never, finished_only=True).table("views", methods=["SimCLR"])
     assert never.calls == []
     assert list(report["variants"]) == ["SimCLR/paper/2"] and report["not_run"] == ["SimCLR/paper/4"]
-    assert "Not run yet (the table was written from finished runs): SimCLR/paper/4." in protocol.format_table(report)
+    assert "Not run yet (the table was written from finished runs): SimCLR/paper/4." in protocol_reports.format_table(report)
 
 
 def test_a_cuda_table_is_written_from_finished_runs_without_a_gpu(tmp_path, monkeypatch):
@@ -198,11 +201,11 @@ def test_a_cuda_table_is_written_from_finished_runs_without_a_gpu(tmp_path, monk
 
 
 def test_run_ids_depend_on_every_field():
-    spec = protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final")
-    assert spec.run_id == protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final").run_id
-    others = [protocol.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 1, "final"),
-              protocol.RunSpec("digits", "GroCo/paper/2", 0.6, 4.0, 1e-6, 50, 0, "final"),
-              protocol.RunSpec("digits", "GroCo/common/2", 0.3, 4.0, 1e-6, 50, 0, "final")]
+    spec = protocol_spec.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final")
+    assert spec.run_id == protocol_spec.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 0, "final").run_id
+    others = [protocol_spec.RunSpec("digits", "GroCo/paper/2", 0.3, 4.0, 1e-6, 50, 1, "final"),
+              protocol_spec.RunSpec("digits", "GroCo/paper/2", 0.6, 4.0, 1e-6, 50, 0, "final"),
+              protocol_spec.RunSpec("digits", "GroCo/common/2", 0.3, 4.0, 1e-6, 50, 0, "final")]
     assert len({spec.run_id, *(o.run_id for o in others)}) == 4
 
 
@@ -210,28 +213,28 @@ def test_run_ids_depend_on_every_field():
 
 
 def test_build_config_wires_heads_views_and_the_tuning_split():
-    digits = protocol.DATASETS["digits"]
-    spec = protocol.RunSpec("digits", "GroCo/common/2+4", 0.6, 16.0, 1e-4, 3, 0, "tune")
-    cfg = protocol.build_config(spec, digits, "/tmp/unused", fit_indices=[1, 2, 3])
+    digits = protocol_spec.DATASETS["digits"]
+    spec = protocol_spec.RunSpec("digits", "GroCo/common/2+4", 0.6, 16.0, 1e-4, 3, 0, "tune")
+    cfg = protocol_training.build_config(spec, digits, "/tmp/unused", fit_indices=[1, 2, 3])
     views = cfg.train_dataloader.dataset.pipeline[0].views
     assert [v["num_views"] for v in views] == [2, 4] and views[1]["input_size"] == 16
     assert cfg.model.loss.n_positive_views == 2 and cfg.model.loss.steepness == 16.0
-    assert cfg.model.neck == protocol.COMMON_HEAD
+    assert cfg.model.neck == protocol_spec.COMMON_HEAD
     assert cfg.optim_wrapper.optimizer.lr == 0.6 and cfg.optim_wrapper.optimizer.weight_decay == 1e-4
     assert cfg.train_dataloader.dataset.indices == [1, 2, 3] and cfg.val_dataloader is None
     assert cfg.train_dataloader.batch_size == 256 and cfg.train_cfg.max_epochs == 3
 
-    final = protocol.build_config(protocol.RunSpec("digits", "S2R2/paper/8", 0.3, 20, 1e-6, 3, 1, "final"),
+    final = protocol_training.build_config(protocol_spec.RunSpec("digits", "S2R2/paper/8", 0.3, 20, 1e-6, 3, 1, "final"),
                                   digits, "/tmp/unused", fit_indices=None)
     assert final.train_dataloader.dataset.pipeline[0].views[0]["num_views"] == 8
     assert final.val_dataloader.dataset.query.split == "test" and final.model.neck.type == "MLPHead"
     with pytest.raises(ValueError, match="GroCo only"):
-        protocol.build_config(protocol.RunSpec("digits", "SimCLR/paper/2+4", 0.3, 0.2, 1e-6, 3, 0, "final"),
+        protocol_training.build_config(protocol_spec.RunSpec("digits", "SimCLR/paper/2+4", 0.3, 0.2, 1e-6, 3, 0, "final"),
                               digits, "/tmp/unused", None)
 
 
 def test_two_digits_is_one_table_entry_and_fails_clearly_without_its_module():
-    two_digits = protocol.DATASETS["two_digits"]
+    two_digits = protocol_spec.DATASETS["two_digits"]
     assert two_digits.num_classes == 100 and two_digits.mm_dataset("test")["type"] == "TwoDigitCanvas"
     from rankssl.mm import digits
 
@@ -241,9 +244,9 @@ def test_two_digits_is_one_table_entry_and_fails_clearly_without_its_module():
     from rankssl.recipes import list_recipes
 
     expected = "groco_smallcnn_1xb256-50e_two-digits"
-    assert protocol.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == (
+    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == (
         expected if expected in list_recipes() else "groco_smallcnn_1xb256-50e_digits")
-    assert protocol.recipe_for("groco_smallcnn_1xb256-50e_digits", protocol.DATASETS["digits"]) == (
+    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", protocol_spec.DATASETS["digits"]) == (
         "groco_smallcnn_1xb256-50e_digits")
 
 
@@ -273,7 +276,7 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
     root.mkdir()
     for name, variants in (("main", main), ("views", views), ("s2r2_views", s2r2_views)):
         (root / f"{name}.json").write_text(json.dumps({"variants": variants}))
-    text = protocol.write_claims(str(tmp_path), "digits")
+    text = protocol_reports.write_claims(str(tmp_path), "digits")
     assert text == (root / "claims.md").read_text()
     rows = {line.split(" | ")[0].lstrip("| "): line.rsplit(" | ", 1)[1].rstrip(" |")
             for line in text.splitlines() if line.startswith("| ") and "---" not in line}
@@ -337,8 +340,8 @@ def test_plan_extrapolates_the_measured_seconds_per_step(tmp_path):
     for i, (variant, purpose, s_step) in enumerate((("GroCo/paper/2", "cost", 0.5), ("GroCo/paper/2", "tune", 9.0))):
         (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
                                                     "s_per_step": s_step}))
-    size = protocol.SIZES["default"]
-    text = protocol.plan("multicrop", size, None, str(tmp_path), "digits")
+    size = protocol_spec.SIZES["default"]
+    text = protocol_reports.plan("multicrop", size, None, str(tmp_path), "digits")
     tuning_runs = 4 + 2 + 2  # lr grid, 2 more steepness values, 2 more weight decays
     # 50 epochs x (8 tuning runs x 4 steps of 256 of the 1,150 fit images + 3 seeds x 5 steps of 1,437 images)
     hours = 0.5 * 50 * (tuning_runs * 4 + 3 * 5) / 3600  # the 'cost' measurement wins over the tuning run's
@@ -353,7 +356,7 @@ def test_step_costs_table_reads_the_measure_runs_only(tmp_path):
                                                     ("SimCLR/paper/4", "cost", 1.0), ("S2R2/paper/8", "tune", 9.0))):
         (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
                                                     "s_per_step": s_step}))
-    text = protocol.write_step_costs(str(tmp_path), "digits")
+    text = protocol_reports.write_step_costs(str(tmp_path), "digits")
     assert text == (tmp_path / "digits" / "costs.md").read_text()
     step_table = text.split("\n\n")[1]
     rows = [line for line in step_table.splitlines() if "---" not in line][1:]
@@ -369,7 +372,7 @@ def test_step_costs_file_reports_the_search_budget_of_each_variant(tmp_path):
     for i, (variant, purpose, seconds) in enumerate(specs):
         (runs / f"{i}.json").write_text(json.dumps({"spec": {"variant": variant, "purpose": purpose},
                                                     "s_per_step": 1.0, "train_seconds": seconds}))
-    text = protocol.write_step_costs(str(tmp_path), "digits")
+    text = protocol_reports.write_step_costs(str(tmp_path), "digits")
     budget_rows = [line for line in text.split("\n\n")[3].splitlines() if "---" not in line][1:]
     # S2R2 has only a cost run, so no search to report; the cost runs are not counted as tuning
     assert budget_rows == ["| GroCo/paper/2 | 3 | 1.50 | 2 | 0.50 |", "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |"]
@@ -380,7 +383,7 @@ def test_step_costs_file_says_when_nothing_was_measured(tmp_path):
     runs.mkdir(parents=True)
     (runs / "0.json").write_text(json.dumps({"spec": {"variant": "SimCLR/paper/2", "purpose": "tune"},
                                              "s_per_step": 1.0, "train_seconds": 360.0}))
-    text = protocol.write_step_costs(str(tmp_path), "two_digits")
+    text = protocol_reports.write_step_costs(str(tmp_path), "two_digits")
     assert "No `--measure` run yet" in text
     assert "| variant | s/step |" not in text  # no empty table
     assert "| SimCLR/paper/2 | 1 | 0.10 | 0 | - |" in text
@@ -388,9 +391,9 @@ def test_step_costs_file_says_when_nothing_was_measured(tmp_path):
 
 def test_a_folder_holds_one_budget(tmp_path):
     _protocol(tmp_path, FakeTrainer()).table("views", methods=["SimCLR"])  # writes a 2-epoch views.json
-    longer = protocol.Size(epochs=5, seeds=(0, 1), eval_every=1, param_values=1)
+    longer = protocol_spec.Size(epochs=5, seeds=(0, 1), eval_every=1, param_values=1)
     with pytest.raises(ValueError, match=r"views.json holds a 2-epoch table and this run is 5 epochs.*--out"):
-        protocol.Protocol(protocol.DATASETS["digits"], longer, str(tmp_path), trainer=FakeTrainer(),
+        protocol.Protocol(protocol_spec.DATASETS["digits"], longer, str(tmp_path), trainer=FakeTrainer(),
                           data=_fake_data())
     _protocol(tmp_path, FakeTrainer())  # the same budget resumes
 
@@ -403,12 +406,12 @@ def test_seeds_option_sets_the_final_runs_and_their_order(tmp_path, capsys):
 def test_a_common_head_equal_to_the_recipes_head_reuses_its_runs(tmp_path):
     trainer = FakeTrainer()
     proto = _protocol(tmp_path, trainer)
-    paper = proto.variant_summary(protocol.Variant("SimCLR", "paper", "2"))
+    paper = proto.variant_summary(protocol_spec.Variant("SimCLR", "paper", "2"))
     calls = len(trainer.calls)
-    common = proto.variant_summary(protocol.Variant("SimCLR", "common", "2"))
+    common = proto.variant_summary(protocol_spec.Variant("SimCLR", "common", "2"))
     assert len(trainer.calls) == calls and common["runs_of"] == "SimCLR/paper/2"  # SimCLR's head is the common one
     assert common["knn20"] == paper["knn20"]
-    proto.variant_summary(protocol.Variant("GroCo", "common", "2"))
+    proto.variant_summary(protocol_spec.Variant("GroCo", "common", "2"))
     assert trainer.calls[-1].variant == "GroCo/common/2"  # GroCo's own head differs: trained anew
 
 
@@ -421,9 +424,9 @@ def test_the_table_reports_the_grid_and_flags_a_winner_on_an_edge(tmp_path):
             return result
 
     proto = _protocol(tmp_path, EdgeTrainer())
-    proto.size = protocol.Size(epochs=2, seeds=(0,), eval_every=1, max_widen=1, param_values=1)
+    proto.size = protocol_spec.Size(epochs=2, seeds=(0,), eval_every=1, max_widen=1, param_values=1)
     report = proto.table("views", methods=["GroCo"])
-    text = protocol.format_table(report)
+    text = protocol_reports.format_table(report)
     selection = report["variants"]["GroCo/paper/2"]["selection"]
     assert selection["lr_position"] == "lower edge" and selection["edges"] == ["lr"]
     assert "**lower edge**" in text and "Winners on an edge of their grid: GroCo/paper/2 (lr)" in text
@@ -432,10 +435,10 @@ def test_the_table_reports_the_grid_and_flags_a_winner_on_an_edge(tmp_path):
 
 def test_the_closing_line_names_a_flat_edge_instead_of_calling_it_inside(tmp_path):
     report = _protocol(tmp_path, FakeTrainer()).table("views", methods=["SimCLR"])
-    before = protocol.format_table(report)
+    before = protocol_reports.format_table(report)
     assert "Every winner lies inside its grid." in before and "flat edge (tied" not in before
     next(iter(report["variants"].values()))["selection"]["weight_decay_position"] = "flat edge"
-    text = protocol.format_table(report)
+    text = protocol_reports.format_table(report)
     assert "| edge, tied with its neighbour |" in text
     assert "Every winner lies inside its grid or on a flat edge (tied with its neighbour" in text
     assert "Every winner lies inside its grid." not in text
@@ -447,7 +450,7 @@ def test_a_probe_scores_one_configuration_off_the_grid_as_a_tuning_run(tmp_path)
     assert [(s.purpose, s.seed, s.lr, s.param, s.weight_decay) for s in before.calls] == [("tune", 0, 0.01, 0.2, 1e-6)]
     assert result["selection"] is None  # nothing else is trained: the search has not run
     assert result["val_knn20"] == pytest.approx(0.9 + _peaked(0.15)(0.01) / 100)
-    assert "the search has not finished" in protocol.format_probe(result)
+    assert "the search has not finished" in protocol_reports.format_probe(result)
 
     report = _protocol(tmp_path, FakeTrainer()).table("main", methods=["SimCLR"])
     again = FakeTrainer()
@@ -456,7 +459,7 @@ def test_a_probe_scores_one_configuration_off_the_grid_as_a_tuning_run(tmp_path)
     assert result["selection"] == {"lr": chosen["lr"], "temperature": chosen["param"],
                                    "weight_decay": chosen["weight_decay"], "val_knn20": chosen["val_knn20"]}
     assert [(s.lr, s.param, s.weight_decay) for s in again.calls] == [(0.01, 0.5, 1e-5)]
-    line = protocol.format_probe(result)
+    line = protocol_reports.format_probe(result)
     assert line.startswith("SimCLR/paper/2 probe lr=0.01, temperature=0.5, weight_decay=1e-05: val kNN")
     assert f"the search's winner lr={chosen['lr']:g}" in line
 
@@ -498,7 +501,7 @@ def test_a_probe_with_final_runs_scores_the_test_split_like_a_row(tmp_path, caps
     assert all(s.lr == 2.4 for s in trainer.calls)
     expected = [0.5 + _peaked(2.4)(2.4) / 100 + seed / 1000 for seed in (0, 1)]
     assert result["test"]["knn20"] == pytest.approx(expected)
-    line = protocol.format_probe(result)
+    line = protocol_reports.format_probe(result)
     assert "test split over 2 seeds: kNN k=20 50.0 ± 0.1, kNN k=200 50.0 ± 0.1, linear probe 50.0 ± 0.1" in line
     assert capsys.readouterr().out.count("[") == 3  # one progress line per run; the replayed search is quiet
 
@@ -514,14 +517,14 @@ def test_views_option_trains_only_those_rows_so_rows_can_run_in_parallel(tmp_pat
     whole = _protocol(tmp_path, FakeTrainer(), finished_only=True).table("s2r2_views")
     assert list(whole["variants"]) == ["S2R2/paper/2", "S2R2/paper/16"]
     assert whole["not_run"] == ["S2R2/paper/4", "S2R2/paper/8"]
-    assert [v.name for v in protocol.table_variants("multicrop", views=["2+4"])] == ["GroCo/paper/2+4"]
+    assert [v.name for v in protocol_spec.table_variants("multicrop", views=["2+4"])] == ["GroCo/paper/2+4"]
     # A recipe's own view count matches too (the main table's rows name no views).
-    assert [v.name for v in protocol.table_variants("main", ["S2R2"], ["4"])] == ["S2R2/paper/4"]
+    assert [v.name for v in protocol_spec.table_variants("main", ["S2R2"], ["4"])] == ["S2R2/paper/4"]
 
 
 def test_a_filter_that_leaves_no_row_is_refused_before_any_work(capsys):
     with pytest.raises(ValueError, match=r"no row with methods=\['SimCLR'\] and views=\['16'\].*\['2', '4'\]"):
-        protocol.table_variants("views", ["SimCLR"], ["16"])
+        protocol_spec.table_variants("views", ["SimCLR"], ["16"])
     with pytest.raises(SystemExit):
         protocol.main(["--table", "s2r2_views", "--views", "3", "--plan"])
     assert "view counts are ['2', '4', '8', '16']" in capsys.readouterr().err
@@ -632,5 +635,5 @@ def test_the_selection_table_shows_how_far_the_search_went(tmp_path):
     selection = report["variants"]["SimCLR/paper/2"]["selection"]
     rates = [t["lr"] for t in selection["trials"]]
     assert max(rates) > max(selection["lr_grid"])  # the first grid reached a rate the last bracket left out
-    rows = [line for line in protocol.format_table(report).splitlines() if line.startswith("| SimCLR/paper/2 | ")]
+    rows = [line for line in protocol_reports.format_table(report).splitlines() if line.startswith("| SimCLR/paper/2 | ")]
     assert rows[1].startswith(f"| SimCLR/paper/2 | {len(rates)} runs, lr {min(rates):g}-{max(rates):g} | ")
