@@ -44,6 +44,7 @@ import os
 import statistics
 import sys
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -228,7 +229,17 @@ class Protocol:
                                                 self._data_for(spec), self.fit_val, self.work_root, self.trainer)
                        for spec in missing}
             for run_id, future in futures.items():
-                self._trained_aside[run_id] = future.result()
+                try:
+                    self._trained_aside[run_id] = future.result()
+                except BrokenProcessPool as error:
+                    raise RuntimeError(self._worker_died(missing, workers)) from error
+
+    def _worker_died(self, missing: Sequence[RunSpec], workers: int) -> str:
+        """What to say when a worker process was killed (the pool then stops every other worker too)."""
+        stored = sum(self.store.get(spec.run_id) is not None for spec in missing)
+        return (f"a --jobs worker process died mid-run (killed by the operating system, most often for memory: "
+                f"each of the {workers} workers holds a whole run). {stored} of this round's {len(missing)} runs "
+                f"were stored and a re-run resumes from them; re-run with fewer --jobs or on a quieter machine.")
 
     def _data_for(self, spec: RunSpec) -> Dict:
         """Tuning runs get the training split only: selection cannot see the test split."""
@@ -384,7 +395,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="train up to this many runs side by side (the learning rates of one grid, the seeds "
                              "of a row) in worker processes; the selection is the same as with 1. Each worker "
-                             "holds a whole run's memory (S2R2 at 16 views: about 6 GB)")
+                             "holds a whole run's memory (S2R2 at 16 views: about 6 GB); a worker killed for "
+                             "memory stops the round with an error saying so, and a re-run resumes from the runs "
+                             "it stored")
     parser.add_argument("--plan", action="store_true", help="print the runs and cost estimate, train nothing")
     parser.add_argument("--measure", action="store_true",
                         help="with --plan: first train each variant 2 epochs to measure its s/step")

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -616,6 +617,27 @@ def test_a_run_failing_in_a_worker_raises_after_the_others_are_stored(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
         _protocol(tmp_path, flaky, jobs=4, executor=RecordingPool()).table("views", methods=["SimCLR"], views=["2"])
     assert len(os.listdir(tmp_path / "digits" / "runs")) == 3  # the grid's three other rates
+
+
+def _killed_at_lr_015(spec, dataset, data, fit_val, work_root):
+    """A worker's run that the operating system kills (as for memory) at lr 0.15; the others train."""
+    if spec.lr == 0.15:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return FakeTrainer()(spec, dataset, data, fit_val, work_root)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+def test_a_killed_worker_gives_a_clear_error_and_the_stored_runs_resume(tmp_path):
+    with pytest.raises(RuntimeError, match=r"a --jobs worker process died mid-run .* re-run with fewer --jobs"):
+        _protocol(tmp_path, _killed_at_lr_015, jobs=2).table("views", methods=["SimCLR"], views=["2"])
+    stored = set(os.listdir(tmp_path / "digits" / "runs"))
+    for name in stored:
+        with open(tmp_path / "digits" / "runs" / name) as handle:
+            assert json.load(handle)["spec"]["lr"] != 0.15  # the killed run left no file, not even half of one
+    resumed = FakeTrainer()
+    _protocol(tmp_path, resumed).table("views", methods=["SimCLR"], views=["2"])
+    assert all(f"{spec.run_id}.json" not in stored for spec in resumed.calls)  # nothing stored is trained again
+    assert 0.15 in {spec.lr for spec in resumed.calls}
 
 
 @pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
