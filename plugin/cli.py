@@ -16,6 +16,8 @@ would, plus the conveniences below:
   initialised here (mmengine's ``init_dist`` assumes CUDA) and the model is wrapped by
   ``CPUDistributedDataParallel``; ``AmpOptimWrapper`` and SyncBN fall back to their CPU
   equivalents with a warning.
+- One run per work dir: a second ``rankssl train`` into a work dir in use stops at once
+  naming the pid that holds it (:mod:`rankssl.mm.workdir_lock`).
 - ``--resume`` continues from the work dir's newest intact checkpoint (damaged ones are
   skipped and named; nothing to resume is an error unless ``--resume-or-start``);
   mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``.
@@ -302,6 +304,19 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         set_epochs(cfg, args.epochs)
     check_data(cfg)
+    from rankssl.mm.workdir_lock import WorkDirInUseError, hold_work_dir
+
+    try:
+        lock = hold_work_dir(cfg.work_dir).acquire()  # before any work: one run per work dir
+    except WorkDirInUseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        return _train(args, cfg)
+    finally:
+        lock.release()
+
+
+def _train(args, cfg) -> int:
     if args.amp:
         cfg.optim_wrapper["type"] = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")

@@ -329,3 +329,73 @@ def test_signal_handler_defers_the_first_signal_and_stops_at_the_second():
     finally:
         hook._remove_signal_handlers()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ----------------------------------------------------------------------------- one run per work dir
+HOLD_LOCK = """
+import sys
+from rankssl.mm.workdir_lock import WorkDirLock
+WorkDirLock(sys.argv[1]).acquire()
+print('held', flush=True)
+sys.stdin.read()
+"""
+
+
+def _hold_in_another_process(work_dir):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(work_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_run_into_a_work_dir_in_use_stops_before_any_work(tmp_path, capsys):
+    from rankssl.mm.workdir_lock import LOCK_NAME, WorkDirInUseError, WorkDirLock
+
+    recipe = _tiny_recipe(tmp_path)
+    work = tmp_path / "w"
+    holder = _hold_in_another_process(work)
+    try:
+        assert main(["train", recipe, "--work-dir", str(work)], short_errors=True) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("rankssl: error: "), lines
+        assert f"work dir {work} in use by pid {holder.pid} (started " in lines[0], lines[0]
+        assert os.listdir(work) == [LOCK_NAME]  # nothing was built, logged or written
+        with pytest.raises(WorkDirInUseError, match=f"pid {holder.pid}"):
+            WorkDirLock(str(work)).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays behind
+        holder.wait()
+    assert f"pid={holder.pid}" in (work / LOCK_NAME).read_text()  # the dead run's file is still there ...
+    with WorkDirLock(str(work)) as lock:  # ... but its lock died with the process
+        assert lock.held and f"pid={os.getpid()}" in (work / LOCK_NAME).read_text()
+    assert (work / LOCK_NAME).read_text() == ""  # released on exit
+
+
+def test_work_dir_lock_is_reentrant_in_a_process_and_released_by_the_last_holder(tmp_path):
+    from rankssl.mm.workdir_lock import WorkDirInUseError, WorkDirLock, hold_work_dir
+
+    outer = hold_work_dir(str(tmp_path)).acquire()
+    inner = WorkDirLock(str(tmp_path)).acquire()  # the checkpoint hook inside `rankssl train`
+    inner_again = WorkDirLock(str(tmp_path))
+    inner_again.acquire()
+    inner_again.release()
+    outer.release()
+    probe = HOLD_LOCK.replace("print('held', flush=True)\nsys.stdin.read()", "print('held')")
+    busy = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert busy.returncode != 0 and "WorkDirInUseError" in busy.stderr and f"pid {os.getpid()}" in busy.stderr
+    inner.release()
+    free = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert free.returncode == 0 and free.stdout.strip() == "held", free.stderr
+    holder = _hold_in_another_process(tmp_path)
+    try:
+        hold_work_dir(str(tmp_path), rank=1).acquire()  # ranks > 0 share rank 0's work dir: no lock
+        from mmengine.config import Config
+        from mmengine.runner import Runner
+
+        cfg = Config.fromfile(_tiny_recipe(tmp_path))
+        cfg.work_dir = str(tmp_path)
+        with pytest.raises(WorkDirInUseError):  # a plain mmengine run is refused too, by the checkpoint hook
+            Runner.from_cfg(cfg).train()
+    finally:
+        holder.kill()
+        holder.wait()

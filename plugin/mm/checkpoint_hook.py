@@ -19,6 +19,8 @@ and adds:
   stream (the state at the end of a training epoch is put back before the next one), and
   a run stopped mid-epoch resumes at the next batch of that epoch: the batches already
   trained on are drawn again (same augmentations) and skipped without training;
+- one run per work dir: the work dir's lock (:mod:`rankssl.mm.workdir_lock`) is taken
+  before the run, released after it (a process that dies releases it by itself);
 - resume fallback for plain mmengine too: with ``resume=True`` and no ``load_from``,
   it picks the newest intact checkpoint (``select_resume_checkpoint``) instead of
   trusting ``last_checkpoint``, and logs what it skipped.
@@ -38,6 +40,7 @@ from typing import Any, Dict, Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
 
 from rankssl.mm.checkpoint import (
     atomic_write_text,
@@ -48,6 +51,7 @@ from rankssl.mm.checkpoint import (
     temporary_path,
 )
 from rankssl.mm.rng_state import gather_rng_states, restore_rng_state
+from rankssl.mm.workdir_lock import hold_work_dir
 
 __all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
 
@@ -97,9 +101,15 @@ class AtomicCheckpointHook(CheckpointHook):
         self._previous_handlers: Dict[int, Any] = {}
         self._active = False
         self._batches_done = 0
+        self._lock = None
 
     # ------------------------------------------------------------------ resume choice
     def before_run(self, runner) -> None:
+        # One training run per work dir, plain mmengine runs too (re-entrant: `rankssl train` holds it
+        # already). Runner.train builds its loop before this hook; Runner.test/val (which may share the
+        # work dir with a training run) do not, and take no lock.
+        if isinstance(getattr(runner, "_train_loop", None), BaseLoop):
+            self._lock = hold_work_dir(runner.work_dir, rank=runner.rank).acquire()
         if getattr(runner, "_resume", False) and getattr(runner, "_load_from", None) is None:
             choice = select_resume_checkpoint(runner.work_dir)
             for line in choice.messages():
@@ -122,6 +132,14 @@ class AtomicCheckpointHook(CheckpointHook):
     def after_train(self, runner) -> None:
         self._remove_signal_handlers()
         super().after_train(runner)
+
+    def after_run(self, runner) -> None:
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     # ------------------------------------------------------------------ epochs and RNG
     def before_train_epoch(self, runner) -> None:
@@ -300,4 +318,5 @@ class AtomicCheckpointHook(CheckpointHook):
                    f"{os.path.join(self.out_dir, filename)}. Continue with `--resume` (or resume=True).")
         print_log(message, logger="current")
         print(message, file=sys.stderr, flush=True)
+        self._release_lock()
         raise SystemExit(128 + signum)
