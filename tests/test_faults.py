@@ -399,3 +399,48 @@ def test_work_dir_lock_is_reentrant_in_a_process_and_released_by_the_last_holder
     finally:
         holder.kill()
         holder.wait()
+
+
+# ----------------------------------------------------------------------------- resume with a changed config
+OTHER_METHOD = """
+model = dict(type='SimCLR', neck=dict(_delete_=True, type='MLPHead', hidden_dim=32, out_dim=16, num_layers=2),
+             loss=dict(_delete_=True, type='NTXentLoss', temperature=0.2))
+"""
+
+
+@pytest.mark.slow
+def test_resume_compares_the_checkpoint_with_the_new_config_before_training(tmp_path, capsys):
+    from rankssl.mm.resume_check import compare_state_dicts
+
+    recipe = _tiny_recipe(tmp_path)  # 3 epochs, schedule: 5 warm-up epochs + cosine to 50
+    work = str(tmp_path / "w")
+    main(["train", recipe, "--work-dir", work, "--cfg-options", "train_cfg.max_epochs=1"])
+    checkpoint = os.path.join(work, "epoch_1.pth")
+    capsys.readouterr()
+    # a changed model: refused before training, naming the recipe, the tensor and both shapes
+    with pytest.raises(ValueError) as info:
+        main(["train", recipe, "--work-dir", work, "--resume", "--cfg-options", "model.backbone.widths=(8,32)"])
+    message = str(info.value)
+    assert f"cannot resume from {checkpoint}" in message and "recipe 'tiny'" in message
+    assert "tensor 'backbone.features.4.weight' is (16, 8, 3, 3) in the checkpoint, (32, 8, 3, 3)" in message
+    assert not os.path.exists(os.path.join(work, "epoch_2.pth"))
+    # another recipe's checkpoint (another method): refused, naming both recipes and the component
+    other = _tiny_recipe(tmp_path, OTHER_METHOD, "other_method.py")
+    with pytest.raises(ValueError) as info:
+        main(["train", other, "--work-dir", work, "--resume"])
+    message = str(info.value)
+    assert "written by recipe 'tiny'" in message and "(recipe 'other_method')" in message
+    assert "model.type is 'GroCo' in the checkpoint, 'SimCLR' in this run" in message
+    assert "model.neck.type is 'GroCoProjectionHead' in the checkpoint, 'MLPHead'" in message
+    # torch's own load would have refused too, but later and without the recipe (what the check replaces)
+    assert compare_state_dicts({"w": torch.zeros(2)}, {"w": torch.zeros(2)}) == []
+    # a changed learning rate: the warning says the checkpoint's optimizer state wins; and it does
+    capsys.readouterr()
+    main(["train", recipe, "--work-dir", work, "--resume",
+          "--cfg-options", "optim_wrapper.optimizer.lr=0.5", "train_cfg.max_epochs=2"])
+    out = "".join(capsys.readouterr())
+    assert "these changed settings have no effect: optim_wrapper.optimizer.lr 4.5 -> 0.5" in out, out[-3000:]
+    assert "applied from the resumed iteration on: train_cfg.max_epochs 1 -> 2" in out
+    lrs = {it: lr for it, (_, lr) in _losses(work).items()}
+    # still warming up from base 4.5 (iteration 5 of 20): the new base 0.5 would give lr < 0.13 < lr[4]
+    assert lrs[5] > lrs[4] > 0.5, lrs

@@ -23,7 +23,11 @@ and adds:
   before the run, released after it (a process that dies releases it by itself);
 - resume fallback for plain mmengine too: with ``resume=True`` and no ``load_from``,
   it picks the newest intact checkpoint (``select_resume_checkpoint``) instead of
-  trusting ``last_checkpoint``, and logs what it skipped.
+  trusting ``last_checkpoint``, and logs what it skipped;
+- a resume is compared with the checkpoint before training (:mod:`rankssl.mm.resume_check`):
+  a checkpoint of another recipe or of a changed model is refused, naming the recipe or the
+  tensor and both shapes; changed settings that the resumed optimizer and schedule state
+  override (the learning rate, ...) are named in a warning.
 
 Example (a recipe):
     >>> default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=10, save_last=True))
@@ -110,7 +114,16 @@ class AtomicCheckpointHook(CheckpointHook):
         # work dir with a training run) do not, and take no lock.
         if isinstance(getattr(runner, "_train_loop", None), BaseLoop):
             self._lock = hold_work_dir(runner.work_dir, rank=runner.rank).acquire()
-        if getattr(runner, "_resume", False) and getattr(runner, "_load_from", None) is None:
+        try:
+            self._choose_and_check_resume(runner)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _choose_and_check_resume(self, runner) -> None:
+        if not getattr(runner, "_resume", False):
+            return
+        if getattr(runner, "_load_from", None) is None:
             choice = select_resume_checkpoint(runner.work_dir)
             for line in choice.messages():
                 print_log(line, logger="current", level=30 if line.startswith(("skipped", "nothing")) else 20)
@@ -118,8 +131,27 @@ class AtomicCheckpointHook(CheckpointHook):
                 print_log("resume=True but nothing to resume: training starts from scratch.", logger="current",
                           level=30)
                 runner._resume = False
-            else:
-                runner._load_from = choice.path
+                return
+            runner._load_from = choice.path
+        self._check_resume(runner, runner._load_from)
+
+    @staticmethod
+    def _check_resume(runner, path: str) -> None:
+        """Refuse a checkpoint that does not fit the run; say which changed settings it overrides."""
+        if not (isinstance(path, str) and os.path.isfile(path)):
+            return  # remote or missing: mmengine's own loader reports it
+        from mmengine.model import is_model_wrapper
+
+        from rankssl.mm.checkpoint import load_checkpoint_file
+        from rankssl.mm.resume_check import check_resume
+
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        report = check_resume(path, load_checkpoint_file(path, map_location="cpu"), runner.cfg,
+                              model.state_dict(), runner.experiment_name)
+        if report.errors:
+            raise ValueError(report.error_message())
+        for line in report.messages():  # warnings reach the console in quiet runs too
+            print_log(line, logger="current", level=30)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
