@@ -444,3 +444,46 @@ def test_resume_compares_the_checkpoint_with_the_new_config_before_training(tmp_
     lrs = {it: lr for it, (_, lr) in _losses(work).items()}
     # still warming up from base 4.5 (iteration 5 of 20): the new base 0.5 would give lr < 0.13 < lr[4]
     assert lrs[5] > lrs[4] > 0.5, lrs
+
+
+# ----------------------------------------------------------------------------- damaged scalars log
+def test_damaged_scalars_lines_are_skipped_with_file_and_line_named(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from rankssl.mm.hooks import CurvesHook
+
+    lines = [
+        json.dumps({"iter": 1, "epoch": 1, "loss": 2.0, "split": "train"}).encode(),
+        json.dumps({"epoch": 1, "loss": 1.9, "split": "train"}).encode(),  # 2: no iter
+        b"null",  # 3
+        b'{"iter": 3, "epoch": 1, "loss": \xff\xfe}',  # 4: not UTF-8
+        b'{"iter": 4, "epoch": 1, "lo',  # 5: torn in the middle of the file (a copy cut short)
+        json.dumps({"iter": 5, "epoch": 2, "loss": "nan?", "split": "train"}).encode(),  # 6: not a number
+        json.dumps({"iter": 6, "loss": 1.5, "split": "val"}).encode(),  # 7: val without epoch
+        json.dumps({"iter": 8, "epoch": 2, "loss": 1.2, "split": "train"}).encode(),
+        json.dumps({"iter": 8, "epoch": 2, "knn/top1": 50.0, "split": "val"}).encode(),
+        b'{"iter": 9, "ep',  # 10: the last write, torn by a kill
+    ]
+    log = tmp_path / "scalars.jsonl"
+    log.write_bytes(b"\n".join(lines))
+    with pytest.warns(UserWarning) as record:
+        train, val = read_scalars(str(tmp_path))
+    assert [r["iter"] for r in train] == [1, 8] and val == [{"iter": 8, "epoch": 2, "knn/top1": 50.0}]
+    messages = [str(w.message) for w in record]
+    assert [m.split(",")[0] for m in messages] == [str(log)] * 7
+    for number, words in [(2, "no numeric 'iter'"), (3, "NoneType"), (4, "not UTF-8"), (5, "not a complete JSON"),
+                          (6, "'loss' is 'nan?'"), (7, "no numeric 'epoch'"), (10, "not a complete JSON")]:
+        assert any(m.startswith(f"{log}, line {number}: skipped") and words in m for m in messages), (number,
+                                                                                                    messages)
+    # resume: the curves hook keeps the good records up to the checkpoint and rewrites a clean log
+    hook = CurvesHook()
+    with pytest.warns(UserWarning, match="line 2"):
+        hook.before_train(SimpleNamespace(iter=8, rank=0, work_dir=str(tmp_path)))
+    assert [r["iter"] for r in hook.train] == [1, 8] and len(hook.val) == 1
+    assert len(log.read_text().splitlines()) == 3
+    # a damaged scalars.json (no scalars.jsonl) is ignored with a warning, not a crash
+    log.unlink()
+    (tmp_path / "scalars.json").write_bytes(b'{"train": [{"iter": 1, "lo')
+    with pytest.warns(UserWarning, match="scalars.json: ignored, it is damaged"):
+        assert read_scalars(str(tmp_path)) == ([], [])
