@@ -152,6 +152,12 @@ def load_config(recipe: str, work_dir: Optional[str] = None, cfg_options: Option
     cfg = Config.fromfile(path)
     recipe_epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
     if cfg_options:
+        from rankssl.mm.option_types import check_option_types
+
+        try:  # lr=abc, widths=7, val_interval=0: named before anything is built
+            check_option_types(cfg, cfg_options)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         cfg.merge_from_dict(cfg_options)
         epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
         if epochs is not None and epochs != recipe_epochs:
