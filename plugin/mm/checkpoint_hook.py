@@ -13,9 +13,10 @@ and adds:
 - a clean stop on SIGTERM/SIGINT: the current iteration finishes, a checkpoint is
   written, the process exits with status 128 + signal number (a second signal stops at
   once);
-- random-number continuity: the generators of every process (Python, NumPy, torch)
-  and the sampler's seed are saved, and restored on resume, so a resumed run sees the
-  same augmentations as the uninterrupted one. Validation is kept off the training
+- random-number continuity: the generators of every process (Python, NumPy, torch),
+  those the data loader's sampler or dataset own, and the sampler's seed are saved
+  (a loss's own generator travels in the model's state dict), and restored on resume,
+  so a resumed run sees the same batches and augmentations as the uninterrupted one. Validation is kept off the training
   stream (the state at the end of a training epoch is put back before the next one), and
   a run stopped mid-epoch resumes at the next batch of that epoch: the batches already
   trained on are drawn again (same augmentations) and skipped without training;
@@ -54,7 +55,13 @@ from rankssl.mm.checkpoint import (
     select_resume_checkpoint,
     temporary_path,
 )
-from rankssl.mm.rng_state import gather_rng_states, restore_rng_state
+from rankssl.mm.rng_state import (
+    capture_generators,
+    gather_rng_states,
+    loader_generators,
+    restore_generators,
+    restore_rng_state,
+)
 from rankssl.mm.workdir_lock import hold_work_dir
 
 __all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
@@ -180,6 +187,11 @@ class AtomicCheckpointHook(CheckpointHook):
             states = pending.get("rng_states") or []
             if len(states) == runner.world_size:
                 restore_rng_state(states[runner.rank])
+                owned = loader_generators(runner.train_loop.dataloader)
+                missing = restore_generators(owned, states[runner.rank].get("generators") or {})
+                if missing:
+                    print_log(f"The checkpoint holds no state for the data loader's generator(s) {missing}: their "
+                              "stream is not continued.", logger="current", level=30)
             elif states:
                 print_log(f"The checkpoint holds the random state of {len(states)} processes, this run has "
                           f"{runner.world_size}: the augmentation stream is not continued.", logger="current",
@@ -189,7 +201,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 print_log(f"Resuming inside epoch {runner.epoch + 1}: drawing and skipping its first {skip} "
                           "batches, trained on before the stop.", logger="current")
                 runner.train_loop.dataloader = _SkipFirstBatches(runner.train_loop.dataloader, skip)
-        self._epoch_start_states = gather_rng_states()  # what a stop inside this epoch will save
+        self._epoch_start_states = self._gather(runner)  # what a stop inside this epoch will save
         self._batches_done = int(pending.get("batches_done", 0)) if pending else 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -204,7 +216,7 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.train_loop.dataloader = loader._loader
         # Both the uninterrupted and a resumed run continue from this state (validation
         # in between draws from the generators and would otherwise shift the stream).
-        states = gather_rng_states()
+        states = self._gather(runner)
         self._pending = {"rng_states": states, "batches_done": 0}
         self._to_save = dict(self._pending, sampler_seed=self._sampler_seed(runner))
         if not self.by_epoch:
@@ -214,6 +226,12 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.logger.info(f"Saving checkpoint at {runner.epoch + 1} epochs")
             self._save_checkpoint(runner)
         self._to_save = None
+
+    @staticmethod
+    def _gather(runner):
+        """Every process's global generators and its data loader's own (sampler, dataset) generators."""
+        owned = loader_generators(runner.train_loop.dataloader)
+        return gather_rng_states({"generators": capture_generators(owned)} if owned else None)
 
     def _validates_after(self, runner) -> bool:
         if not self.save_at_val:
