@@ -13,7 +13,7 @@ lr = 0.3 * 256 / 256 * 0.5
 model = dict(
     type='LabelledViews',
     backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
-    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128, last_norm='bn'),
+    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128, num_layers=2, last_norm='bn'),
     loss=dict(type='SupConLoss', temperature=0.1),
 )
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
