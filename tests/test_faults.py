@@ -568,3 +568,49 @@ def _roundtrip(obj):
     torch.save(obj, buffer)
     buffer.seek(0)
     return buffer
+
+
+# ----------------------------------------------------------------------------- kill during validation
+KILL_IN_VALIDATION = """
+import os, signal
+from mmengine.hooks import Hook
+from rankssl.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class KillInValidation(Hook):
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_validation_cut_short_by_a_kill_is_redone_on_resume(tmp_path):
+    recipe = _tiny_recipe(tmp_path)
+    ref, work = str(tmp_path / "ref"), tmp_path / "w"
+    (tmp_path / "kill_in_validation.py").write_text(KILL_IN_VALIDATION)
+    killing = _tiny_recipe(tmp_path, "custom_imports = dict(imports=['kill_in_validation'])\n"
+                           "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), "
+                           "dict(type='KillInValidation')]\n", "killing.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def train(*args):  # every run in its own process, as a user runs them (and bit-comparable)
+        return subprocess.run([sys.executable, "-m", "rankssl", "train", *args], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    assert train(recipe, "--work-dir", ref).returncode == 0
+    proc = train(killing, "--work-dir", str(work))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    _, val = read_scalars(str(work))
+    assert [r["epoch"] for r in val] == [1]  # epoch 2's validation was lost with the kill
+    proc = train(recipe, "--work-dir", str(work), "--resume")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"resuming from {work / 'epoch_2.pth'}" in out
+    assert "The validation after epoch 2 did not finish before the run stopped: running it now" in out
+    _, val_ref = read_scalars(ref)
+    _, val = read_scalars(str(work))
+    assert [r["epoch"] for r in val] == [1, 2, 3] and val == val_ref  # redone, and the run goes on unchanged
+    assert _losses(str(work)) == _losses(ref)  # bit-identical training, redone validation included

@@ -22,6 +22,9 @@ and adds:
   trained on are drawn again (same augmentations) and skipped without training;
 - one run per work dir: the work dir's lock (:mod:`rankssl.mm.workdir_lock`) is taken
   before the run, released after it (a process that dies releases it by itself);
+- a validation cut short (a kill) is redone on resume: a checkpoint written before a
+  validation carries a token that the finished validation writes to ``.rankssl_validated``;
+  a resume from a checkpoint whose token is not there validates first;
 - resume fallback for plain mmengine too: with ``resume=True`` and no ``load_from``,
   it picks the newest intact checkpoint (``select_resume_checkpoint``) instead of
   trusting ``last_checkpoint``, and logs what it skipped;
@@ -40,6 +43,7 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from typing import Any, Dict, Optional
 
 from mmengine.dist import is_main_process
@@ -68,6 +72,16 @@ __all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
 
 RESUME_KEY = "rankssl_resume"  # checkpoint entry: generator states, sampler seed, batches done in the epoch
 INTERRUPTED_PREFIX = "interrupted_"
+VALIDATED_NAME = ".rankssl_validated"  # the token of the last checkpoint whose validation finished
+
+
+def _read_validated(work_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(work_dir, VALIDATED_NAME)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -113,6 +127,8 @@ class AtomicCheckpointHook(CheckpointHook):
         self._active = False
         self._batches_done = 0
         self._lock = None
+        self._val_token: Optional[str] = None  # written to VALIDATED_NAME when the validation ends
+        self._redo_validation = False
 
     # ------------------------------------------------------------------ resume choice
     def before_run(self, runner) -> None:
@@ -166,7 +182,21 @@ class AtomicCheckpointHook(CheckpointHook):
             for folder in {self.out_dir, runner.work_dir}:
                 if isinstance(folder, str) and os.path.isdir(folder):
                     remove_stale_temporaries(folder)
+        if self._redo_validation and getattr(runner, "_val_loop", None) is not None:
+            # The checkpoint was written just before a validation that never finished (a kill):
+            # run it now, as the uninterrupted run did (the training stream is restored after it).
+            self._redo_validation = False
+            print_log(f"The validation after epoch {runner.epoch} did not finish before the run stopped: "
+                      "running it now.", logger="current", level=30)
+            self._val_token = self._pending.get("validation_token") if self._pending else None
+            runner.val_loop.run()
         self._install_signal_handlers()
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        super().after_val_epoch(runner, metrics)
+        token, self._val_token = self._val_token, None
+        if token is not None and is_main_process() and os.path.isdir(runner.work_dir):
+            atomic_write_text(os.path.join(runner.work_dir, VALIDATED_NAME), token)
 
     def after_train(self, runner) -> None:
         self._remove_signal_handlers()
@@ -219,6 +249,9 @@ class AtomicCheckpointHook(CheckpointHook):
         states = self._gather(runner)
         self._pending = {"rng_states": states, "batches_done": 0}
         self._to_save = dict(self._pending, sampler_seed=self._sampler_seed(runner))
+        if self._validation_follows(runner):  # redone on resume unless the marker says it finished
+            self._val_token = uuid.uuid4().hex
+            self._to_save["validation_token"] = self._val_token
         if not self.by_epoch:
             return
         if self.every_n_epochs(runner, self.interval, self.save_begin) or (
@@ -234,8 +267,10 @@ class AtomicCheckpointHook(CheckpointHook):
         return gather_rng_states({"generators": capture_generators(owned)} if owned else None)
 
     def _validates_after(self, runner) -> bool:
-        if not self.save_at_val:
-            return False
+        return self.save_at_val and self._validation_follows(runner)
+
+    @staticmethod
+    def _validation_follows(runner) -> bool:
         loop = runner.train_loop
         if getattr(runner, "_val_loop", None) is None or not hasattr(loop, "val_interval"):
             return False
@@ -259,6 +294,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if not saved:
             return
         self._pending = saved
+        token = saved.get("validation_token")
+        self._redo_validation = token is not None and _read_validated(runner.work_dir) != token
         seed = saved.get("sampler_seed")
         sampler = getattr(runner.train_loop.dataloader, "sampler", None)
         if seed is not None and hasattr(sampler, "seed"):
