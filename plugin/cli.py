@@ -20,7 +20,9 @@ would, plus the conveniences below:
   naming the pid that holds it (:mod:`rankssl.mm.workdir_lock`).
 - ``--resume`` continues from the work dir's newest intact checkpoint (damaged ones are
   skipped and named; nothing to resume is an error unless ``--resume-or-start``);
-  mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``.
+  mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``;
+  the checkpoint is compared with the new config first (:mod:`rankssl.mm.resume_check`).
+- ``--cfg-options`` values are checked against the recipe's (:mod:`rankssl.mm.option_types`).
 
 mmengine is imported only by the commands that need it, so ``rankssl --help`` and
 ``rankssl recipes`` answer at once.
