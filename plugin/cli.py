@@ -516,6 +516,12 @@ def main(argv: Optional[Sequence[str]] = None, *, short_errors: Optional[bool] =
     traceback. Called from Python with an explicit ``argv``, errors propagate as
     exceptions unless ``short_errors=True``.
     """
+    if "torch" not in sys.modules:
+        # Before torch starts its OpenMP team: idle team threads sleep instead of spinning.
+        # On a busy machine spinners are descheduled mid-op and every small op waits for
+        # them (one GroCo/NT-Xent loss at batch 256, 2 threads: ~1 s spinning, ~70 ms
+        # passive; benchmarks/contention.py). An explicit OMP_WAIT_POLICY wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if short_errors is None:
         short_errors = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -288,6 +288,10 @@ class GroCoLoss(nn.Module):
         offset = dist.local_row_offset(batch_size) if self.gather_distributed else 0
         own = torch.arange(batch_size, device=anchor.device)
         scores = scores.index_put((own, own + offset), torch.tensor(float("-inf"), device=anchor.device))
+        if self.n_negatives == scores.shape[1] - 1:
+            # Every other image is a negative: one ascending sort, then drop the anchor's own
+            # -inf in column 0. Same values as topk + flip, and cheaper than topk at k ~ n.
+            return scores.sort(dim=1).values[:, 1:]
         return scores.topk(self.n_negatives, dim=1).values.flip(1)  # topk sorts descending
 
     def extra_repr(self) -> str:
