@@ -97,6 +97,11 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     test.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     test.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
+    export = add("export", "write a checkpoint's trained backbone as a plain state_dict (torchvision names "
+                           "for ResNets)")
+    export.add_argument("checkpoint", help="checkpoint file (.pth) written by `rankssl train`")
+    export.add_argument("out", help="output file, e.g. resnet18_groco.pth")
+
     add("list", "list every registered component with its kind and hosts")
     add("recipes", "list the shipped recipes")
 
@@ -463,7 +468,18 @@ def _last_knn(runner) -> float:
     return float(runner.val().get("knn/top1", float("nan")))
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from rankssl.mm.export import export_backbone
+
+    if not os.path.isfile(args.checkpoint):
+        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
+                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    print(export_backbone(args.checkpoint, args.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo,
+            "export": cmd_export}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
