@@ -337,11 +337,19 @@ def cmd_test(args) -> int:
     if not os.path.isfile(args.checkpoint):
         raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
                            "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    from rankssl.mm.checkpoint import load_checkpoint_file
+    from rankssl.mm.checkpoint_match import check_checkpoint_matches
+
     check_data(cfg)
+    checkpoint = load_checkpoint_file(args.checkpoint, map_location="cpu")
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg))  # before any build
     cfg.load_from = args.checkpoint
     setup_launcher(cfg, args.launcher)
     cpu_fallbacks(cfg)
-    metrics = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg)).test()
+    runner = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg))
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg), model=runner.model)
+    del checkpoint
+    metrics = runner.test()
     for key, value in metrics.items():
         print(f"{key}\t{value:.2f}")
     return 0
