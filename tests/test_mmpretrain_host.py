@@ -236,3 +236,21 @@ def test_mmpretrain_extra_pins_a_numpy_that_runs_mmpretrains_color_jitter():
     else:
         for _ in range(50):
             assert jitter(dict(img=img))["img"].shape == img.shape
+
+
+def test_hydra_trains_on_mmpretrains_packed_batch_with_its_data_preprocessor():
+    """mmpretrain's PackInputs + default_collate batch: inputs a list of V uint8 (B, C, H, W) views,
+    data_samples a list of DataSample; mmpretrain's SelfSupDataPreprocessor normalises."""
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type="Hydra", num_classes=2, backbone=dict(type="mmpretrain.ResNet", depth=18, stem_channels=8,
+                                                   base_channels=8),
+        neck=dict(type="HydraProjectionHead", in_dim=64, hidden_dim=16, out_dim=8),
+        loss=dict(type="HydraLoss", seed=0),
+        data_preprocessor=dict(type="mmpretrain.SelfSupDataPreprocessor", mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], to_rgb=True)))
+    images = [torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8) for _ in range(2)]
+    data = dict(inputs=images, data_samples=_samples([0, 1, 0, 1]))
+    before = model.backbone.conv1.weight.detach().clone()
+    loss = model.train_step(data, _optim_wrapper(model))["loss"]
+    assert torch.isfinite(loss) and not torch.equal(before, model.backbone.conv1.weight)
