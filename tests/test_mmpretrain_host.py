@@ -141,12 +141,13 @@ def test_example_config_trains_groco_inside_mmpretrain_barlowtwins(tmp_path):
     assert np.isfinite(loss) and loss > 0
 
 
+@pytest.mark.slow
 def test_multi_view_self_supervisor_gives_every_view_and_labels_to_the_head():
     torch.manual_seed(0)
     model = MODELS.build(dict(
         type="rankssl.MultiViewSelfSupervisor",
-        backbone=dict(type="mmpretrain.ResNet", depth=18),
-        neck=dict(type="mmpretrain.NonLinearNeck", in_channels=512, hid_channels=16, out_channels=8,
+        backbone=dict(type="mmpretrain.ResNet", depth=18, stem_channels=8, base_channels=8),
+        neck=dict(type="mmpretrain.NonLinearNeck", in_channels=64, hid_channels=16, out_channels=8,
                   norm_cfg=dict(type="BN1d")),
         head=dict(type="rankssl.RankSSLHead", loss=dict(type="rankssl.HydraLoss", num_classes=2, dim=8, seed=0))))
     from mmpretrain.models.selfsup.base import BaseSelfSupervisor
@@ -238,6 +239,7 @@ def test_mmpretrain_extra_pins_a_numpy_that_runs_mmpretrains_color_jitter():
             assert jitter(dict(img=img))["img"].shape == img.shape
 
 
+@pytest.mark.slow
 def test_hydra_trains_on_mmpretrains_packed_batch_with_its_data_preprocessor():
     """mmpretrain's PackInputs + default_collate batch: inputs a list of V uint8 (B, C, H, W) views,
     data_samples a list of DataSample; mmpretrain's SelfSupDataPreprocessor normalises."""
