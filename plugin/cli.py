@@ -101,6 +101,11 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     test.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     test.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
+    export = add("export", "write a checkpoint's trained backbone as a plain state_dict (torchvision names "
+                           "for ResNets)")
+    export.add_argument("checkpoint", help="checkpoint file (.pth) written by `rankssl train`")
+    export.add_argument("out", help="output file, e.g. resnet18_groco.pth")
+
     add("list", "list every registered component with its kind and hosts")
     add("recipes", "list the shipped recipes")
 
@@ -355,11 +360,19 @@ def cmd_test(args) -> int:
     if not os.path.isfile(args.checkpoint):
         raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
                            "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    from rankssl.mm.checkpoint import load_checkpoint_file
+    from rankssl.mm.checkpoint_match import check_checkpoint_matches
+
     check_data(cfg)
+    checkpoint = load_checkpoint_file(args.checkpoint, map_location="cpu")
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg))  # before any build
     cfg.load_from = args.checkpoint
     setup_launcher(cfg, args.launcher)
     cpu_fallbacks(cfg)
-    metrics = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg)).test()
+    runner = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg))
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg), model=runner.model)
+    del checkpoint
+    metrics = runner.test()
     for key, value in metrics.items():
         print(f"{key}\t{value:.2f}")
     return 0
@@ -486,7 +499,18 @@ def _last_knn(runner) -> float:
     return float(runner.val().get("knn/top1", float("nan")))
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from rankssl.mm.export import export_backbone
+
+    if not os.path.isfile(args.checkpoint):
+        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
+                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    print(export_backbone(args.checkpoint, args.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo,
+            "export": cmd_export}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

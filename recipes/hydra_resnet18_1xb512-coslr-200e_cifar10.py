@@ -45,3 +45,6 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]
+# The batch the learning rate above is set for (1 x 512); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=512, enable=False)

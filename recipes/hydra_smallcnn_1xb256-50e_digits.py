@@ -42,3 +42,6 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 # kNN accuracy and the collapse diagnostics (effective rank, spectrum.png) at every validation.
 val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='EffectiveRank')]
 custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -31,3 +31,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='EffectiveRank')]
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)
