@@ -148,6 +148,21 @@ def _ordered_group_ordering_loss(
     return ((loss_positive_block + loss_negative_block) / 2).mean(dim=1)
 
 
+_OTHER_VIEWS: dict = {}
+
+
+def _other_views(num_views: int, device: torch.device) -> torch.Tensor:
+    """(V, V - 1) int64: row ``a`` lists the views other than ``a``, ascending. Cached."""
+    key = (num_views, str(device))
+    table = _OTHER_VIEWS.get(key)
+    if table is None:
+        table = torch.tensor([[p for p in range(num_views) if p != a] for a in range(num_views)], device=device)
+        if torch.compiler.is_compiling():
+            return table
+        _OTHER_VIEWS[key] = table
+    return table
+
+
 class GroCoLoss(nn.Module):
     """Group Ordering Constraints loss (Shvetsova et al., ICCV 2023), lightly-style.
 
@@ -237,7 +252,8 @@ class GroCoLoss(nn.Module):
 
     def forward(self, *views: Views) -> torch.Tensor:
         views = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
-        normalized = [safe_normalize(v.float(), dim=1) for v in views]
+        # One normalisation for all views (one set of launches, not one per view).
+        normalized = list(safe_normalize(torch.stack([v.float() for v in views]), dim=2).unbind(0))
         num_views, batch_size = len(normalized), normalized[0].shape[0]
         num_global = num_views if self.n_positive_views is None else self.n_positive_views
         if num_global > num_views:
@@ -256,10 +272,10 @@ class GroCoLoss(nn.Module):
         losses: List[torch.Tensor] = []
         # Global anchors: positives are the other global views of the same image.
         if num_global >= 2:
-            positive_scores = torch.einsum("abd,pbd->abp", global_views, keys)  # (Vg, B, Vg)
-            off_diagonal = ~torch.eye(num_global, dtype=torch.bool, device=keys.device)
-            positive_scores = positive_scores.permute(0, 2, 1)[off_diagonal]  # (Vg*(Vg-1), B)
-            positive_scores = positive_scores.view(num_global, num_global - 1, batch_size)
+            positive_scores = torch.einsum("abd,pbd->apb", global_views, keys)  # (Vg, Vg, B)
+            # Drop each anchor's own view with a gather (a boolean mask would be a host sync).
+            others = _other_views(num_global, keys.device)  # (Vg, Vg - 1)
+            positive_scores = positive_scores.gather(1, others[:, :, None].expand(-1, -1, batch_size))
             losses.append(self._anchor_losses(normalized[:num_global], positive_scores))
         # Local anchors (multi-crop): every global view is a positive.
         if num_views > num_global:

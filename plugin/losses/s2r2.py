@@ -13,13 +13,13 @@ Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argumen
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from rankssl.ops import dist
-from rankssl.ops.average_precision import BATCH_RANGE, average_precision, check_ap_estimator
+from rankssl.ops.average_precision import BATCH_RANGE, _average_precision, average_precision, check_ap_estimator
 from rankssl.ops.validation import check_choice, check_embeddings, check_optional_positive_int, safe_normalize
 from rankssl.losses._views import Views, as_view_list
 
@@ -87,6 +87,31 @@ def ranking_ap_loss(
             query_emb, db_emb = safe_normalize(query_emb, dim=1), safe_normalize(db_emb, dim=1)
         scores = query_emb @ db_emb.T
     return 1 - average_precision(scores, relevance, valid, estimator, chunk_size, **estimator_settings)
+
+
+_MASK_CACHE: Dict[Tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
+#: Masks up to this many entries are kept between calls (the shapes of a training run).
+_CACHED_MASK_ELEMENTS = 1 << 24
+
+
+def _view_masks(
+    batch_size: int, num_views: int, processes: int, process: int, device: torch.device
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(Q, N) relevance and valid masks of S2R2's rankings: query ``v * B + b`` of this
+    process ranks the N = processes * V * B views; relevant are the other views of image
+    ``b``, valid all but the query itself. Built once per shape and device."""
+    key = (batch_size, num_views, processes, process, str(device))
+    cached = _MASK_CACHE.get(key)
+    if cached is not None:
+        return cached
+    image = torch.arange(batch_size, device=device).repeat(num_views)
+    db_image = torch.cat([image + p * batch_size for p in range(processes)])
+    own = torch.arange(image.shape[0], device=device) + process * image.shape[0]
+    valid = torch.arange(db_image.shape[0], device=device)[None, :] != own[:, None]
+    relevance = ((image + process * batch_size)[:, None] == db_image[None, :]) & valid
+    if relevance.numel() <= _CACHED_MASK_ELEMENTS and not torch.compiler.is_compiling():
+        _MASK_CACHE[key] = (relevance, valid)
+    return relevance, valid
 
 
 class S2R2Loss(nn.Module):
@@ -175,31 +200,30 @@ class S2R2Loss(nn.Module):
         view_list = as_view_list(views, loss_name="S2R2Loss", labelled_alternative="rankssl.pml.S2R2Loss")
         num_views, batch_size = len(view_list), view_list[0].shape[0]
         queries = torch.cat(view_list, dim=0)  # row v * B + b: view v of image b
-        device = queries.device
-        image = torch.arange(batch_size, device=device).repeat(num_views)
-        database, db_image, offset = queries, image, 0
+        processes, process = 1, 0
+        database = queries
         if self.gather_distributed and dist.is_distributed():
             database = dist.gather(queries)
-            offset = dist.local_row_offset(queries.shape[0])
-            db_image = torch.cat(
-                [image + process * batch_size for process in range(dist.world_size())]
-            )
-            image = image + dist.rank() * batch_size
-        rows = torch.arange(queries.shape[0], device=device)
-        valid = torch.ones(queries.shape[0], database.shape[0], dtype=torch.bool, device=device)
-        valid[rows, rows + offset] = False
-        relevance = (image[:, None] == db_image[None, :]) & valid
-        losses = ranking_ap_loss(
-            queries,
-            database,
-            relevance,
-            valid,
-            self.estimator,
-            self.similarity,
-            self.chunk_size,
-            **self.estimator_settings,
+            processes, process = dist.world_size(), dist.rank()
+        relevance, valid = _view_masks(batch_size, num_views, processes, process, queries.device)
+        query_scores = queries.float()
+        if self.similarity == "cosine":
+            query_scores = safe_normalize(query_scores, dim=1)
+        if database is queries:
+            db_scores = query_scores
+        else:
+            db_scores = database.float()
+            db_scores = safe_normalize(db_scores, dim=1) if self.similarity == "cosine" else db_scores
+        scores = query_scores @ db_scores.T
+        # Every query has exactly V - 1 relevant items and only itself left out: the
+        # masks need no check, and the estimators know their width without a host sync.
+        ap = _average_precision(
+            scores, relevance, valid, self.estimator, self.chunk_size, self.estimator_settings,
+            max_relevant=num_views - 1,
+            # Cosine scores lie in the default (-1, 1) by construction: no range check needed.
+            bounded=self.similarity == "cosine" and self.estimator_settings.get("score_range") == (-1.0, 1.0),
         )
-        return losses.mean()
+        return 1 - ap.mean()
 
     def extra_repr(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.estimator_settings.items())

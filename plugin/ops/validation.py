@@ -78,6 +78,7 @@ __all__ = [
     "check_positive_int",
     "check_tensor",
     "check_views",
+    "checks_lazily",
     "current_validation_mode",
     "defer_check",
     "describe",
@@ -214,7 +215,10 @@ class validation_mode:
         _override = self._previous
 
 
-def _is_lazy(tensor: torch.Tensor) -> bool:
+def checks_lazily(tensor: torch.Tensor) -> bool:
+    """Whether value checks on ``tensor`` run lazily under the current mode (``lazy``, or
+    ``auto`` with a tensor off the CPU). A caller with a detailed message that needs
+    values on the host builds it only when this is False."""
     mode = current_validation_mode()
     if mode == "auto":
         return tensor.device.type not in ("cpu", "meta")
@@ -301,7 +305,7 @@ def defer_check(bad: torch.Tensor, message: str) -> None:
     if not isinstance(bad, torch.Tensor) or bad.numel() != 1:
         raise TypeError(f"defer_check needs a 1-element bool tensor as bad, got {describe(bad)}.")
     _raise_ready()
-    if not _is_lazy(bad):
+    if not checks_lazily(bad):
         if bool(bad):
             raise ValueError(message)
         return
@@ -362,17 +366,19 @@ _FINITE_ADVICE = (
 )
 
 
-def _lazy_finite(name: str, tensor: torch.Tensor, row_axis_name: str) -> None:
-    """Queue the finiteness verdict of one tensor: the flat index of its first non-finite
-    entry, or -1, computed on the device (``x - x == 0`` exactly when ``x`` is finite)."""
-    flat = tensor.detach().reshape(-1)
+def _lazy_finite(names: List[str], stacked: torch.Tensor, row_axis_name: str) -> None:
+    """Queue the finiteness verdict of ``len(names)`` tensors stacked along a new first
+    dimension: the flat index of the first non-finite entry, or -1, computed on the
+    device (``x - x == 0`` exactly when ``x`` is finite)."""
+    flat = stacked.detach().reshape(-1)
     finite, first_bad = (flat - flat == 0).min(0)  # min of a bool vector: the first False
-    shape = tuple(tensor.shape)
+    shape = tuple(stacked.shape)
 
     def message(code: int) -> Optional[str]:
         if code < 0:
             return None
-        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(code), shape)) if shape else (0,)
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(code), shape))
+        name, index = names[index[0]], index[1:] or (0,)
         return (
             f"{name} holds a non-finite value at {_where(index, row_axis_name)}: {_FINITE_ADVICE} "
             "(Found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE.)"
@@ -395,9 +401,14 @@ def check_finite(tensors: Sequence[Tuple[str, torch.Tensor]], row_axis_name: str
     tensors = [(name, t) for name, t in tensors if t.numel()]
     if not tensors:
         return
-    if _is_lazy(tensors[0][1]):
-        for name, t in tensors:
-            _lazy_finite(name, t, row_axis_name)
+    if checks_lazily(tensors[0][1]):
+        shapes = {(t.shape, t.dtype, t.device) for _, t in tensors}
+        if len(tensors) > 1 and len(shapes) == 1:
+            # Tensors of one shape (the views of a batch): one verdict for all of them.
+            _lazy_finite([name for name, _ in tensors], torch.stack([t.detach() for _, t in tensors]), row_axis_name)
+        else:
+            for name, t in tensors:
+                _lazy_finite([name], t.unsqueeze(0), row_axis_name)
         return
     flags = [torch.isfinite(t.detach()).all() for _, t in tensors]
     if bool(torch.stack([flag.to(flags[0].device) for flag in flags]).all()):
@@ -532,7 +543,7 @@ def check_labels(
         )
     labels = labels.to(dtype=torch.long, device=device if device is not None else labels.device)
     if num_classes is not None and labels.numel():
-        if _is_lazy(labels):
+        if checks_lazily(labels):
             defer_check(
                 ((labels < 0) | (labels >= num_classes)).any(),
                 f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
@@ -584,7 +595,7 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
             raise ValueError(f"{name} must be 1-D, got shape {tuple(part.shape)}.")
         limit = num_rows if part_name.startswith("anchors") else num_ref
         what = "embeddings" if part_name.startswith("anchors") else "reference embeddings"
-        if part.numel() and _is_lazy(part):
+        if part.numel() and checks_lazily(part):
             defer_check(
                 ((part < 0) | (part >= limit)).any(),
                 f"{name} must index the {limit} {what}, i.e. lie in [0, {limit}); some indices are out of "
@@ -621,6 +632,6 @@ def safe_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     ``safe_normalize(c * x)`` is ``normalize(x)`` and its gradient with respect to
     ``c * x`` is that with respect to ``x`` divided by ``c``.
     """
-    scale = x.detach().abs().amax(dim=dim, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    # A zero row stays zero (divided by the clamp); a subnormal one is scaled up to ~1e-2.
+    scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     return torch.nn.functional.normalize(x / scale, dim=dim)
