@@ -112,7 +112,8 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         return ScaleSafeCosineSimilarity()
 
     def _scores(self, query_emb: torch.Tensor, db_emb: torch.Tensor) -> torch.Tensor:
-        scores = self.distance(query_emb, db_emb).float()
+        # pml's distances normalise the database once more unless it is passed as None.
+        scores = self.distance(query_emb, None if db_emb is query_emb else db_emb).float()
         return scores if self.distance.is_inverted else -scores
 
     def _cosine_scores(self) -> bool:
@@ -141,9 +142,13 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
     def _pairs(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         """(Q, N) relevance and valid masks, without a host sync when there are labels."""
         if indices_tuple is None:
-            matches, diffs = lmu.get_matches_and_diffs(labels, ref_labels)
-            relevance = matches.bool()
-            return relevance, relevance | diffs.bool()
+            # pml's get_matches_and_diffs, in bool and without its byte copies.
+            relevance = labels[:, None] == ref_labels[None, :]
+            if ref_labels is not labels:
+                return relevance, torch.ones_like(relevance)
+            rows = torch.arange(labels.shape[0], device=labels.device)
+            not_self = rows[:, None] != rows[None, :]
+            return relevance & not_self, not_self
         a1, p, a2, n = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
         shape = (embeddings.shape[0], ref_emb.shape[0])
         relevance = torch.zeros(shape, dtype=torch.bool, device=embeddings.device)
@@ -158,7 +163,10 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         has_relevant = relevance.any(1)
         settings, bounded = self._settings()
         if type(self.reducer) is MeanReducer and checks_lazily(embeddings):
-            return self._sync_free_losses(embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded)
+            may_lack_valid = indices_tuple is not None or ref_emb.shape[0] < 2
+            return self._sync_free_losses(
+                embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded, may_lack_valid
+            )
         self.num_queries_without_relevant = int((~has_relevant).sum())
         if not bool(has_relevant.any()):
             return self.zero_losses()
@@ -169,7 +177,7 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         ap = _average_precision(scores, relevance, valid, self.estimator, self.chunk_size, settings, bounded=bounded)
         return {"loss": {"losses": 1 - ap, "indices": queries, "reduction_type": "element"}}
 
-    def _sync_free_losses(self, embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded):
+    def _sync_free_losses(self, embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded, may_lack_valid):
         """The same loss without a host sync (lazy validation, pml's ``MeanReducer``):
         every query is ranked; a query without a relevant item ranks a stand-in (all its
         items relevant, AP 1) and is weighted 0, the others by Q / #queries with a
@@ -178,8 +186,9 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         weight; other reducers see the unweighted losses of the kept queries instead."""
         self.num_queries_without_relevant = (~has_relevant).sum()
         stand_in = ~has_relevant[:, None]
-        valid = valid | (stand_in & ~valid.any(1, keepdim=True))
-        relevance = torch.where(stand_in, valid, relevance)
+        if may_lack_valid:  # a query with no item at all ranks every item instead
+            valid = valid | (stand_in & ~valid.any(1, keepdim=True))
+        relevance = relevance | (stand_in & valid)
         scores = self._scores(embeddings, ref_emb)
         ap = _average_precision(scores, relevance, valid, self.estimator, self.chunk_size, settings, bounded=bounded)
         kept = has_relevant.to(ap.dtype)
