@@ -13,7 +13,7 @@ Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argumen
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -21,7 +21,7 @@ from torch import nn
 from rankssl.ops import dist
 from rankssl.ops.average_precision import BATCH_RANGE, _average_precision, average_precision, check_ap_estimator
 from rankssl.ops.validation import check_choice, check_embeddings, check_optional_positive_int, safe_normalize
-from rankssl.losses._views import Views, as_view_list
+from rankssl.losses._views import Views, as_view_list, views_from_call
 
 __all__ = ["S2R2Loss", "ranking_ap_loss"]
 
@@ -114,6 +114,40 @@ def _view_masks(
     return relevance, valid
 
 
+#: The constructor arguments that each estimator uses (the others must stay None).
+ESTIMATOR_ARGUMENTS = {
+    "binned": ("num_bins", "score_range"),
+    "fastap": ("num_bins", "score_range"),
+    "sigmoid": ("temperature",),
+    "sorting": ("steepness", "sorting_network", "distribution"),
+}
+
+
+def estimator_settings_from_arguments(estimator: str, **arguments) -> Dict[str, object]:
+    """The estimator's settings from the loss's constructor arguments (None: default).
+
+    An argument the estimator does not use is refused (``S2R2Loss(temperature=0.01)``
+    with the binned estimator would otherwise be silently ignored).
+
+    Raises:
+        ValueError: an unknown estimator, or an argument the estimator does not use.
+    """
+    check_choice(estimator, "estimator", ESTIMATOR_ARGUMENTS, "AP estimator")
+    used = ESTIMATOR_ARGUMENTS[estimator]
+    ignored = [name for name, value in arguments.items() if value is not None and name not in used]
+    if ignored:
+        users = {name: [e for e, names in ESTIMATOR_ARGUMENTS.items() if name in names] for name in ignored}
+        detail = "; ".join(f"{name} applies to estimator {' or '.join(map(repr, users[name]))}" for name in ignored)
+        raise ValueError(
+            f"estimator={estimator!r} does not use {', '.join(ignored)} ({detail}); drop the argument or "
+            "choose that estimator."
+        )
+    settings = {name: value for name, value in arguments.items() if value is not None}
+    if isinstance(settings.get("score_range"), (list, tuple)):
+        settings["score_range"] = tuple(settings["score_range"])
+    return settings
+
+
 class S2R2Loss(nn.Module):
     """Self-Supervised Ranking loss (Varamesh et al., 2020), lightly-style.
 
@@ -172,23 +206,12 @@ class S2R2Loss(nn.Module):
         super().__init__()
         _check_similarity(similarity)
         check_optional_positive_int(chunk_size, "chunk_size")
-        if score_range is not None and estimator not in ("binned", "fastap"):
-            raise ValueError(
-                f"score_range applies to the binned estimators ('binned', 'fastap'), not {estimator!r}."
-            )
-        if estimator in ("binned", "fastap"):
-            settings = {} if num_bins is None else dict(num_bins=num_bins)
-            if score_range is None and similarity == "dot":
-                score_range = BATCH_RANGE
-            if score_range is not None:
-                settings["score_range"] = score_range
-        elif estimator == "sigmoid":
-            settings = dict(temperature=temperature)
-        elif estimator == "sorting":
-            settings = dict(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
-        else:
-            settings = {}
-        settings = {name: value for name, value in settings.items() if value is not None}
+        settings = estimator_settings_from_arguments(
+            estimator, num_bins=num_bins, score_range=score_range, temperature=temperature,
+            steepness=steepness, sorting_network=sorting_network, distribution=distribution,
+        )
+        if estimator in ("binned", "fastap") and score_range is None and similarity == "dot":
+            settings["score_range"] = BATCH_RANGE
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.estimator = estimator
         self.similarity = similarity
@@ -196,8 +219,15 @@ class S2R2Loss(nn.Module):
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
 
-    def forward(self, *views: Views) -> torch.Tensor:
+    def forward(self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        views = views_from_call(views, out0, out1, "S2R2Loss")
         view_list = as_view_list(views, loss_name="S2R2Loss", labelled_alternative="rankssl.pml.S2R2Loss")
+        self._check_settings()
+        # Scores in float32 as documented, also under autocast (bf16 scores would blur ranks).
+        with torch.autocast(view_list[0].device.type, enabled=False):
+            return self._forward(view_list)
+
+    def _forward(self, view_list: List[torch.Tensor]) -> torch.Tensor:
         num_views, batch_size = len(view_list), view_list[0].shape[0]
         queries = torch.cat(view_list, dim=0)  # row v * B + b: view v of image b
         processes, process = 1, 0
@@ -224,6 +254,13 @@ class S2R2Loss(nn.Module):
             bounded=self.similarity == "cosine" and self.estimator_settings.get("score_range") == (-1.0, 1.0),
         )
         return 1 - ap.mean()
+
+    def _check_settings(self) -> None:
+        """Re-check the settings on every call (cheap, host-side): attributes may have been
+        changed after construction."""
+        _check_similarity(self.similarity)
+        check_optional_positive_int(self.chunk_size, "chunk_size")
+        check_ap_estimator(self.estimator, _warn=False, **self.estimator_settings)
 
     def extra_repr(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in self.estimator_settings.items())

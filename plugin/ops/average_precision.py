@@ -130,7 +130,7 @@ def default_chunk_size(estimator: str, num_items: int, max_relevant: int = 1) ->
     return max(1, CHUNK_ELEMENTS[estimator] // max(1, per_query))
 
 
-def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
+def check_ap_estimator(estimator: str, _warn: bool = True, **settings) -> Dict[str, object]:
     """Validate an estimator name and its settings; return the full settings with defaults.
 
     Raises:
@@ -146,7 +146,7 @@ def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
             f"its settings are {', '.join(defaults)}."
         )
     full = {**defaults, **settings}
-    if estimator == "fastap":
+    if estimator == "fastap" and _warn:
         warnings.warn(FASTAP_WARNING, UserWarning, stacklevel=3)
     if estimator in ("binned", "fastap"):
         check_positive_int(full["num_bins"], "num_bins")

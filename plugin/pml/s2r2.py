@@ -18,6 +18,7 @@ from pytorch_metric_learning.reducers import MeanReducer
 from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
+from rankssl.losses.s2r2 import estimator_settings_from_arguments
 from rankssl.ops.average_precision import BATCH_RANGE, _average_precision, check_ap_estimator
 from rankssl.ops.validation import check_optional_positive_int, checks_lazily
 from rankssl.pml._checks import CheckedInputsMixin
@@ -91,17 +92,10 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
     ) -> None:
         super().__init__(**kwargs)
         check_optional_positive_int(chunk_size, "chunk_size")
-        settings: dict = {}
-        if estimator in ("binned", "fastap"):
-            if num_bins is not None:
-                settings["num_bins"] = num_bins
-            if score_range is not None:
-                settings["score_range"] = score_range if isinstance(score_range, str) else tuple(score_range)
-        elif estimator == "sigmoid":
-            settings["temperature"] = temperature
-        elif estimator == "sorting":
-            settings.update(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
-        settings = {name: value for name, value in settings.items() if value is not None}
+        settings = estimator_settings_from_arguments(
+            estimator, num_bins=num_bins, score_range=score_range, temperature=temperature,
+            steepness=steepness, sorting_network=sorting_network, distribution=distribution,
+        )
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.score_range = settings.get("score_range")
         self.estimator = estimator
@@ -159,6 +153,9 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         c_f.labels_or_indices_tuple_required(labels, indices_tuple)
+        # Settings may have been changed after construction: re-checked (host-side, cheap).
+        check_optional_positive_int(self.chunk_size, "chunk_size")
+        check_ap_estimator(self.estimator, _warn=False, **self.estimator_settings)
         relevance, valid = self._pairs(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         has_relevant = relevance.any(1)
         settings, bounded = self._settings()
