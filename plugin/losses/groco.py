@@ -195,8 +195,9 @@ class GroCoLoss(nn.Module):
             is the same as multiplying the learning rate (up to weight decay).
 
     Shapes:
-        ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
-        shape (B, D); returns a scalar.
+        ``forward(*views)``, ``forward([view0, view1, ...])`` or lightly's
+        ``forward(out0=view0, out1=view1)`` with V >= 2 views of shape (B, D); returns a
+        scalar. Settings changed after construction are re-checked on every call.
 
     Note:
         The loss's gradients are small (the paper trains with learning rate 24 at batch

@@ -6,9 +6,13 @@ view is a retrieval query against all the other views of the batch, where the V 
 other views of its own image are relevant. The encoder maximises the average precision
 (AP) of those rankings: loss = 1 - mean AP, a listwise objective over many views.
 
-The paper leaves the AP estimator open; the default here is the binned estimator of
-:mod:`rankssl.ops.average_precision` (FastAP / Revaud et al.'s quantised AP), with the
-Smooth-AP ``sigmoid`` and the sorting-network ``sorting`` estimators one argument away.
+Only the paper's abstract is available to us (its body is not). Every setting the
+abstract does not state is rankssl's choice, not the paper's: the AP estimator (the
+default here is the binned estimator of :mod:`rankssl.ops.average_precision`, FastAP /
+Revaud et al.'s quantised AP, with the Smooth-AP ``sigmoid`` and the sorting-network
+``sorting`` estimators one argument away), its settings, the cosine similarity, the
+number of views (the recipes' "8 to 16" views and their ResNet-18 backbones are
+rankssl's reading, not figures taken from the paper's text) and the batch composition.
 """
 
 from __future__ import annotations
@@ -160,7 +164,9 @@ class S2R2Loss(nn.Module):
             ``"sigmoid"`` (Smooth-AP), ``"sorting"`` (sorting network) or
             ``"fastap"`` (FastAP's own formula).
         num_bins, temperature, steepness, sorting_network, distribution: the
-            estimator's settings; None (default) takes the estimator's own default
+            estimator's settings (an argument the chosen estimator does not use, e.g.
+            ``temperature`` with ``binned``, raises ``ValueError`` instead of being
+            ignored); None (default) takes the estimator's own default
             (``rankssl.ops.AP_ESTIMATORS``: binned 640 bins, sigmoid temperature
             0.0025, sorting ``optimal`` relaxation at steepness 1e4, fastap 10 bins),
             chosen so that the estimate is within 0.01 of the exact AP (fastap
@@ -178,8 +184,10 @@ class S2R2Loss(nn.Module):
             gradients); the queries stay the local views.
 
     Shapes:
-        ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
-        shape (B, D), B >= 2; returns a scalar.
+        ``forward(*views)``, ``forward([view0, view1, ...])`` or lightly's
+        ``forward(out0=view0, out1=view1)`` with V >= 2 views of shape (B, D), B >= 2;
+        returns a scalar. Scores are float32, also under autocast. Settings changed after
+        construction are re-checked on every call.
 
     Example:
         >>> import torch
