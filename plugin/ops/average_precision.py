@@ -61,8 +61,8 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from rankssl.ops.layers import comparator_step, mix
 from rankssl.ops.networks import check_network, get_network
-from rankssl.ops.permutation_matmul import permutation_matmul
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import (
     check_choice,
@@ -361,28 +361,16 @@ def _sigmoid_ap(s, rel, valid, temperature, max_relevant=None):
 
 
 def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lambda, max_relevant=None):
-    """AP from soft ranks: each relevant item's precision is (its rank among the relevant
-    items) / (its rank among all valid items), ranks counted from the top, each read as
-    ``P @ ranks`` through the relaxed sorting network (one fused pass where the kernels
-    apply). Exact as the steepness grows."""
-    settings = (distribution, steepness, art_lambda)
-    n = s.shape[1]
-    # Invalid items go below every valid one, so they never count as ranked above one.
-    floor = s.detach().masked_fill(~valid, float("inf")).amin(1, keepdim=True) - 1.0
-    x = torch.where(valid, s, floor)
-    from_top = torch.arange(n, 0, -1, dtype=s.dtype, device=s.device)[:, None]  # ascending ranks
-    rank_all = permutation_matmul(x, from_top, get_network(sorting_network, n, s.device), *settings)[..., 0]
-    anchor, is_item, order = _relevant_scores(s, rel, max_relevant, with_order=True)
-    width = anchor.shape[1]
-    if width == 1:
-        rank_relevant = torch.ones_like(anchor)
-    else:
-        relevant_x = torch.where(is_item, anchor, floor)
-        from_top = torch.arange(width, 0, -1, dtype=s.dtype, device=s.device)[:, None]
-        layers = get_network(sorting_network, width, s.device)
-        rank_relevant = permutation_matmul(relevant_x, from_top, layers, *settings)[..., 0]
-    precision = (rank_relevant / rank_all.gather(1, order).clamp_min(1.0)).masked_fill(~is_item, 0.0)
-    return precision.sum(1) / rel.sum(1)
+    # Invalid items go below every valid one; they carry no validity mass either way.
+    floor = s.detach().masked_fill(~valid, float("inf")).min() - 1.0
+    x = s.masked_fill(~valid, 0.0) + (~valid).to(s.dtype) * floor
+    carried = torch.stack((rel, valid), dim=1).to(s.dtype)  # (c, 2, N): [relevance, validity] @ P
+    for layer in get_network(sorting_network, s.shape[1], s.device):
+        x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
+        carried = mix(layer, carried, alpha.unsqueeze(-2))
+    relevant_at, valid_at = carried[:, 0], carried[:, 1]  # ascending ranks: the top is last
+    precision = relevant_at.flip(1).cumsum(1).flip(1) / valid_at.flip(1).cumsum(1).flip(1).clamp_min(1e-6)
+    return (relevant_at * precision).sum(1) / rel.sum(1)
 
 
 _ESTIMATOR_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
@@ -391,7 +379,7 @@ _ESTIMATOR_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
     "sigmoid": _sigmoid_ap,
     "sorting": _sorting_ap,
 }
-_CHECKPOINTED = ("sigmoid",)
+_CHECKPOINTED = ("sigmoid", "sorting")
 
 
 def average_precision(
