@@ -7,13 +7,13 @@ import torch
 from rankssl.losses import GroCoLoss
 
 
-def _topk_negatives(loss: GroCoLoss, anchor: torch.Tensor) -> torch.Tensor:
+def _topk_negatives(loss: GroCoLoss, anchor: torch.Tensor, num_negatives=None) -> torch.Tensor:
     """The selection as it was before the sort path: K largest other scores, ascending."""
     candidates = anchor.detach() if loss.stop_gradient else anchor
     scores = anchor @ candidates.T
     own = torch.arange(anchor.shape[0])
     scores = scores.index_put((own, own), torch.tensor(float("-inf")))
-    return scores.topk(loss.n_negatives, dim=1).values.flip(1)
+    return scores.topk(num_negatives or loss.n_negatives, dim=1).values.flip(1)
 
 
 def _loss_and_grads(loss: GroCoLoss, views):
