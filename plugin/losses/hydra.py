@@ -85,50 +85,112 @@ _EPS = 1e-8
 _NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
 
 
-def _unit_max(x: torch.Tensor) -> torch.Tensor:
-    scale = x.detach().abs().amax(dim=1, keepdim=True)
-    return x / scale.clamp_min(torch.finfo(x.dtype).tiny)
-
-
-def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.Tensor, scale: float) -> torch.Tensor:
-    """(A, N) logits ``scale * cos(g_a * anchors[a], g_a * keys[n])``.
+def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor,
+                        scale: Union[float, torch.Tensor]) -> torch.Tensor:
+    """(A, N) logits ``scale * cos(g_a * anchors[a], g_a * keys[n])``; ``keys=None``: the anchors.
 
     Written with matmuls over squared gates, so memory is O(A*N), never O(A*N*D):
     <g*x, g*y> = (g^2 * x) . y and |g*y|^2 = g^2 . y^2.
     """
-    # Cosine is scale invariant in each row: dividing by the row's largest entry first
-    # keeps the squares below from overflowing (1e30) or underflowing.
-    anchors, keys = _unit_max(anchors), _unit_max(keys)
+    # The cosine is invariant to scaling either row: unit rows first keep the squares below
+    # from overflowing (1e30) or underflowing.
+    anchors = F.normalize(anchors, dim=1)
+    keys = anchors if keys is None else F.normalize(keys, dim=1)
     g2 = gates * gates
-    numerator = (g2 * anchors) @ keys.T
-    anchor_norm = (g2 * anchors * anchors).sum(dim=1, keepdim=True).clamp_min(_EPS**2).sqrt()
-    key_norm = (g2 @ (keys * keys).T).clamp_min(_EPS**2).sqrt()
-    return numerator * (scale / anchor_norm) / key_norm
+    gated = g2 * anchors
+    numerator = gated @ keys.T
+    anchor_norm2 = (gated * anchors).sum(dim=1, keepdim=True)
+    key_norm2 = g2 @ (keys * keys).T
+    return numerator * (anchor_norm2 * key_norm2).clamp_min(_EPS**4).rsqrt() * scale
+
+
+def _unit_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(x / c, c)`` with c the row's largest magnitude: squares of x / c cannot overflow."""
+    c = x.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return x / c, c
+
+
+class _GatedTerms(torch.autograd.Function):
+    """Hydra's (A, N) terms ``softplus(LSE_{k in N_i} l_ik - l_ij)`` at the positives, with a
+    hand-written backward (about half the kernels autograd would run).
+
+    l_ij = s * n_ij / sqrt(a_i k_ij), n = (G U) V^T, a_i = sum_d G_id U_id^2, k = G (V^2)^T,
+    G = g^2, U and V the anchors and keys scaled to unit row maximum (the cosine does not see
+    the scale, so the gradient through the scaling is a division by it). With
+    lambda = dLoss/dl, A_i = sum_j lambda_ij l_ij, m = lambda * l / k:
+    dU = (lambda*s/sqrt(a k)) V * G - (A/a) * G U,  dV = (lambda*s/sqrt(a k))^T (G U) - (m^T G) * V,
+    dG = ((lambda*s/sqrt(a k)) V) * U - (A/a) U^2 / 2 - m V^2 / 2,  ds = sum(A) / s.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors, keys, gates, to_pair, not_negative, scale):
+        u, cu = _unit_rows(anchors)
+        v, cv = (u, cu) if keys is None else _unit_rows(keys)
+        g2 = gates * gates
+        gu = g2 * u
+        a = (gu * u).sum(dim=1, keepdim=True)
+        vv = v * v
+        k = g2 @ vv.T
+        rs = (a * k).clamp_min(_EPS**4).rsqrt() * scale
+        logits = (gu @ v.T) * rs
+        masked = logits.masked_fill(not_negative, _NOT_NEGATIVE)
+        lse = masked.logsumexp(dim=1, keepdim=True)
+        x = lse - logits
+        ctx.same = keys is None
+        ctx.scale_is_tensor = isinstance(scale, torch.Tensor)
+        ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair,
+                              scale if ctx.scale_is_tensor else None)
+        return F.softplus(x) * to_pair
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair, scale = ctx.saved_tensors
+        q = grad * torch.sigmoid(x) * to_pair  # d loss / d x at the positives
+        lam = (masked - lse).exp() * q.sum(dim=1, keepdim=True) - q  # d loss / d logits (softmax over negatives)
+        gn = lam * rs
+        lam_l = lam * logits
+        row = lam_l.sum(dim=1, keepdim=True)
+        c = row / a
+        m = lam_l / k
+        gnv = gn @ v
+        du = torch.addcmul(gnv * g2, c, gu, value=-1.0)
+        dg2 = torch.addcmul(gnv * u, c, u * u, value=-0.5).sub_(m @ vv, alpha=0.5)
+        dgates = dg2.mul_(gates).mul_(2.0)
+        dv = torch.addcmul(gn.T @ gu, m.T @ g2, v, value=-1.0)
+        dkeys = None
+        if ctx.same:
+            du = du.add_(dv)
+        else:
+            dkeys = dv.div_(cv)
+        dscale = row.sum() / scale if ctx.scale_is_tensor and ctx.needs_input_grad[5] else None
+        return du.div_(cu), dkeys, dgates, None, None, dscale
 
 
 def _masked_terms(
     anchors: torch.Tensor,
-    keys: torch.Tensor,
+    keys: Optional[torch.Tensor],
     gates: torch.Tensor,
     anchor_labels: torch.Tensor,
     pair_labels: torch.Tensor,
     key_labels: torch.Tensor,
-    valid: Optional[torch.Tensor],
+    invalid: Optional[torch.Tensor],
     scale: Union[float, torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Unchecked core: (A, N) float32 terms (0 off the positives) and the float (A, N) positive mask.
+    """Unchecked core: (A, N) float32 terms (0 off the positives) and the (A, N) boolean positives.
 
-    ``valid`` (A, N) bool marks the keys an anchor may see at all (None: every key).
+    ``keys=None`` compares the anchors with themselves; ``invalid`` (A, N) bool marks the
+    keys an anchor must not see at all (itself, its own view; None: none).
     """
-    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
     to_pair = key_labels[None, :] == pair_labels[:, None]
-    negative = ~(to_pair | (key_labels[None, :] == anchor_labels[:, None]))
-    if valid is not None:
-        to_pair, negative = to_pair & valid, negative & valid
-    negative_lse = logits.masked_fill(~negative, _NOT_NEGATIVE).logsumexp(dim=1, keepdim=True)
-    positive = to_pair.float()
+    not_negative = to_pair | (key_labels[None, :] == anchor_labels[:, None])
+    if invalid is not None:
+        not_negative = not_negative | invalid
+        to_pair = to_pair > invalid  # to_pair and not invalid
     # log(exp(l_ij) + sum_k exp(l_ik)) - l_ij = softplus(LSE_k l_ik - l_ij): no row centring needed.
-    return F.softplus(negative_lse - logits) * positive, positive
+    terms = _GatedTerms.apply(anchors.float(), None if keys is None else keys.float(), gates.float(), to_pair,
+                              not_negative, scale)
+    return terms, to_pair
 
 
 def hydra_pair_term_matrix(
@@ -159,12 +221,11 @@ def hydra_pair_term_matrix(
     key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
     if not isinstance(scale, torch.Tensor):  # a learned scale is a 0-d parameter
         check_float(scale, "scale", 0.0)
-    valid = None
+    invalid = None
     if self_index is not None:
         self_index = check_labels(self_index, "self_index", length=anchors.shape[0])
-        valid = torch.arange(keys.shape[0], device=keys.device)[None, :] != self_index.to(keys.device)[:, None]
-    terms, positive = _masked_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels, valid, scale)
-    return terms, positive.bool()
+        invalid = torch.arange(keys.shape[0], device=keys.device)[None, :] == self_index.to(keys.device)[:, None]
+    return _masked_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels, invalid, scale)
 
 
 def hydra_pair_terms(*args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -374,8 +435,7 @@ class HydraLossBase(nn.Module):
         """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device."""
         generator = self._generator_on(rows.device)
         if self.pairing == "arbitrary" and self.pair_draw == "permutation":
-            pair = permutation_pair_labels(labels, generator).repeat(num_views)
-            return pair, torch.ones_like(pair, dtype=torch.bool)
+            return permutation_pair_labels(labels, generator).repeat(num_views), None
         return draw_partners(rows, self.pairing, pool, self_index, self.class_pair_weight, generator)
 
 
@@ -557,27 +617,39 @@ class HydraLoss(HydraLossBase):
         device = z.device
         labels = labels.to(device)
         y = labels.repeat(num_views)
-        rows = torch.arange(z.shape[0], device=device)
-        keys, key_labels, key_rows = z, y, rows
+        keys, key_labels, offset = None, y, 0
         if self.gather_distributed:
             keys, key_labels = dist.gather(z), dist.gather(y)
-            key_rows = torch.arange(keys.shape[0], device=device)
-            rows = rows + dist.local_row_offset(z.shape[0])
+            offset = dist.local_row_offset(z.shape[0])
         self._check_classes(key_labels)
+        invalid = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
+        rows = torch.arange(z.shape[0], device=device) + offset if pair_labels is None and self.pair_draw == "per_row" else None
         pair_labels, admissible = self._pair_labels(labels, y, pair_labels, num_views, key_labels, rows)
         gates = self.feature_filter.gates(y, pair_labels)
-        if self.key_views == "all":
-            valid = key_rows[None, :] != rows[:, None]
-        else:  # a key is visible to the anchors of the other views only
-            key_view = (key_rows % z.shape[0]) // batch_size
-            valid = key_view[None, :] != ((rows % z.shape[0]) // batch_size)[:, None]
         if admissible is not None:
-            valid = valid & admissible[:, None]
-        terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, valid, self.scale)
+            invalid = invalid | ~admissible[:, None]
+        terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, invalid, self.scale)
         loss = self._reduce(terms, positive, num_views)
         if self.gate_penalty > 0:
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
+
+    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> torch.Tensor:
+        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other').
+
+        Depends on shapes only, so it is built once per shape and device and kept."""
+        key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
+        cache = self.__dict__.setdefault("_invalid_cache", {})
+        if key not in cache:
+            anchor_rows = torch.arange(rows, device=device) + offset
+            key_rows = torch.arange(num_keys, device=device)
+            if self.key_views == "all":
+                invalid = key_rows[None, :] == anchor_rows[:, None]
+            else:  # a key is visible to the anchors of the other views only
+                invalid = ((key_rows % rows) // batch_size)[None, :] == ((anchor_rows % rows) // batch_size)[:, None]
+            cache.clear()
+            cache[key] = invalid
+        return cache[key]
 
     def _check_classes(self, key_labels: torch.Tensor) -> None:
         message = ("The batch holds a single class: Hydra has no negatives. Batches need several classes "
@@ -593,11 +665,12 @@ class HydraLoss(HydraLossBase):
             sums, counts = terms.sum(dim=1), positive.sum(dim=1)
         else:  # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
             groups = num_views if self.key_views == "other" else 1
-            sums, counts = terms.sum(dim=1).view(groups, -1).sum(dim=1), positive.sum(dim=1).view(groups, -1).sum(dim=1)
-        has = (counts > 0).float()
-        defer_or_raise(has.sum() == 0, "No anchor has a positive: every paired class occurs only as the anchor itself "
-                       "(with pairing='identical' each class needs at least two samples in the batch).", counts)
-        return (sums / counts.clamp_min(1) * has).sum() / has.sum().clamp_min(1)
+            sums, counts = terms.view(groups, -1).sum(dim=1), positive.view(groups, -1).sum(dim=1)
+        with_positive = (counts > 0).sum()
+        defer_or_raise(with_positive == 0, "No anchor has a positive: every paired class occurs only as the anchor "
+                       "itself (with pairing='identical' each class needs at least two samples in the batch).", counts)
+        # sums are 0 where counts are: the mean over the groups (anchors or directions) that have a positive
+        return (sums / counts.clamp_min(1)).sum() / with_positive.clamp_min(1)
 
     def extra_repr(self) -> str:
         return (
