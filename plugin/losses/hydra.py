@@ -431,11 +431,12 @@ class HydraLossBase(nn.Module):
     # ---------------------------------------------------------------- the partner draw
 
     def _draw(self, labels: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
-              self_index: Optional[torch.Tensor], num_views: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device."""
+              self_index: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device; a
+        permutation draw gives one (B,) y2 per image, shared by its views."""
         generator = self._generator_on(rows.device)
         if self.pairing == "arbitrary" and self.pair_draw == "permutation":
-            return permutation_pair_labels(labels, generator).repeat(num_views), None
+            return permutation_pair_labels(labels, generator), None
         return draw_partners(rows, self.pairing, pool, self_index, self.class_pair_weight, generator)
 
 
@@ -582,11 +583,12 @@ class HydraLoss(HydraLossBase):
         super()._check_settings()
         check_variant_settings(self.key_views, self.reduction, self.pair_draw, self.pairing, self.filter_warmup_epochs)
 
-    def _pair_labels(self, labels, y, pair_labels, num_views, key_labels, self_index):
+    def _pair_labels(self, labels, y, pair_labels, key_labels, self_index):
+        """(pair labels, admissible): (B,) when every view of an image shares its partner, else (V*B,)."""
         if pair_labels is None:
-            return self._draw(labels, y, key_labels, self_index, num_views)
+            return self._draw(labels, y, key_labels, self_index)
         if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
-            pair_labels = pair_labels.repeat(num_views)
+            return check_class_labels(pair_labels, self.num_classes, name="pair_labels").to(y.device), None
         pair_labels = check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
         return pair_labels.to(y.device), None
 
@@ -624,8 +626,14 @@ class HydraLoss(HydraLossBase):
         self._check_classes(key_labels)
         invalid = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
         rows = torch.arange(z.shape[0], device=device) + offset if pair_labels is None and self.pair_draw == "per_row" else None
-        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, num_views, key_labels, rows)
-        gates = self.feature_filter.gates(y, pair_labels)
+        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, key_labels, rows)
+        if pair_labels.shape[0] == batch_size and num_views > 1:
+            # one partner per image: its gates once per image (the filter's BatchNorm sees the
+            # batch's images, as in the authors' code), shared by the image's views
+            gates = self.feature_filter.gates(labels, pair_labels).repeat(num_views, 1)
+            pair_labels = pair_labels.repeat(num_views)
+        else:
+            gates = self.feature_filter.gates(y, pair_labels)
         if admissible is not None:
             invalid = invalid | ~admissible[:, None]
         terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, invalid, self.scale)
@@ -670,7 +678,8 @@ class HydraLoss(HydraLossBase):
         defer_or_raise(with_positive == 0, "No anchor has a positive: every paired class occurs only as the anchor "
                        "itself (with pairing='identical' each class needs at least two samples in the batch).", counts)
         # sums are 0 where counts are: the mean over the groups (anchors or directions) that have a positive
-        return (sums / counts.clamp_min(1)).sum() / with_positive.clamp_min(1)
+        weights = 1.0 / (counts.clamp_min(1) * with_positive.clamp_min(1))
+        return (sums * weights).sum()
 
     def extra_repr(self) -> str:
         return (

@@ -222,7 +222,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
             self_index = self._ref_self_index.to(device)
         pair_labels, admissible = self._pair_labels, None
         if pair_labels is None:
-            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index, 1)
+            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index)
         else:
             pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0],
                                              name="pair_labels").to(device)
