@@ -63,6 +63,7 @@ def draw_partners(
         class and must not be used); ``admissible`` is None where every anchor has one by
         construction (``"identical"``, ``"arbitrary"`` without weights from a pool of two or more).
     """
+    check_pairing(pairing)
     if pairing == "identical":
         return labels.clone(), None
     device = labels.device
