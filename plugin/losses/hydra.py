@@ -106,13 +106,14 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gat
 
 def _unit_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(x / c, c)`` with c the row's largest magnitude: squares of x / c cannot overflow."""
-    c = x.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    c = x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     return x / c, c
 
 
 class _GatedTerms(torch.autograd.Function):
-    """Hydra's (A, N) terms ``softplus(LSE_{k in N_i} l_ik - l_ij)`` at the positives, with a
-    hand-written backward (about half the kernels autograd would run).
+    """Hydra's (..., A, N) terms ``softplus(LSE_{k in N_i} l_ik - l_ij)`` at the positives, with a
+    hand-written backward (about half the kernels autograd would run). Leading dimensions are
+    batched (SimLAP's directions: each view's anchors against the other views' keys).
 
     l_ij = s * n_ij / sqrt(a_i k_ij), n = (G U) V^T, a_i = sum_d G_id U_id^2, k = G (V^2)^T,
     G = g^2, U and V the anchors and keys scaled to unit row maximum (the cosine does not see
@@ -124,19 +125,23 @@ class _GatedTerms(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, anchors, keys, gates, to_pair, not_negative, scale):
+        # keys: a tensor, None (the anchors themselves) or "flip" (the anchors' views in reverse order)
         u, cu = _unit_rows(anchors)
-        v, cv = (u, cu) if keys is None else _unit_rows(keys)
+        if isinstance(keys, str):
+            v, cv = u.flip(0), None
+        else:
+            v, cv = (u, cu) if keys is None else _unit_rows(keys)
         g2 = gates * gates
         gu = g2 * u
-        a = (gu * u).sum(dim=1, keepdim=True)
+        a = (gu * u).sum(dim=-1, keepdim=True)
         vv = v * v
-        k = g2 @ vv.T
+        k = g2 @ vv.mT
         rs = (a * k).clamp_min(_EPS**4).rsqrt() * scale
-        logits = (gu @ v.T) * rs
+        logits = (gu @ v.mT) * rs
         masked = logits.masked_fill(not_negative, _NOT_NEGATIVE)
-        lse = masked.logsumexp(dim=1, keepdim=True)
+        lse = masked.logsumexp(dim=-1, keepdim=True)
         x = lse - logits
-        ctx.same = keys is None
+        ctx.keys_mode = keys if keys is None or isinstance(keys, str) else "tensor"
         ctx.scale_is_tensor = isinstance(scale, torch.Tensor)
         ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair,
                               scale if ctx.scale_is_tensor else None)
@@ -147,20 +152,22 @@ class _GatedTerms(torch.autograd.Function):
     def backward(ctx, grad):
         u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair, scale = ctx.saved_tensors
         q = grad * torch.sigmoid(x) * to_pair  # d loss / d x at the positives
-        lam = (masked - lse).exp() * q.sum(dim=1, keepdim=True) - q  # d loss / d logits (softmax over negatives)
+        lam = (masked - lse).exp() * q.sum(dim=-1, keepdim=True) - q  # d loss / d logits (softmax over negatives)
         gn = lam * rs
         lam_l = lam * logits
-        row = lam_l.sum(dim=1, keepdim=True)
+        row = lam_l.sum(dim=-1, keepdim=True)
         c = row / a
         m = lam_l / k
         gnv = gn @ v
         du = torch.addcmul(gnv * g2, c, gu, value=-1.0)
         dg2 = torch.addcmul(gnv * u, c, u * u, value=-0.5).sub_(m @ vv, alpha=0.5)
         dgates = dg2.mul_(gates).mul_(2.0)
-        dv = torch.addcmul(gn.T @ gu, m.T @ g2, v, value=-1.0)
+        dv = torch.addcmul(gn.mT @ gu, m.mT @ g2, v, value=-1.0)
         dkeys = None
-        if ctx.same:
+        if ctx.keys_mode is None:
             du = du.add_(dv)
+        elif ctx.keys_mode == "flip":
+            du = du.add_(dv.flip(0))
         else:
             dkeys = dv.div_(cv)
         dscale = row.sum() / scale if ctx.scale_is_tensor and ctx.needs_input_grad[5] else None
@@ -615,6 +622,8 @@ class HydraLoss(HydraLossBase):
                              "least two views, loss([view0, view1], labels), or use key_views='all'.")
         if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
             views = [v.detach() for v in views]
+        if self.key_views == "other" and not self.gather_distributed:
+            return self._other_views_loss(views, labels.to(views[0].device), pair_labels)
         z = torch.cat(views) if num_views > 1 else views[0]
         device = z.device
         labels = labels.to(device)
@@ -638,6 +647,38 @@ class HydraLoss(HydraLossBase):
             invalid = invalid | ~admissible[:, None]
         terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, invalid, self.scale)
         loss = self._reduce(terms, positive, num_views)
+        if self.gate_penalty > 0:
+            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
+        return loss
+
+    def _other_views_loss(self, views: List[torch.Tensor], labels: torch.Tensor, pair_labels) -> torch.Tensor:
+        """SimLAP's directions batched: (V, B) anchors, each view against the (V-1)*B keys of the others."""
+        num_views, batch_size = len(views), labels.shape[0]
+        z = torch.stack(views).float()
+        if num_views == 2:
+            keys = "flip"
+        else:
+            others = torch.tensor([[u for u in range(num_views) if u != v] for v in range(num_views)], device=z.device)
+            keys = z[others].reshape(num_views, (num_views - 1) * batch_size, -1)
+        key_labels = labels.repeat(num_views - 1)
+        self._check_classes(labels)
+        y = labels.repeat(num_views)
+        rows = torch.arange(y.shape[0], device=z.device) if pair_labels is None and self.pair_draw == "per_row" else None
+        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, y, rows)
+        if pair_labels.shape[0] == batch_size:  # one partner per image, shared by its views
+            gates = self.feature_filter.gates(labels, pair_labels).expand(num_views, -1, -1)
+            pairs = pair_labels.expand(num_views, -1)
+        else:
+            gates = self.feature_filter.gates(y, pair_labels).view(num_views, batch_size, -1)
+            pairs = pair_labels.view(num_views, batch_size)
+        to_pair = key_labels[None, None, :] == pairs[:, :, None]
+        not_negative = to_pair | (key_labels[None, :] == labels[:, None])
+        if admissible is not None:
+            inadmissible = ~admissible.view(num_views, batch_size, 1)
+            not_negative, to_pair = not_negative | inadmissible, to_pair > inadmissible
+        terms = _GatedTerms.apply(z, keys if isinstance(keys, str) else keys.float(), gates.float(), to_pair,
+                                  not_negative, self.scale)
+        loss = self._reduce(terms, to_pair, num_views)
         if self.gate_penalty > 0:
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
@@ -670,7 +711,7 @@ class HydraLoss(HydraLossBase):
 
     def _reduce(self, terms: torch.Tensor, positive: torch.Tensor, num_views: int) -> torch.Tensor:
         if self.reduction == "anchor_mean":
-            sums, counts = terms.sum(dim=1), positive.sum(dim=1)
+            sums, counts = terms.sum(dim=-1).view(-1), positive.sum(dim=-1).view(-1)
         else:  # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
             groups = num_views if self.key_views == "other" else 1
             sums, counts = terms.view(groups, -1).sum(dim=1), positive.view(groups, -1).sum(dim=1)
