@@ -229,3 +229,20 @@ def test_pml_under_the_efficient_distributed_wrapper(tmp_path):
         want.backward()
         torch.testing.assert_close(loss, want.detach())
         torch.testing.assert_close(grad, local.grad)
+
+
+@pytest.mark.parametrize("num_views", [2, 3])
+@pytest.mark.parametrize("variant", [{}, {"pair_draw": "per_row"}, {"reduction": "anchor_mean"}])
+def test_batched_directions_equal_the_masked_full_matrix(num_views, variant):
+    """SimLAP's directions computed as one batch equal the masked (V*B, V*B) computation that the
+    distributed path takes (``gather_distributed=True`` in one process), values and gradients."""
+    g = torch.Generator().manual_seed(8)
+    views = [torch.randn(12, 8, generator=g).requires_grad_(True) for _ in range(num_views)]
+    y = torch.arange(12) % 4
+    batched = HydraLoss(4, 8, embed_dim=8, hidden_dim=8, seed=1, **variant)
+    masked = HydraLoss(4, 8, embed_dim=8, hidden_dim=8, seed=1, gather_distributed=True, **variant)
+    masked.load_state_dict(batched.state_dict())
+    want, got = masked(views, y), batched(views, y)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, views), torch.autograd.grad(want, views)):
+        torch.testing.assert_close(a, b)
