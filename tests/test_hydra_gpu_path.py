@@ -126,7 +126,10 @@ def test_generator_state_of_another_device_type_gives_a_reproducible_stream():
     z0, z1, y = _views(3, b=12, d=8)
     loss([z0, z1], y)
     state = loss.state_dict()
-    state["_extra_state"] = dict(state["_extra_state"], generator=dict(state["_extra_state"]["generator"], device="cuda"))
+    extra = state["_extra_state"].clone()
+    assert extra[9] == 1  # a CPU generator's state
+    extra[9] = 2  # as if saved from a CUDA generator
+    state["_extra_state"] = extra
     a, b = (HydraLoss(C, 8, embed_dim=8, hidden_dim=8, seed=1) for _ in range(2))
     a.load_state_dict(state)
     b.load_state_dict(state)

@@ -83,6 +83,8 @@ _EPS = 1e-8
 # Stands in for log(0) at the logits that are not negatives: finite, so rows without a
 # negative give a zero term and a zero (not NaN) gradient; far below any logit.
 _NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
+# Device types of a saved generator state (code 0: no generator yet).
+_DEVICE_CODES = {"cpu": 1, "cuda": 2, "xpu": 3, "mps": 4}
 
 
 def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor,
@@ -416,24 +418,34 @@ class HydraLossBase(nn.Module):
         self._generator = generator
         return generator
 
-    def get_extra_state(self) -> Dict[str, Any]:
-        """The partner draw's generator state (saved in ``state_dict()``; mmengine checkpoints carry it)."""
+    def get_extra_state(self) -> torch.Tensor:
+        """The partner draw's generator state as one uint8 tensor (in ``state_dict()``, so mmengine
+        checkpoints carry it; a tensor, so every consumer of a state dict can copy it).
+
+        Layout: seed (int64, little-endian), has-seed flag, device-type code, the generator's
+        own state bytes (none before the first draw)."""
         if self._generator is not None:
-            generator = dict(device=self._generator.device.type, state=self._generator.get_state().cpu())
+            device, state = self._generator.device.type, self._generator.get_state().cpu()
+        elif self._saved_generator is not None:
+            device, state = self._saved_generator["device"], self._saved_generator["state"]
         else:
-            generator = self._saved_generator
-        return dict(seed=self.seed, generator=generator)
+            device, state = None, torch.empty(0, dtype=torch.uint8)
+        seed = 0 if self.seed is None else self.seed
+        header = torch.tensor(list(seed.to_bytes(8, "little", signed=True))
+                              + [self.seed is not None, _DEVICE_CODES.get(device, 0)], dtype=torch.uint8)
+        return torch.cat([header, state.to(torch.uint8).reshape(-1)])
 
     def set_extra_state(self, state: Any) -> None:
         """Restore :meth:`get_extra_state`'s state: the next draws are the saved run's next draws."""
-        if not isinstance(state, dict) or "generator" not in state:
-            raise ValueError(f"HydraLoss extra state must be the dict get_extra_state() returns, got {state!r}.")
-        self.seed = state.get("seed", self.seed)
-        saved = state["generator"]
-        if saved is not None and (not isinstance(saved, dict) or not isinstance(saved.get("state"), torch.Tensor)):
-            raise ValueError("HydraLoss extra state holds a generator state that is not a byte tensor.")
+        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1 or state.numel() < 10:
+            raise ValueError(f"HydraLoss extra state must be the uint8 tensor get_extra_state() returns, "
+                             f"got {type(state).__name__}.")
+        state = state.cpu()
+        header = bytes(state[:10].tolist())
+        self.seed = int.from_bytes(header[:8], "little", signed=True) if header[8] else None
+        device = {code: name for name, code in _DEVICE_CODES.items()}.get(header[9])
         self._generator = None
-        self._saved_generator = None if saved is None else dict(device=saved["device"], state=saved["state"].cpu())
+        self._saved_generator = None if device is None else dict(device=device, state=state[10:].clone())
 
     # ---------------------------------------------------------------- the partner draw
 
