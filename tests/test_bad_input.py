@@ -26,6 +26,7 @@ import torch
 import rankssl.losses as L
 import rankssl.ops as O
 import rankssl.pml as P
+from rankssl.losses.pair_sampling import draw_partners, sample_pair_labels
 from rankssl.cli import CommandError
 from rankssl.cli import main as rankssl_main
 from rankssl.mm.metrics import KNNAccuracy
@@ -151,6 +152,15 @@ LOSSES: List[Bad] = [
     bad("HydraLoss", "labels-str", lambda: L.HydraLoss(4, 4)(torch.randn(8, 4), "abcdefgh"), TypeError, "labels"),
     bad("HydraLoss", "meta", lambda: L.HydraLoss(4, 4)(meta(8, 4), LABELS8), ValueError, "meta device"),
     bad("HydraLoss", "gate-mode-typo", lambda: L.HydraLoss(4, 4, gate_mode="fuse"), ValueError, "gate mode", "did you mean 'fused'"),
+    bad("HydraLoss", "labels-positional-after-views", lambda: L.HydraLoss(4, 4)(torch.randn(8, 4), torch.randn(8, 4), LABELS8), TypeError, "labels=", "2 views"),
+    bad("HydraLoss", "out0-without-out1", lambda: L.HydraLoss(4, 4)(out0=torch.randn(8, 4), labels=LABELS8), TypeError, "out0=", "out1="),
+    bad("HydraLoss", "temperature-set-to-0", lambda: _with(L.HydraLoss(4, 4), temperature=0)(views(), LABELS8), ValueError, "temperature"),
+    bad("HydraLoss", "pml-temperature-set-to-0", lambda: _with(P.HydraLoss(4, 4), temperature=0)(_E, LABELS8), ValueError, "temperature"),
+    bad("HydraLoss", "pml-mined-indices", lambda: P.HydraLoss(4, 4)(_E, LABELS8, indices_tuple=tuple(torch.arange(3) for _ in range(4))), ValueError, "miner", "efficient=False"),
+    bad("HydraLoss", "extra-state", lambda: L.HydraLoss(4, 4).set_extra_state(None), ValueError, "extra state"),
+    bad("draw_partners", "pairing-typo", lambda: draw_partners(LABELS8, "distinkt"), ValueError, "pairing", "did you mean 'distinct'"),
+    bad("draw_partners", "generator-device", lambda: draw_partners(LABELS8.to("meta"), generator=torch.Generator()), ValueError, "generator", "device"),
+    bad("sample_pair_labels", "distinct-one-class", lambda: sample_pair_labels(torch.zeros(4, dtype=torch.long), "distinct"), ValueError, "anchor 0", "single class"),
     bad("hydra_pair_loss", "gates-shape", lambda: L.hydra_pair_loss(torch.randn(4, 3), torch.randn(4, 3), torch.ones(4, 2), LABELS8[:4], LABELS8[:4], LABELS8[:4]), ValueError, "gates", "(4, 3)"),
     bad("hydra_pair_loss", "nan-keys", lambda: L.hydra_pair_loss(torch.randn(4, 3), nan_at((4, 3), 2), torch.ones(4, 3), LABELS8[:4], LABELS8[:4], LABELS8[:4]), ValueError, "keys", "row 2"),
     bad("hydra_pair_loss", "labels-length", lambda: L.hydra_pair_loss(torch.randn(4, 3), torch.randn(4, 3), torch.ones(4, 3), LABELS8[:3], LABELS8[:4], LABELS8[:4]), ValueError, "anchor_labels", "4 rows"),

@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rankssl.ops.validation import check_choice, check_labels, check_positive_int
 
@@ -125,7 +126,8 @@ class FeatureFilter(nn.Module):
                 "call .eval() to gate a single pair."
             )
         if self.mode == "fused":
-            mean = (self.class_embedding(y1) + self.class_embedding(y2)) / 2
+            # (E[y1] + E[y2]) / 2 as one bag of two rows per pair
+            mean = F.embedding_bag(torch.stack((y1, y2), dim=1), self.class_embedding.weight, mode="mean")
             return torch.sigmoid(self.mlp(mean))
         # "product": two MLP passes, so each BatchNorm batch holds one side's classes, as in the
         # authors' code (moco/filter.py, BasicGate with fuse=False).

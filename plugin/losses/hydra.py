@@ -83,52 +83,123 @@ _EPS = 1e-8
 # Stands in for log(0) at the logits that are not negatives: finite, so rows without a
 # negative give a zero term and a zero (not NaN) gradient; far below any logit.
 _NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
+# Device types of a saved generator state (code 0: no generator yet).
+_DEVICE_CODES = {"cpu": 1, "cuda": 2, "xpu": 3, "mps": 4}
 
 
-def _unit_max(x: torch.Tensor) -> torch.Tensor:
-    scale = x.detach().abs().amax(dim=1, keepdim=True)
-    return x / scale.clamp_min(torch.finfo(x.dtype).tiny)
-
-
-def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.Tensor, scale: float) -> torch.Tensor:
-    """(A, N) logits ``scale * cos(g_a * anchors[a], g_a * keys[n])``.
+def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor,
+                        scale: Union[float, torch.Tensor]) -> torch.Tensor:
+    """(A, N) logits ``scale * cos(g_a * anchors[a], g_a * keys[n])``; ``keys=None``: the anchors.
 
     Written with matmuls over squared gates, so memory is O(A*N), never O(A*N*D):
     <g*x, g*y> = (g^2 * x) . y and |g*y|^2 = g^2 . y^2.
     """
-    # Cosine is scale invariant in each row: dividing by the row's largest entry first
-    # keeps the squares below from overflowing (1e30) or underflowing.
-    anchors, keys = _unit_max(anchors), _unit_max(keys)
+    # The cosine is invariant to scaling either row: unit rows first keep the squares below
+    # from overflowing (1e30) or underflowing.
+    anchors = F.normalize(anchors, dim=1)
+    keys = anchors if keys is None else F.normalize(keys, dim=1)
     g2 = gates * gates
-    numerator = (g2 * anchors) @ keys.T
-    anchor_norm = (g2 * anchors * anchors).sum(dim=1, keepdim=True).clamp_min(_EPS**2).sqrt()
-    key_norm = (g2 @ (keys * keys).T).clamp_min(_EPS**2).sqrt()
-    return numerator * (scale / anchor_norm) / key_norm
+    gated = g2 * anchors
+    numerator = gated @ keys.T
+    anchor_norm2 = (gated * anchors).sum(dim=1, keepdim=True)
+    key_norm2 = g2 @ (keys * keys).T
+    return numerator * (anchor_norm2 * key_norm2).clamp_min(_EPS**4).rsqrt() * scale
+
+
+def _unit_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(x / c, c)`` with c the row's largest magnitude: squares of x / c cannot overflow."""
+    c = x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return x / c, c
+
+
+class _GatedTerms(torch.autograd.Function):
+    """Hydra's (..., A, N) terms ``softplus(LSE_{k in N_i} l_ik - l_ij)`` at the positives, with a
+    hand-written backward (about half the kernels autograd would run). Leading dimensions are
+    batched (SimLAP's directions: each view's anchors against the other views' keys).
+
+    l_ij = s * n_ij / sqrt(a_i k_ij), n = (G U) V^T, a_i = sum_d G_id U_id^2, k = G (V^2)^T,
+    G = g^2, U and V the anchors and keys scaled to unit row maximum (the cosine does not see
+    the scale, so the gradient through the scaling is a division by it). With
+    lambda = dLoss/dl, A_i = sum_j lambda_ij l_ij, m = lambda * l / k:
+    dU = (lambda*s/sqrt(a k)) V * G - (A/a) * G U,  dV = (lambda*s/sqrt(a k))^T (G U) - (m^T G) * V,
+    dG = ((lambda*s/sqrt(a k)) V) * U - (A/a) U^2 / 2 - m V^2 / 2,  ds = sum(A) / s.
+    """
+
+    @staticmethod
+    def forward(ctx, anchors, keys, gates, to_pair, not_negative, scale):
+        # keys: a tensor, None (the anchors themselves) or "flip" (the anchors' views in reverse order)
+        u, cu = _unit_rows(anchors)
+        if isinstance(keys, str):
+            v, cv = u.flip(0), None
+        else:
+            v, cv = (u, cu) if keys is None else _unit_rows(keys)
+        g2 = gates * gates
+        gu = g2 * u
+        a = (gu * u).sum(dim=-1, keepdim=True)
+        vv = v * v
+        k = g2 @ vv.mT
+        rs = (a * k).clamp_min(_EPS**4).rsqrt() * scale
+        logits = (gu @ v.mT) * rs
+        masked = logits.masked_fill(not_negative, _NOT_NEGATIVE)
+        lse = masked.logsumexp(dim=-1, keepdim=True)
+        x = lse - logits
+        ctx.keys_mode = keys if keys is None or isinstance(keys, str) else "tensor"
+        ctx.scale_is_tensor = isinstance(scale, torch.Tensor)
+        ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair,
+                              scale if ctx.scale_is_tensor else None)
+        return F.softplus(x) * to_pair
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair, scale = ctx.saved_tensors
+        q = grad * torch.sigmoid(x) * to_pair  # d loss / d x at the positives
+        lam = (masked - lse).exp() * q.sum(dim=-1, keepdim=True) - q  # d loss / d logits (softmax over negatives)
+        gn = lam * rs
+        lam_l = lam * logits
+        row = lam_l.sum(dim=-1, keepdim=True)
+        c = row / a
+        m = lam_l / k
+        gnv = gn @ v
+        du = torch.addcmul(gnv * g2, c, gu, value=-1.0)
+        dg2 = torch.addcmul(gnv * u, c, u * u, value=-0.5).sub_(m @ vv, alpha=0.5)
+        dgates = dg2.mul_(gates).mul_(2.0)
+        dv = torch.addcmul(gn.mT @ gu, m.mT @ g2, v, value=-1.0)
+        dkeys = None
+        if ctx.keys_mode is None:
+            du = du.add_(dv)
+        elif ctx.keys_mode == "flip":
+            du = du.add_(dv.flip(0))
+        else:
+            dkeys = dv.div_(cv)
+        dscale = row.sum() / scale if ctx.scale_is_tensor and ctx.needs_input_grad[5] else None
+        return du.div_(cu), dkeys, dgates, None, None, dscale
 
 
 def _masked_terms(
     anchors: torch.Tensor,
-    keys: torch.Tensor,
+    keys: Optional[torch.Tensor],
     gates: torch.Tensor,
     anchor_labels: torch.Tensor,
     pair_labels: torch.Tensor,
     key_labels: torch.Tensor,
-    valid: Optional[torch.Tensor],
+    invalid: Optional[torch.Tensor],
     scale: Union[float, torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Unchecked core: (A, N) float32 terms (0 off the positives) and the float (A, N) positive mask.
+    """Unchecked core: (A, N) float32 terms (0 off the positives) and the (A, N) boolean positives.
 
-    ``valid`` (A, N) bool marks the keys an anchor may see at all (None: every key).
+    ``keys=None`` compares the anchors with themselves; ``invalid`` (A, N) bool marks the
+    keys an anchor must not see at all (itself, its own view; None: none).
     """
-    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
     to_pair = key_labels[None, :] == pair_labels[:, None]
-    negative = ~(to_pair | (key_labels[None, :] == anchor_labels[:, None]))
-    if valid is not None:
-        to_pair, negative = to_pair & valid, negative & valid
-    negative_lse = logits.masked_fill(~negative, _NOT_NEGATIVE).logsumexp(dim=1, keepdim=True)
-    positive = to_pair.float()
+    not_negative = to_pair | (key_labels[None, :] == anchor_labels[:, None])
+    if invalid is not None:
+        not_negative = not_negative | invalid
+        to_pair = to_pair > invalid  # to_pair and not invalid
     # log(exp(l_ij) + sum_k exp(l_ik)) - l_ij = softplus(LSE_k l_ik - l_ij): no row centring needed.
-    return F.softplus(negative_lse - logits) * positive, positive
+    terms = _GatedTerms.apply(anchors.float(), None if keys is None else keys.float(), gates.float(), to_pair,
+                              not_negative, scale)
+    return terms, to_pair
 
 
 def hydra_pair_term_matrix(
@@ -159,12 +230,11 @@ def hydra_pair_term_matrix(
     key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
     if not isinstance(scale, torch.Tensor):  # a learned scale is a 0-d parameter
         check_float(scale, "scale", 0.0)
-    valid = None
+    invalid = None
     if self_index is not None:
         self_index = check_labels(self_index, "self_index", length=anchors.shape[0])
-        valid = torch.arange(keys.shape[0], device=keys.device)[None, :] != self_index.to(keys.device)[:, None]
-    terms, positive = _masked_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels, valid, scale)
-    return terms, positive.bool()
+        invalid = torch.arange(keys.shape[0], device=keys.device)[None, :] == self_index.to(keys.device)[:, None]
+    return _masked_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels, invalid, scale)
 
 
 def hydra_pair_terms(*args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -348,34 +418,44 @@ class HydraLossBase(nn.Module):
         self._generator = generator
         return generator
 
-    def get_extra_state(self) -> Dict[str, Any]:
-        """The partner draw's generator state (saved in ``state_dict()``; mmengine checkpoints carry it)."""
+    def get_extra_state(self) -> torch.Tensor:
+        """The partner draw's generator state as one uint8 tensor (in ``state_dict()``, so mmengine
+        checkpoints carry it; a tensor, so every consumer of a state dict can copy it).
+
+        Layout: seed (int64, little-endian), has-seed flag, device-type code, the generator's
+        own state bytes (none before the first draw)."""
         if self._generator is not None:
-            generator = dict(device=self._generator.device.type, state=self._generator.get_state().cpu())
+            device, state = self._generator.device.type, self._generator.get_state().cpu()
+        elif self._saved_generator is not None:
+            device, state = self._saved_generator["device"], self._saved_generator["state"]
         else:
-            generator = self._saved_generator
-        return dict(seed=self.seed, generator=generator)
+            device, state = None, torch.empty(0, dtype=torch.uint8)
+        seed = 0 if self.seed is None else self.seed
+        header = torch.tensor(list(seed.to_bytes(8, "little", signed=True))
+                              + [self.seed is not None, _DEVICE_CODES.get(device, 0)], dtype=torch.uint8)
+        return torch.cat([header, state.to(torch.uint8).reshape(-1)])
 
     def set_extra_state(self, state: Any) -> None:
         """Restore :meth:`get_extra_state`'s state: the next draws are the saved run's next draws."""
-        if not isinstance(state, dict) or "generator" not in state:
-            raise ValueError(f"HydraLoss extra state must be the dict get_extra_state() returns, got {state!r}.")
-        self.seed = state.get("seed", self.seed)
-        saved = state["generator"]
-        if saved is not None and (not isinstance(saved, dict) or not isinstance(saved.get("state"), torch.Tensor)):
-            raise ValueError("HydraLoss extra state holds a generator state that is not a byte tensor.")
+        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1 or state.numel() < 10:
+            raise ValueError(f"HydraLoss extra state must be the uint8 tensor get_extra_state() returns, "
+                             f"got {type(state).__name__}.")
+        state = state.cpu()
+        header = bytes(state[:10].tolist())
+        self.seed = int.from_bytes(header[:8], "little", signed=True) if header[8] else None
+        device = {code: name for name, code in _DEVICE_CODES.items()}.get(header[9])
         self._generator = None
-        self._saved_generator = None if saved is None else dict(device=saved["device"], state=saved["state"].cpu())
+        self._saved_generator = None if device is None else dict(device=device, state=state[10:].clone())
 
     # ---------------------------------------------------------------- the partner draw
 
     def _draw(self, labels: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
-              self_index: Optional[torch.Tensor], num_views: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device."""
+              self_index: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device; a
+        permutation draw gives one (B,) y2 per image, shared by its views."""
         generator = self._generator_on(rows.device)
         if self.pairing == "arbitrary" and self.pair_draw == "permutation":
-            pair = permutation_pair_labels(labels, generator).repeat(num_views)
-            return pair, torch.ones_like(pair, dtype=torch.bool)
+            return permutation_pair_labels(labels, generator), None
         return draw_partners(rows, self.pairing, pool, self_index, self.class_pair_weight, generator)
 
 
@@ -522,11 +602,12 @@ class HydraLoss(HydraLossBase):
         super()._check_settings()
         check_variant_settings(self.key_views, self.reduction, self.pair_draw, self.pairing, self.filter_warmup_epochs)
 
-    def _pair_labels(self, labels, y, pair_labels, num_views, key_labels, self_index):
+    def _pair_labels(self, labels, y, pair_labels, key_labels, self_index):
+        """(pair labels, admissible): (B,) when every view of an image shares its partner, else (V*B,)."""
         if pair_labels is None:
-            return self._draw(labels, y, key_labels, self_index, num_views)
+            return self._draw(labels, y, key_labels, self_index)
         if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
-            pair_labels = pair_labels.repeat(num_views)
+            return check_class_labels(pair_labels, self.num_classes, name="pair_labels").to(y.device), None
         pair_labels = check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
         return pair_labels.to(y.device), None
 
@@ -553,31 +634,83 @@ class HydraLoss(HydraLossBase):
                              "least two views, loss([view0, view1], labels), or use key_views='all'.")
         if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
             views = [v.detach() for v in views]
+        if self.key_views == "other" and not self.gather_distributed:
+            return self._other_views_loss(views, labels.to(views[0].device), pair_labels)
         z = torch.cat(views) if num_views > 1 else views[0]
         device = z.device
         labels = labels.to(device)
         y = labels.repeat(num_views)
-        rows = torch.arange(z.shape[0], device=device)
-        keys, key_labels, key_rows = z, y, rows
+        keys, key_labels, offset = None, y, 0
         if self.gather_distributed:
             keys, key_labels = dist.gather(z), dist.gather(y)
-            key_rows = torch.arange(keys.shape[0], device=device)
-            rows = rows + dist.local_row_offset(z.shape[0])
+            offset = dist.local_row_offset(z.shape[0])
         self._check_classes(key_labels)
-        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, num_views, key_labels, rows)
-        gates = self.feature_filter.gates(y, pair_labels)
-        if self.key_views == "all":
-            valid = key_rows[None, :] != rows[:, None]
-        else:  # a key is visible to the anchors of the other views only
-            key_view = (key_rows % z.shape[0]) // batch_size
-            valid = key_view[None, :] != ((rows % z.shape[0]) // batch_size)[:, None]
+        invalid = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
+        rows = torch.arange(z.shape[0], device=device) + offset if pair_labels is None and self.pair_draw == "per_row" else None
+        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, key_labels, rows)
+        if pair_labels.shape[0] == batch_size and num_views > 1:
+            # one partner per image: its gates once per image (the filter's BatchNorm sees the
+            # batch's images, as in the authors' code), shared by the image's views
+            gates = self.feature_filter.gates(labels, pair_labels).repeat(num_views, 1)
+            pair_labels = pair_labels.repeat(num_views)
+        else:
+            gates = self.feature_filter.gates(y, pair_labels)
         if admissible is not None:
-            valid = valid & admissible[:, None]
-        terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, valid, self.scale)
+            invalid = invalid | ~admissible[:, None]
+        terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, invalid, self.scale)
         loss = self._reduce(terms, positive, num_views)
         if self.gate_penalty > 0:
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
+
+    def _other_views_loss(self, views: List[torch.Tensor], labels: torch.Tensor, pair_labels) -> torch.Tensor:
+        """SimLAP's directions batched: (V, B) anchors, each view against the (V-1)*B keys of the others."""
+        num_views, batch_size = len(views), labels.shape[0]
+        z = torch.stack(views).float()
+        if num_views == 2:
+            keys = "flip"
+        else:
+            others = torch.tensor([[u for u in range(num_views) if u != v] for v in range(num_views)], device=z.device)
+            keys = z[others].reshape(num_views, (num_views - 1) * batch_size, -1)
+        key_labels = labels.repeat(num_views - 1)
+        self._check_classes(labels)
+        y = labels.repeat(num_views)
+        rows = torch.arange(y.shape[0], device=z.device) if pair_labels is None and self.pair_draw == "per_row" else None
+        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, y, rows)
+        if pair_labels.shape[0] == batch_size:  # one partner per image, shared by its views
+            gates = self.feature_filter.gates(labels, pair_labels).expand(num_views, -1, -1)
+            pairs = pair_labels.expand(num_views, -1)
+        else:
+            gates = self.feature_filter.gates(y, pair_labels).view(num_views, batch_size, -1)
+            pairs = pair_labels.view(num_views, batch_size)
+        to_pair = key_labels[None, None, :] == pairs[:, :, None]
+        not_negative = to_pair | (key_labels[None, :] == labels[:, None])
+        if admissible is not None:
+            inadmissible = ~admissible.view(num_views, batch_size, 1)
+            not_negative, to_pair = not_negative | inadmissible, to_pair > inadmissible
+        terms = _GatedTerms.apply(z, keys if isinstance(keys, str) else keys.float(), gates.float(), to_pair,
+                                  not_negative, self.scale)
+        loss = self._reduce(terms, to_pair, num_views)
+        if self.gate_penalty > 0:
+            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
+        return loss
+
+    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> torch.Tensor:
+        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other').
+
+        Depends on shapes only, so it is built once per shape and device and kept."""
+        key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
+        cache = self.__dict__.setdefault("_invalid_cache", {})
+        if key not in cache:
+            anchor_rows = torch.arange(rows, device=device) + offset
+            key_rows = torch.arange(num_keys, device=device)
+            if self.key_views == "all":
+                invalid = key_rows[None, :] == anchor_rows[:, None]
+            else:  # a key is visible to the anchors of the other views only
+                invalid = ((key_rows % rows) // batch_size)[None, :] == ((anchor_rows % rows) // batch_size)[:, None]
+            cache.clear()
+            cache[key] = invalid
+        return cache[key]
 
     def _check_classes(self, key_labels: torch.Tensor) -> None:
         message = ("The batch holds a single class: Hydra has no negatives. Batches need several classes "
@@ -590,14 +723,16 @@ class HydraLoss(HydraLossBase):
 
     def _reduce(self, terms: torch.Tensor, positive: torch.Tensor, num_views: int) -> torch.Tensor:
         if self.reduction == "anchor_mean":
-            sums, counts = terms.sum(dim=1), positive.sum(dim=1)
+            sums, counts = terms.sum(dim=-1).view(-1), positive.sum(dim=-1).view(-1)
         else:  # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
             groups = num_views if self.key_views == "other" else 1
-            sums, counts = terms.sum(dim=1).view(groups, -1).sum(dim=1), positive.sum(dim=1).view(groups, -1).sum(dim=1)
-        has = (counts > 0).float()
-        defer_or_raise(has.sum() == 0, "No anchor has a positive: every paired class occurs only as the anchor itself "
-                       "(with pairing='identical' each class needs at least two samples in the batch).", counts)
-        return (sums / counts.clamp_min(1) * has).sum() / has.sum().clamp_min(1)
+            sums, counts = terms.view(groups, -1).sum(dim=1), positive.view(groups, -1).sum(dim=1)
+        with_positive = (counts > 0).sum()
+        defer_or_raise(with_positive == 0, "No anchor has a positive: every paired class occurs only as the anchor "
+                       "itself (with pairing='identical' each class needs at least two samples in the batch).", counts)
+        # sums are 0 where counts are: the mean over the groups (anchors or directions) that have a positive
+        weights = 1.0 / (counts.clamp_min(1) * with_positive.clamp_min(1))
+        return (sums * weights).sum()
 
     def extra_repr(self) -> str:
         return (

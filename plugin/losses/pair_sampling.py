@@ -60,10 +60,12 @@ def draw_partners(
     Returns:
         ``(y2, admissible)``: (N,) long partner classes and the (N,) boolean mask of anchors
         that had at least one admissible partner (where it is False, y2 is the anchor's own
-        class and must not be used).
+        class and must not be used); ``admissible`` is None where every anchor has one by
+        construction (``"identical"``, ``"arbitrary"`` without weights from a pool of two or more).
     """
+    check_pairing(pairing)
     if pairing == "identical":
-        return labels.clone(), torch.ones_like(labels, dtype=torch.bool)
+        return labels.clone(), None
     device = labels.device
     generator = _generator_for(generator, device)
     if pool_labels is None:
@@ -78,8 +80,8 @@ def draw_partners(
             return labels.clone(), torch.zeros_like(labels, dtype=torch.bool)
         picked = torch.randint(0, free, (n,), generator=generator, device=device)
         if self_index is not None:
-            picked = picked + (picked >= self_index.to(device)).long()
-        return pool[picked], torch.ones_like(labels, dtype=torch.bool)
+            picked = picked + (picked >= self_index.to(device))
+        return pool[picked], None
     weights = torch.ones(n, m, device=device)
     if self_index is not None:
         weights = weights.index_put((torch.arange(n, device=device), self_index.to(device)),
@@ -139,6 +141,8 @@ def sample_pair_labels(
         if not is_lazy(cpw) and (bool((cpw < 0).any()) or not bool(torch.isfinite(cpw).all())):
             raise ValueError("class_pair_weight must be finite and non-negative.")
     y2, admissible = draw_partners(labels, pairing, pool_labels, self_index, class_pair_weight, generator)
+    if admissible is None:
+        return y2
     reason = {"arbitrary": "the batch has no other sample", "distinct": "the batch holds a single class",
               "identical": ""}[pairing]
     if class_pair_weight is not None:

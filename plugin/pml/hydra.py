@@ -222,17 +222,18 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
             self_index = self._ref_self_index.to(device)
         pair_labels, admissible = self._pair_labels, None
         if pair_labels is None:
-            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index, 1)
+            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index)
         else:
             pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0],
                                              name="pair_labels").to(device)
         gates = self.feature_filter.gates(labels, pair_labels)
-        valid = None
+        invalid = None
         if self_index is not None:
-            valid = torch.arange(ref_emb.shape[0], device=device)[None, :] != self_index[:, None]
+            invalid = torch.arange(ref_emb.shape[0], device=device)[None, :] == self_index[:, None]
         if admissible is not None:
-            valid = admissible[:, None] if valid is None else valid & admissible[:, None]
-        terms, positive = _masked_terms(embeddings, ref_emb, gates, labels, pair_labels, ref_labels, valid,
+            invalid = ~admissible[:, None] if invalid is None else invalid | ~admissible[:, None]
+        keys = None if ref_emb is embeddings else ref_emb
+        terms, positive = _masked_terms(embeddings, keys, gates, labels, pair_labels, ref_labels, invalid,
                                         self.scale)
         loss_dict = {"loss": self._loss_entry(terms, positive)}
         if self.gate_penalty > 0:
@@ -249,8 +250,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
                 loss = terms.sum() / positive.sum().clamp_min(1)
             else:
                 counts = positive.sum(dim=1)
-                has = (counts > 0).float()
-                loss = (terms.sum(dim=1) / counts.clamp_min(1) * has).sum() / has.sum().clamp_min(1)
+                loss = (terms.sum(dim=1) / counts.clamp_min(1)).sum() / (counts > 0).sum().clamp_min(1)
             return {"losses": loss, "indices": None, "reduction_type": "already_reduced"}
         if self.reduction == "pair_mean":
             anchors, positives = torch.nonzero(positive, as_tuple=True)
