@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from rankssl.ops.validation import _is_lazy, defer_check
+from rankssl.ops.validation import checks_lazily, defer_check
 
 __all__ = ["defer_check", "is_lazy"]
 
 
 def is_lazy(tensor: torch.Tensor) -> bool:
     """Whether checks on ``tensor`` are deferred (no host sync) under the current mode."""
-    return _is_lazy(tensor)
+    return checks_lazily(tensor)
