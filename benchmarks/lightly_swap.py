@@ -2,6 +2,8 @@
 
     python benchmarks/lightly_swap.py                      # every configuration, 2 seeds
     python benchmarks/lightly_swap.py --configs ntxent groco_gs50 --steps 50 --seeds 0
+    python benchmarks/lightly_swap.py --seeds 0 --json s0.jsonl   # one process per seed, then:
+    python benchmarks/lightly_swap.py --report s0.jsonl s1.jsonl   # the table of all recorded runs
 
 lightly's quick-start loop (the one ``examples/groco_lightning.py`` runs): lightly's
 ``SimCLRTransform`` makes two views of each embedded digit (32x32 canvas, no blur, min
@@ -166,15 +168,16 @@ def table(results: List[Dict[str, float]], names: List[str]) -> str:
         spread = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
         return f"{mean:.1f} ± {spread:.1f}"
 
-    lines = ["| configuration | lr | seeds | kNN before (%) | kNN after (%) | loss drop (%) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| configuration | lr | seeds | kNN before (%) | kNN after (%) | kNN gain (points) | loss drop (%) |",
+             "|---|---|---|---|---|---|---|"]
     for name in names:
         rows = [r for r in results if r["config"] == name]
         if not rows:
             continue
         _, _, lr, label = CONFIGS[name]
         lines.append(f"| {label} | {lr:g} | {len(rows)} | {fmt([r['knn_before'] for r in rows])} | "
-                     f"{fmt([r['knn_after'] for r in rows])} | {fmt([r['loss_drop_pct'] for r in rows])} |")
+                     f"{fmt([r['knn_after'] for r in rows])} | {fmt([r['knn_after'] - r['knn_before'] for r in rows])} | "
+                     f"{fmt([r['loss_drop_pct'] for r in rows])} |")
     return "\n".join(lines)
 
 
@@ -184,7 +187,13 @@ def main(argv=None) -> List[Dict[str, float]]:
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per run (batch 128)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--json", help="append every run as one JSON line to this file")
+    parser.add_argument("--report", nargs="+", metavar="JSONL",
+                        help="train nothing: print the table of the runs recorded in these --json files")
     args = parser.parse_args(argv)
+    if args.report:
+        results = [json.loads(line) for path in args.report for line in open(path) if line.strip()]
+        print(table(results, [name for name in CONFIGS if name in args.configs]))
+        return results
     # GroCo's small gradients make subnormal floats that slow CPUs tenfold (GroCoLoss's note).
     torch.set_flush_denormal(True)
     bank, query = eval_tensors("train"), eval_tensors("test")
