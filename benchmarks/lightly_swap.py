@@ -12,8 +12,9 @@ is ``NTXentLoss()`` or a ``GroCoLoss`` variant, and ``SGD(lr, momentum=0.9)`` at
 128 trains every configuration for the same number of steps from the same seeded
 initialisation and the same augmented views (drawn once per seed). The backbone is the
 project's ``SmallCNN`` (widths 16, 32, 64; three input channels) in place of the
-examples' ResNet-18, so that a run takes a minute or two on one CPU thread. Only the criterion (and, where a row says so, the projection
-head or the learning rate) changes between rows.
+examples' ResNet-18, so that a run takes a minute or two on one CPU thread. Only the
+criterion (and, where a row says so, the projection head or the learning rate) changes
+between rows.
 
 Each run reports the weighted-kNN accuracy (k=20, T=0.07, L2-normalised backbone
 features, bank = the train split, queries = the test split, as the project evaluates)
@@ -176,7 +177,8 @@ def table(results: List[Dict[str, float]], names: List[str]) -> str:
             continue
         _, _, lr, label = CONFIGS[name]
         lines.append(f"| {label} | {lr:g} | {len(rows)} | {fmt([r['knn_before'] for r in rows])} | "
-                     f"{fmt([r['knn_after'] for r in rows])} | {fmt([r['knn_after'] - r['knn_before'] for r in rows])} | "
+                     f"{fmt([r['knn_after'] for r in rows])} | "
+                     f"{fmt([r['knn_after'] - r['knn_before'] for r in rows])} | "
                      f"{fmt([r['loss_drop_pct'] for r in rows])} |")
     return "\n".join(lines)
 

@@ -24,7 +24,8 @@ from rankssl.losses import HydraLoss
 
 class HydraModel(pl.LightningModule):
     def __init__(
-        self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, backbone: str = "resnet18", num_classes: int = 10,
+        self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, backbone: str = "resnet18",
+        num_classes: int = 10,
     ) -> None:
         super().__init__()
         self.backbone, features = make_backbone(backbone)
