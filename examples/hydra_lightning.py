@@ -15,7 +15,7 @@ import argparse
 
 import pytorch_lightning as pl
 import torch
-from digits_data import add_common_args, digits_loader, finish_args, make_trainer, resnet18_backbone
+from digits_data import add_common_args, digits_loader, finish_args, knn_accuracy, make_backbone, make_trainer
 from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRTransform
 
@@ -23,10 +23,13 @@ from rankssl.losses import HydraLoss
 
 
 class HydraModel(pl.LightningModule):
-    def __init__(self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, num_classes: int = 10) -> None:
+    def __init__(
+        self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, backbone: str = "resnet18",
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
-        self.backbone = resnet18_backbone()
-        self.projection_head = SimCLRProjectionHead(512, hidden_dim, out_dim)
+        self.backbone, features = make_backbone(backbone)
+        self.projection_head = SimCLRProjectionHead(features, hidden_dim, out_dim)
         self.criterion = HydraLoss(num_classes=num_classes, dim=out_dim, embed_dim=64, hidden_dim=128)
         self.lr = lr
         self.losses = []
@@ -53,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> HydraModel:
     pl.seed_everything(0, verbose=False)
-    return HydraModel(args.lr, *((64, 32) if args.toy else (512, 128)))
+    return HydraModel(args.lr, *((64, 32) if args.toy else (512, 128)), backbone=args.backbone)
 
 
 def fit(model: HydraModel, args: argparse.Namespace) -> HydraModel:
@@ -65,7 +68,12 @@ def fit(model: HydraModel, args: argparse.Namespace) -> HydraModel:
 
 def main(argv=None) -> HydraModel:
     args = parse_args(argv)
-    return fit(build(args), args)
+    model = build(args)
+    before = knn_accuracy(model.backbone, args.image_size)
+    fit(model, args)
+    print(f"kNN top-1 on the digits (test vs train split): {before:.1f}% untrained, "
+          f"{knn_accuracy(model.backbone, args.image_size):.1f}% after {args.max_steps} steps")
+    return model
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import argparse
 
 import pytorch_lightning as pl
 import torch
-from digits_data import add_common_args, digits_loader, finish_args, make_trainer, resnet18_backbone
+from digits_data import add_common_args, digits_loader, finish_args, knn_accuracy, make_backbone, make_trainer
 from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms import SimCLRViewTransform
 from lightly.transforms.multi_view_transform import MultiViewTransform
@@ -23,10 +23,12 @@ from rankssl.losses import S2R2Loss
 
 
 class S2R2Model(pl.LightningModule):
-    def __init__(self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128) -> None:
+    def __init__(
+        self, lr: float = 0.06, hidden_dim: int = 512, out_dim: int = 128, backbone: str = "resnet18",
+    ) -> None:
         super().__init__()
-        self.backbone = resnet18_backbone()
-        self.projection_head = SimCLRProjectionHead(512, hidden_dim, out_dim)
+        self.backbone, features = make_backbone(backbone)
+        self.projection_head = SimCLRProjectionHead(features, hidden_dim, out_dim)
         self.criterion = S2R2Loss()  # 1 - AP of each view's ranking of all views
         self.lr = lr
         self.losses = []
@@ -54,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build(args: argparse.Namespace) -> S2R2Model:
     pl.seed_everything(0, verbose=False)
-    return S2R2Model(args.lr, *((64, 32) if args.toy else (512, 128)))
+    return S2R2Model(args.lr, *((64, 32) if args.toy else (512, 128)), backbone=args.backbone)
 
 
 def fit(model: S2R2Model, args: argparse.Namespace) -> S2R2Model:
@@ -67,7 +69,12 @@ def fit(model: S2R2Model, args: argparse.Namespace) -> S2R2Model:
 
 def main(argv=None) -> S2R2Model:
     args = parse_args(argv)
-    return fit(build(args), args)
+    model = build(args)
+    before = knn_accuracy(model.backbone, args.image_size)
+    fit(model, args)
+    print(f"kNN top-1 on the digits (test vs train split): {before:.1f}% untrained, "
+          f"{knn_accuracy(model.backbone, args.image_size):.1f}% after {args.max_steps} steps")
+    return model
 
 
 if __name__ == "__main__":

@@ -192,7 +192,9 @@ class GroCoLoss(nn.Module):
             its gradients are 15-75x smaller than NT-Xent's. To swap GroCo in for
             lightly's ``NTXentLoss`` at lightly's usual settings (SGD, lr 0.06), use
             ``gradient_scale=50`` (or raise the learning rate about 50x). With SGD this
-            is the same as multiplying the learning rate (up to weight decay).
+            is the same as multiplying the learning rate (up to weight decay). Judge it
+            by kNN, not by the loss, which falls a few percent with or without it
+            (``benchmarks/lightly_swap.py``).
 
     Shapes:
         ``forward(*views)``, ``forward([view0, view1, ...])`` or lightly's
