@@ -127,7 +127,8 @@ class FakeImageDataset(_ImageDataset):
 def _missing(name: str, root: str, how: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{name}: data root {os.path.abspath(root)!r} not found or incomplete. rankssl never downloads data. {how} "
-        f"Then set the recipe's data_root (e.g. --cfg-options train_dataloader.dataset.data_root=PATH)."
+        f"Then point the recipe at it: `rankssl train RECIPE --data-root DIR` (also `rankssl test`) sets the "
+        f"data_root of every dataset of the recipe (train, kNN bank and queries)."
     )
 
 
