@@ -224,7 +224,9 @@ class ImageFolder(_TorchvisionDataset):
         super().__init__(**kwargs)
 
     def _load_image(self, index: int) -> Any:
-        return self.source.loader(self.source.samples[index][0]).convert("RGB")
+        from rankssl.mm.image_io import load_rgb
+
+        return load_rgb(self.source.samples[index][0])  # a corrupt or truncated file is named
 
 
 class KNNEvalDataset(Dataset):
