@@ -27,4 +27,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0.0, by_epoch=True, begin=warmup_epochs, end=max_epochs,
          T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)  # no validation: no labels
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
+val_cfg = None  # no labels: no kNN validation, no test
+test_cfg = None

@@ -256,16 +256,16 @@ def test_empty_or_missing_image_folder(tmp_path):
 
 @pytest.mark.slow
 def test_train_on_own_images_recipe(tmp_path):
-    """The README's command on a generated folder: one epoch of the own-images recipe at batch 8."""
+    """The README's command on a generated folder: one epoch of the own-images recipe at batch 12 (GroCo needs 10 negatives)."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for i in range(16):
+    for i in range(24):
         fmt = "png" if i % 2 else "jpg"
         Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / f"{i}.{fmt}")
     work = str(tmp_path / "work")
     status = main(["train", "groco_resnet18_1xb64-coslr-100e_own-images", "--data-root", str(tmp_path),
-                   "--epochs", "1", "--work-dir", work, "--cfg-options", "train_dataloader.batch_size=8",
+                   "--epochs", "1", "--work-dir", work, "--cfg-options", "train_dataloader.batch_size=12",
                    "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
                    "input_size=32"])
     assert status == 0 and os.path.isfile(os.path.join(work, "epoch_1.pth"))

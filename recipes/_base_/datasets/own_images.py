@@ -22,8 +22,6 @@ train_dataloader = dict(
     dataset=dict(type=dataset_type, data_root=data_root, pipeline=train_pipeline),
 )
 val_dataloader = None
-val_cfg = None
 val_evaluator = None
 test_dataloader = None
-test_cfg = None
 test_evaluator = None
