@@ -8,7 +8,8 @@ Every run trains the shipped Fashion-MNIST recipe (``recipes/*_fashion-mnist.py`
 recipes' SmallCNN, head, loss and learning rate) through ``rankssl.cli`` (the same config
 loading, ``--data-root`` and ``--epochs`` handling as ``rankssl train``), on the first
 ``--train-size`` training images (a fixed subset), with the warm-up + cosine schedule
-stretched to ``--epochs`` (the warm-up keeps its tenth of the run, at least one epoch). One validation at the end reports weighted kNN (k=20, T=0.07)
+stretched to ``--epochs`` (the warm-up keeps its tenth of the run, at least one epoch).
+One validation at the end reports weighted kNN (k=20, T=0.07)
 and a linear probe (L-BFGS on frozen backbone features), both with the first
 ``--bank-size`` training images as bank / probe training set and the 10,000 test images as
 queries. Each finished run writes ``OUT/RUN/result.json``; a rerun skips finished runs, so

@@ -1,6 +1,7 @@
 # S2R2 on Fashion-MNIST (60,000 train / 10,000 test, 28x28 grey): the digits recipe
-# (s2r2_smallcnn_1xb256-4v-50e_digits.py) point by point -- SmallCNN, MLP head, 4 views, binned AP with 40 bins, learning
-# rate, schedule -- on recipes/_base_/datasets/fashion_mnist.py. Never downloaded:
+# (s2r2_smallcnn_1xb256-4v-50e_digits.py) point by point -- SmallCNN, MLP head, 4 views, binned
+# AP with 40 bins, learning rate, schedule -- on recipes/_base_/datasets/fashion_mnist.py (its
+# views, 4 of them). Never downloaded:
 #   rankssl train s2r2_smallcnn_1xb256-4v-50e_fashion-mnist --data-root /usr/share/datasets/fashion-mnist
 _base_ = [
     './_base_/datasets/fashion_mnist.py',

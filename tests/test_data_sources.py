@@ -187,7 +187,8 @@ def test_installed_fashion_mnist():
     assert np.bincount(test.labels).tolist() == [1000] * 10
 
 
-@pytest.mark.parametrize("recipe", ["simclr_smallcnn_1xb256-50e_fashion-mnist", "groco_smallcnn_1xb256-50e_fashion-mnist",
+@pytest.mark.parametrize("recipe", ["simclr_smallcnn_1xb256-50e_fashion-mnist",
+                                    "groco_smallcnn_1xb256-50e_fashion-mnist",
                                     "s2r2_smallcnn_1xb256-4v-50e_fashion-mnist"])
 def test_fashion_mnist_recipes_keep_the_digits_settings(recipe):
     """Model, loss, learning rate and schedule are the digits recipe's; only the data differs."""
@@ -256,7 +257,8 @@ def test_empty_or_missing_image_folder(tmp_path):
 
 @pytest.mark.slow
 def test_train_on_own_images_recipe(tmp_path):
-    """The README's command on a generated folder: one epoch of the own-images recipe at batch 12 (GroCo needs 10 negatives)."""
+    """The README's commands on a generated folder: one epoch at batch 12 (GroCo needs 10 negatives), then
+    the backbone loads into torchvision's ResNet-18."""
     from PIL import Image
 
     rng = np.random.default_rng(0)

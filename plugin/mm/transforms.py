@@ -4,7 +4,8 @@ A pipeline item is a dict with ``img`` (a PIL image or an (H, W) / (H, W, C) uin
 array) and ``gt_label``. Colour arrays are RGB (rankssl's datasets, torchvision's) except
 where mmcv's ``LoadImageFromFile`` made them: mmcv decodes to BGR. The transforms tell the
 two apart by the item's ``channel_order`` key when present, else by mmcv's marks (an array
-``img`` beside ``img_path``), and swap BGR to RGB before any colour transform. :class:`MultiView` turns it into ``inputs``: a list of
+``img`` beside ``img_path``), and swap BGR to RGB before any colour transform.
+:class:`MultiView` turns it into ``inputs``: a list of
 view tensors (C, H, W) in [0, 1]; :class:`PackViews` then keeps ``inputs`` and a
 ``data_samples`` dict. Normalisation happens once per batch in the data preprocessor.
 
