@@ -2,6 +2,7 @@
 
     python benchmarks/fashion_mnist.py                     # the CPU grid: 5,000 images, 4 epochs, 9 runs
     python benchmarks/fashion_mnist.py --table             # the markdown table of the finished runs
+    python benchmarks/fashion_mnist.py --raw-pixels        # the raw-pixel floor on the same bank and queries
     python benchmarks/fashion_mnist.py --train-size 60000 --bank-size 60000 --epochs 50 --out DIR  # full protocol
 
 Every run trains the shipped Fashion-MNIST recipe (``recipes/*_fashion-mnist.py``: the digits
@@ -109,7 +110,7 @@ def load_results(out: str) -> List[Dict]:
 def table(results: List[Dict]) -> str:
     """Markdown: one row per method, kNN / linear probe per learning-rate factor."""
     by = {(r["method"], r["lr_factor"]): r for r in results}
-    head = "| method | digits lr | " + " | ".join(f"lr x{f:g}: kNN / linear" for f in LR_FACTORS) + " | s per run |"
+    head = "| method | digits lr | " + " | ".join(f"lr x{f:g}: kNN / linear" for f in LR_FACTORS) + " | s per run (x1/x0.5/x2) |"
     lines = [head, "|" + "---|" * (len(LR_FACTORS) + 3)]
     for method in METHODS:
         row = [r for r in results if r["method"] == method]
@@ -129,6 +130,22 @@ def table(results: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def raw_pixels(args: argparse.Namespace) -> Dict[str, float]:
+    """kNN and linear probe on raw pixels in [0, 1], same bank and queries as the runs: the floor."""
+    import torch
+
+    from rankssl.mm.fashion_mnist import FashionMNIST
+    from rankssl.mm.metrics import KNNAccuracy, LinearProbeAccuracy
+
+    train, test = FashionMNIST(args.data_root, "train"), FashionMNIST(args.data_root, "test")
+    results = [{"feat": torch.from_numpy(x.reshape(-1) / 255.0).float(), "label": int(y), "is_bank": bank}
+               for images, labels, bank in ((train.images[:args.bank_size], train.labels[:args.bank_size], True),
+                                            (test.images, test.labels, False))
+               for x, y in zip(images, labels)]
+    return {"knn/top1": KNNAccuracy(k=20, temperature=0.07).compute_metrics(results)["top1"],
+            "linear/top1": LinearProbeAccuracy().compute_metrics(results)["top1"]}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
@@ -139,7 +156,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--factors", nargs="+", type=float, default=list(LR_FACTORS))
     parser.add_argument("--table", action="store_true", help="print the table of finished runs and exit")
+    parser.add_argument("--raw-pixels", action="store_true", help="print kNN / linear probe on raw pixels and exit")
     args = parser.parse_args(argv)
+    if args.raw_pixels:
+        print(json.dumps(raw_pixels(args)))
+        return 0
     if args.table:
         print(table(load_results(args.out)))
         return 0
