@@ -75,6 +75,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
 
+    data_root_help = ("folder of the recipe's data set: sets data_root of every dataset (train, kNN bank and "
+                      "queries, test)")
     options_help = "override config entries: KEY=VALUE ... (e.g. optim_wrapper.optimizer.lr=0.1)"
     train = add("train", "train a recipe")
     train.add_argument("recipe", help="shipped recipe name (see `rankssl recipes`) or path to a config file")
@@ -83,6 +85,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None,
                        help="train N epochs; the warm-up + cosine schedule is stretched to end at N")
     train.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help=options_help)
+    train.add_argument("--data-root", metavar="DIR", default=None, help=data_root_help)
     train.add_argument("--resume", nargs="?", const="auto", default=None,
                        help="resume from the work dir's newest intact checkpoint, or from the given checkpoint")
     train.add_argument("--resume-or-start", action="store_true",
@@ -98,6 +101,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     test.add_argument("checkpoint", help="checkpoint file (.pth) written by `rankssl train`")
     test.add_argument("--work-dir")
     test.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help=options_help)
+    test.add_argument("--data-root", metavar="DIR", default=None, help=data_root_help)
     test.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     test.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
@@ -310,12 +314,23 @@ def _load_average() -> Optional[float]:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
+def _apply_data_root(cfg, args) -> None:
+    if getattr(args, "data_root", None) is not None:
+        from rankssl.mm.data_root import set_data_root
+
+        try:
+            set_data_root(cfg, args.data_root)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+
+
 def cmd_train(args) -> int:
     if args.epochs is not None:
         _check_epochs(args.epochs, "--epochs")
     cfg = load_config(args.recipe, args.work_dir, parse_cfg_options(args.cfg_options))
     if args.epochs is not None:
         set_epochs(cfg, args.epochs)
+    _apply_data_root(cfg, args)
     check_data(cfg)
     from rankssl.mm.workdir_lock import WorkDirInUseError, hold_work_dir
 
@@ -363,6 +378,7 @@ def cmd_test(args) -> int:
     from rankssl.mm.checkpoint import load_checkpoint_file
     from rankssl.mm.checkpoint_match import check_checkpoint_matches
 
+    _apply_data_root(cfg, args)
     check_data(cfg)
     checkpoint = load_checkpoint_file(args.checkpoint, map_location="cpu")
     check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg))  # before any build

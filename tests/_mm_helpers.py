@@ -41,12 +41,13 @@ def shrink(cfg, work_dir: str, batch_size: int = 12, num_samples: int = 24) -> N
     """Replace a recipe's data by tiny fake images (keeping its pipelines), 1 epoch = 2 iterations."""
     channels = len(cfg.model.data_preprocessor.get("mean") or [3, 3, 3])
     train_pipe = _shrink_sizes(copy.deepcopy(cfg.train_dataloader.dataset.pipeline))
-    eval_pipe = _shrink_sizes(copy.deepcopy(cfg.val_dataloader.dataset.bank.pipeline))
+    has_val = cfg.get("val_dataloader") is not None  # recipes for unlabelled images have none
+    eval_pipe = _shrink_sizes(copy.deepcopy(cfg.val_dataloader.dataset.bank.pipeline)) if has_val else None
     fake = dict(type="FakeImageDataset", image_size=16, channels=channels, num_classes=4)
     cfg.train_dataloader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
     cfg.train_dataloader.pop("pin_memory", None)
     cfg.train_dataloader.dataset = dict(fake, num_samples=num_samples, pipeline=train_pipe)
-    for key in ("val_dataloader", "test_dataloader"):
+    for key in ("val_dataloader", "test_dataloader") if has_val else ():
         cfg[key] = dict(cfg.val_dataloader, batch_size=16, num_workers=0, persistent_workers=False,
                         dataset=dict(type="KNNEvalDataset", bank=dict(fake, num_samples=12, pipeline=eval_pipe),
                                      query=dict(fake, num_samples=8, seed=1, pipeline=eval_pipe)))

@@ -246,6 +246,7 @@ class _Labelled:
         return len(self._labels)
 
 
+MISSING_DATA = os.path.join(os.sep, "nonexistent", "rankssl-images")
 _BANK = [torch.randn(4) for _ in range(6)]
 MM: List[Bad] = [
     bad("LARS", "lr-negative", lambda: LARS(torch.nn.Linear(2, 2).parameters(), lr=-0.1), ValueError, "lr", ">= 0"),
@@ -258,6 +259,31 @@ MM: List[Bad] = [
     bad("KNNAccuracy", "dims", lambda: _knn(_BANK[:5] + [torch.randn(5)], [0, 1] * 3, [1] * 4 + [0] * 2), ValueError, "sample 5", "same dimension"),
     bad("MPerClassSampler", "m=0", lambda: MPerClassSampler(_Labelled([0, 1] * 8), m=0), ValueError, "m (samples per class)", ">= 1"),
     bad("MPerClassSampler", "m-float", lambda: MPerClassSampler(_Labelled([0, 1] * 8), m=2.5), TypeError, "m (samples per class)"),
+]
+
+# --------------------------------------------------------------------------- data on disk
+def _data(name):
+    import importlib
+
+    module, attr = name.rsplit(".", 1)
+    return getattr(importlib.import_module(module), attr)
+
+
+DATA: List[Bad] = [
+    bad("FashionMNIST", "missing", lambda: _data("rankssl.mm.fashion_mnist.FashionMNIST")(MISSING_DATA), FileNotFoundError,
+        "FashionMNIST", MISSING_DATA, "dataset-fashion-mnist", "--data-root"),
+    bad("FashionMNIST", "split", lambda: _data("rankssl.mm.fashion_mnist.FashionMNIST")(split="val"), ValueError,
+        "split", "'train' or 'test'", "'val'"),
+    bad("read_idx", "not-idx", lambda: _data("rankssl.mm.fashion_mnist.read_idx")(__file__), ValueError,
+        "test_bad_input.py", "not an idx file"),
+    bad("UnlabelledImages", "missing", lambda: _data("rankssl.mm.own_images.UnlabelledImages")(MISSING_DATA),
+        FileNotFoundError, MISSING_DATA, "--data-root"),
+    bad("load_rgb", "not-an-image", lambda: _data("rankssl.mm.image_io.load_rgb")(__file__), OSError,
+        "test_bad_input.py", "not an image"),
+    bad("EvalView", "channel_order", lambda: _data("rankssl.mm.transforms.EvalView")(channel_order="brg"), ValueError,
+        "channel_order", "'brg'"),
+    bad("set_data_root", "empty", lambda: _data("rankssl.mm.data_root.set_data_root")({}, ""), ValueError,
+        "--data-root", "folder"),
 ]
 
 # --------------------------------------------------------------------------- the rankssl command
@@ -273,6 +299,10 @@ CLI_ROWS = [
     ("unknown recipe in test", ["test", "nope_recipe", "x.pth"], FileNotFoundError, ["No recipe", "rankssl recipes"]),
     ("missing data", ["train", CIFAR, "--cfg-options", f"train_dataloader.dataset.data_root={MISSING}"],
      FileNotFoundError, ["CIFAR10", MISSING, "never downloads", "data_root"]),
+    ("missing data with --data-root", ["train", CIFAR, "--data-root", MISSING], FileNotFoundError,
+     ["CIFAR10", MISSING, "never downloads", "--data-root"]),
+    ("--data-root on embedded data", ["train", DIGITS, "--data-root", MISSING], CommandError,
+     ["--data-root", "read no files"]),
     ("test without data", ["test", CIFAR, __file__, "--cfg-options",
                                  f"test_dataloader.dataset.bank.data_root={MISSING}",
                                  f"test_dataloader.dataset.query.data_root={MISSING}"],
@@ -312,7 +342,7 @@ def _outside_the_checkout(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
-CASES: List[Bad] = OPS + LOSSES + PML + MM + CLI
+CASES: List[Bad] = OPS + LOSSES + PML + MM + DATA + CLI
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.covers}-{c.id}" for c in CASES])

@@ -144,8 +144,9 @@ def _global_batch(cfg, name):
 def test_every_groco_and_s2r2_recipe_has_a_source():
     recipes = {f[:-3] for f in os.listdir(RECIPES_DIR) if f.startswith(("groco_", "s2r2_")) and f.endswith(".py")}
     # The embedded data sets' recipes (digits: the demo's tuned ones, checked below; two-digit
-    # numbers) are rankssl's own settings, not a paper's.
-    embedded = {r for r in recipes if r.endswith(("_digits", "_two-digits"))}
+    # numbers) are rankssl's own settings, not a paper's; so are the Fashion-MNIST recipes (the digits
+    # recipes' settings, checked in test_data_sources.py) and the CPU-sized recipe for one's own images.
+    embedded = {r for r in recipes if r.endswith(("_digits", "_two-digits", "_fashion-mnist", "_own-images"))}
     assert recipes - embedded == set(SOURCES)
 
 

@@ -52,8 +52,10 @@ def test_recipe_trains_two_iterations(name, tmp_path):
     assert len(scalars["train"]) == 2 and all(r["loss"] == r["loss"] for r in scalars["train"])
     if cfg.model.type == "S2R2":  # 1 - mean AP
         assert all(0.0 <= r["loss"] <= 1.0 for r in scalars["train"])
-    assert "knn/top1" in scalars["val"][-1]
-    assert (tmp_path / "loss.png").exists() and (tmp_path / "metrics.png").exists()
+    assert (tmp_path / "loss.png").exists()
+    if cfg.get("val_cfg") is not None:  # recipes for unlabelled images have no validation
+        assert "knn/top1" in scalars["val"][-1]
+        assert (tmp_path / "metrics.png").exists()
 
 
 @pytest.mark.slow

@@ -127,7 +127,8 @@ class FakeImageDataset(_ImageDataset):
 def _missing(name: str, root: str, how: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{name}: data root {os.path.abspath(root)!r} not found or incomplete. rankssl never downloads data. {how} "
-        f"Then set the recipe's data_root (e.g. --cfg-options train_dataloader.dataset.data_root=PATH)."
+        f"Then point the recipe at it: `rankssl train RECIPE --data-root DIR` (also `rankssl test`) sets the "
+        f"data_root of every dataset of the recipe (train, kNN bank and queries)."
     )
 
 
@@ -223,7 +224,9 @@ class ImageFolder(_TorchvisionDataset):
         super().__init__(**kwargs)
 
     def _load_image(self, index: int) -> Any:
-        return self.source.loader(self.source.samples[index][0]).convert("RGB")
+        from rankssl.mm.image_io import load_rgb
+
+        return load_rgb(self.source.samples[index][0])  # a corrupt or truncated file is named
 
 
 class KNNEvalDataset(Dataset):

@@ -1,7 +1,11 @@
 """Multi-view transforms for mmengine pipelines, built on lightly's view transforms.
 
 A pipeline item is a dict with ``img`` (a PIL image or an (H, W) / (H, W, C) uint8
-array) and ``gt_label``. :class:`MultiView` turns it into ``inputs``: a list of
+array) and ``gt_label``. Colour arrays are RGB (rankssl's datasets, torchvision's) except
+where mmcv's ``LoadImageFromFile`` made them: mmcv decodes to BGR. The transforms tell the
+two apart by the item's ``channel_order`` key when present, else by mmcv's marks (an array
+``img`` beside ``img_path``), and swap BGR to RGB before any colour transform.
+:class:`MultiView` turns it into ``inputs``: a list of
 view tensors (C, H, W) in [0, 1]; :class:`PackViews` then keeps ``inputs`` and a
 ``data_samples`` dict. Normalisation happens once per batch in the data preprocessor.
 
@@ -26,11 +30,46 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["MultiView", "EvalView", "PackViews", "to_pil"]
+__all__ = ["MultiView", "EvalView", "PackViews", "to_pil", "channel_order_of"]
 
 
-def to_pil(img: Any) -> Any:
-    """A PIL image from a PIL image, a uint8 array (H, W) / (H, W, C) or a tensor (C, H, W) in [0, 1]."""
+CHANNEL_ORDERS = ("auto", "rgb", "bgr")
+
+
+def channel_order_of(results: Dict[str, Any], img_key: str = "img", setting: str = "auto") -> str:
+    """``'rgb'`` or ``'bgr'``: the channel order of ``results[img_key]``.
+
+    ``setting`` other than ``'auto'`` wins; then the item's own ``channel_order`` key; then
+    mmcv's ``LoadImageFromFile``, which leaves a NumPy array decoded as BGR beside
+    ``img_path``; anything else (PIL images, rankssl's and torchvision's arrays) is RGB.
+    """
+    if setting not in CHANNEL_ORDERS:
+        raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {setting!r}.")
+    if setting != "auto":
+        return setting
+    order = results.get("channel_order")
+    if order is not None:
+        order = str(order).lower()
+        if order not in ("rgb", "bgr"):
+            raise ValueError(f"The pipeline item's channel_order must be 'rgb' or 'bgr', got {order!r}.")
+        return order
+    if "img_path" in results and isinstance(results.get(img_key), np.ndarray):
+        return "bgr"  # mmcv.transforms.LoadImageFromFile: mmcv.imfrombytes decodes to BGR
+    return "rgb"
+
+
+def to_pil(img: Any, channel_order: str = "rgb") -> Any:
+    """A PIL image from a PIL image, a uint8 array (H, W) / (H, W, C) or a tensor (C, H, W) in [0, 1].
+
+    ``channel_order='bgr'``: a 3-channel array is BGR (mmcv's loader) and is turned to RGB.
+
+    Example::
+
+        >>> import numpy as np
+        >>> blue_bgr = np.zeros((2, 2, 3), np.uint8); blue_bgr[..., 0] = 255
+        >>> to_pil(blue_bgr, 'bgr').getpixel((0, 0))
+        (0, 0, 255)
+    """
     from PIL import Image
 
     if isinstance(img, Image.Image):
@@ -42,6 +81,8 @@ def to_pil(img: Any) -> Any:
         raise TypeError(f"Images must be uint8 arrays, got dtype {array.dtype}.")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
+    if channel_order == "bgr" and array.ndim == 3 and array.shape[2] in (3, 4):
+        array = np.ascontiguousarray(array[..., [2, 1, 0] + ([3] if array.shape[2] == 4 else [])])
     return Image.fromarray(array)
 
 
@@ -81,12 +122,16 @@ class MultiView:
             all of its views once; one that returns a tensor is applied ``num_views``
             times (default 1). Views keep their order: global views first.
         img_key: the key of the image in the pipeline dict.
+        channel_order: ``'auto'`` (see :func:`channel_order_of`: BGR after mmcv's
+            ``LoadImageFromFile``, else RGB), ``'rgb'`` or ``'bgr'``.
 
     Views must end as tensors (lightly's transforms end with ``ToTensor``; pass
     ``normalize=None`` and normalise in the data preprocessor).
     """
 
-    def __init__(self, views: Sequence[dict], img_key: str = "img") -> None:
+    def __init__(self, views: Sequence[dict], img_key: str = "img", channel_order: str = "auto") -> None:
+        channel_order_of({}, img_key, channel_order)  # validates the setting
+        self.channel_order = channel_order
         if not views:
             raise ValueError("MultiView needs at least one view config.")
         self.view_cfgs = [copy.deepcopy(dict(v)) for v in views]
@@ -99,7 +144,7 @@ class MultiView:
         self.img_key = img_key
 
     def __call__(self, results: Dict[str, Any]) -> Dict[str, Any]:
-        image = to_pil(results[self.img_key])
+        image = to_pil(results[self.img_key], channel_order_of(results, self.img_key, self.channel_order))
         views: List[torch.Tensor] = []
         for transform, num in self.transforms:
             out = transform(image)
@@ -123,10 +168,15 @@ class EvalView:
     Args:
         resize: shorter-side resize before cropping (``None``: keep).
         crop_size: centre-crop side (``None``: keep).
+        channel_order: as in :class:`MultiView`.
     """
 
-    def __init__(self, resize: Optional[int] = None, crop_size: Optional[int] = None, img_key: str = "img") -> None:
+    def __init__(self, resize: Optional[int] = None, crop_size: Optional[int] = None, img_key: str = "img",
+                 channel_order: str = "auto") -> None:
         import torchvision.transforms as tv
+
+        channel_order_of({}, img_key, channel_order)  # validates the setting
+        self.channel_order = channel_order
 
         steps: List[Callable] = []
         if resize is not None:
@@ -139,7 +189,8 @@ class EvalView:
         self.resize, self.crop_size = resize, crop_size
 
     def __call__(self, results: Dict[str, Any]) -> Dict[str, Any]:
-        results["inputs"] = [self.transform(to_pil(results[self.img_key]))]
+        order = channel_order_of(results, self.img_key, self.channel_order)
+        results["inputs"] = [self.transform(to_pil(results[self.img_key], order))]
         return results
 
     def __repr__(self) -> str:
