@@ -30,3 +30,6 @@ param_scheduler = [
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs + 1)
 val_cfg = None  # no labels: no kNN validation, no test
 test_cfg = None
+# The batch the learning rate above is set for (1 x 64); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=64, enable=False)
