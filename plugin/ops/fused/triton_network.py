@@ -211,7 +211,7 @@ def _network_kernel(
             # (log clamped at -100, gradient (q - t) / max(q (1 - q), 1e-12), zero where
             # the clamp cuts); target 1 for the positives (inputs K..n-1).
             raw = tl.sum(w, axis=1)  # MP == 1
-            q = tl.minimum(tl.maximum(raw, 0.0), 1.0)
+            q = tl.where(wire_ok[None, :], tl.minimum(tl.maximum(raw, 0.0), 1.0), 0.5)  # padding: no log(0)
             positive = (wires >= num_neg)[None, :]
             log_term = tl.maximum(tl.where(positive, tl.log(q), tl.log(1.0 - q)), -100.0)
             log_term = tl.where(wire_ok[None, :], log_term, 0.0)
