@@ -106,6 +106,13 @@ class _PermutationMatmul(torch.autograd.Function):
         return grad_x, grad_v, None, None, None, None
 
 
+def under_functorch(*tensors: torch.Tensor) -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) wraps any of ``tensors``."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
 def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
     """``P(x) @ v`` recorded op by op by autograd: slow, but differentiable any number of
     times. The backward passes of the fast paths use it when ``create_graph=True``."""
@@ -143,6 +150,10 @@ def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> tor
     Takes the fused kernels of :mod:`rankssl.ops.fused` where they apply (CPU tensors,
     kernels built and not disabled), else the pure-torch path above.
     """
+    if under_functorch(x, v):
+        # torch.func transforms need autograd.Functions with setup_context; the recorded
+        # ops serve them (and vmap) at the cost of speed.
+        return composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     if out is None:
         out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)

@@ -144,6 +144,8 @@ def backend_for(device_type: str, dtype: torch.dtype) -> Optional[str]:
 def _backend(x: torch.Tensor, network) -> Optional[str]:
     if getattr(network, "name", None) is None:
         return None  # a hand-made tuple of layers: only the torch path knows it
+    if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return None  # torch.func transforms: the torch path records ops they can transform
     backend = backend_for(x.device.type, x.dtype)
     if backend == "triton" and not _triton_network().usable(network, x):
         return None
