@@ -175,3 +175,22 @@ def test_double_backward_is_exact_on_the_triton_path():
     (hvp64,) = torch.autograd.grad((grad64 * direction.double()).sum(), x64)
     torch.testing.assert_close(hvp.double(), hvp64, atol=1e-4, rtol=1e-4)
     assert hvp64.abs().max() > 1e-2  # a real curvature, not zeros on both sides
+
+
+@pytest.mark.slow
+def test_compiled_groco_loss_keeps_the_op_and_equals_eager():
+    # aot_eager: Dynamo and AOTAutograd (fake implementation, autograd formula) without
+    # inductor's code generation; test_fused.py compiles with inductor on the C++ path.
+    views = [torch.randn(8, 16, generator=torch.Generator().manual_seed(s)).requires_grad_(True) for s in (16, 17)]
+    loss_fn = GroCoLoss(n_negatives=4)
+    eager = loss_fn(*views)  # one eager call first, as a training loop does
+    eager_grads = torch.autograd.grad(eager, views)
+    compiled_fn = torch.compile(loss_fn, backend="aot_eager")
+    compiled = compiled_fn(*views)
+    compiled_grads = torch.autograd.grad(compiled, views)
+    torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-6)
+    for got, expected in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(got, expected, atol=1e-7, rtol=1e-5)
+    with LaunchCounter() as counter:
+        compiled_fn(*views).backward()
+    assert counter.by_name["rankssl::group_ordering_mass_loss"] == 1

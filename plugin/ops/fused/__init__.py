@@ -50,7 +50,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 
 from rankssl.ops.fused import build
-from rankssl.ops.networks import ComparatorLayer
+from rankssl.ops.networks import ComparatorLayer, get_network
 
 __all__ = [
     "KERNEL_CHOICES", "available", "kernel_choice", "backend_for", "triton_available",
@@ -147,9 +147,17 @@ def _backend(x: torch.Tensor, network) -> Optional[str]:
     if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
         return None  # torch.func transforms: the torch path records ops they can transform
     backend = backend_for(x.device.type, x.dtype)
-    if backend == "triton" and not _triton_network().usable(network, x):
+    if backend == "triton" and not _triton_can_run(network.name, network.size, str(x.device)):
         return None
     return backend
+
+
+# Dynamo must not trace the table building (Python caches keyed by id()): the answer
+# depends only on the arguments, which are constants of a traced program.
+@torch.compiler.assume_constant_result
+def _triton_can_run(network: str, n: int, device: str) -> bool:
+    """Whether the Triton kernels take this network (every network built here does)."""
+    return _triton_network().tables(get_network(network, n, device), torch.device(device)) is not None
 
 
 def _triton_network():
