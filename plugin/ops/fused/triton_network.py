@@ -215,7 +215,7 @@ def _network_kernel(
             positive = (wires >= num_neg)[None, :]
             log_term = tl.maximum(tl.where(positive, tl.log(q), tl.log(1.0 - q)), -100.0)
             log_term = tl.where(wire_ok[None, :], log_term, 0.0)
-            inv_n = 1.0 / n.to(tl.float32)
+            inv_n = 1.0 / n  # float division (n >= 2, never specialised to a constant)
             loss = -tl.sum(log_term, axis=1) * inv_n
             tl.store(OUT + r64, loss.to(OUT.dtype.element_ty), mask=row_ok)
             target = tl.where(positive, 1.0, 0.0)
