@@ -274,7 +274,10 @@ def _launch(layers, distribution, steepness, art_lambda, mode, x, v=None, grad_o
     Returns ``out`` (FORWARD: (R, n, m) in x's dtype), ``(grad_x, grad_v_rows)``
     (BACKWARD) or ``(loss, grad)`` (GROCO).
     """
-    num_layers, padded, table = tables(layers, x.device)
+    network = tables(layers, x.device)
+    if network is None:
+        raise ValueError("the Triton kernels take networks whose comparators write to their own input wires")
+    num_layers, padded, table = network
     rows, n = x.shape
     m = 1 if v is None else v.shape[-1]
     mp = triton.next_power_of_2(m)
@@ -308,11 +311,6 @@ def _launch(layers, distribution, steepness, art_lambda, mode, x, v=None, grad_o
     if mode == BACKWARD:
         return grad_x, grad_v
     return out, grad_x
-
-
-def usable(layers: Sequence[ComparatorLayer], x: torch.Tensor) -> bool:
-    """Whether these kernels can run ``layers`` on ``x`` (dtype and network form)."""
-    return x.dtype in SUPPORTED and tables(layers, x.device) is not None
 
 
 def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
