@@ -16,9 +16,13 @@ would, plus the conveniences below:
   initialised here (mmengine's ``init_dist`` assumes CUDA) and the model is wrapped by
   ``CPUDistributedDataParallel``; ``AmpOptimWrapper`` and SyncBN fall back to their CPU
   equivalents with a warning.
+- One run per work dir: a second ``rankssl train`` into a work dir in use stops at once
+  naming the pid that holds it (:mod:`rankssl.mm.workdir_lock`).
 - ``--resume`` continues from the work dir's newest intact checkpoint (damaged ones are
   skipped and named; nothing to resume is an error unless ``--resume-or-start``);
-  mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``.
+  mmengine's checkpoint types are allow-listed for ``torch.load(weights_only=True)``;
+  the checkpoint is compared with the new config first (:mod:`rankssl.mm.resume_check`).
+- ``--cfg-options`` values are checked against the recipe's (:mod:`rankssl.mm.option_types`).
 
 mmengine is imported only by the commands that need it, so ``rankssl --help`` and
 ``rankssl recipes`` answer at once.
@@ -97,6 +101,11 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     test.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     test.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
+    export = add("export", "write a checkpoint's trained backbone as a plain state_dict (torchvision names "
+                           "for ResNets)")
+    export.add_argument("checkpoint", help="checkpoint file (.pth) written by `rankssl train`")
+    export.add_argument("out", help="output file, e.g. resnet18_groco.pth")
+
     add("list", "list every registered component with its kind and hosts")
     add("recipes", "list the shipped recipes")
 
@@ -150,6 +159,12 @@ def load_config(recipe: str, work_dir: Optional[str] = None, cfg_options: Option
     cfg = Config.fromfile(path)
     recipe_epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
     if cfg_options:
+        from rankssl.mm.option_types import check_option_types
+
+        try:  # lr=abc, widths=7, val_interval=0: named before anything is built
+            check_option_types(cfg, cfg_options)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         cfg.merge_from_dict(cfg_options)
         epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
         if epochs is not None and epochs != recipe_epochs:
@@ -302,6 +317,19 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         set_epochs(cfg, args.epochs)
     check_data(cfg)
+    from rankssl.mm.workdir_lock import WorkDirInUseError, hold_work_dir
+
+    try:
+        lock = hold_work_dir(cfg.work_dir).acquire()  # before any work: one run per work dir
+    except WorkDirInUseError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        return _train(args, cfg)
+    finally:
+        lock.release()
+
+
+def _train(args, cfg) -> int:
     if args.amp:
         cfg.optim_wrapper["type"] = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
@@ -332,11 +360,19 @@ def cmd_test(args) -> int:
     if not os.path.isfile(args.checkpoint):
         raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
                            "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    from rankssl.mm.checkpoint import load_checkpoint_file
+    from rankssl.mm.checkpoint_match import check_checkpoint_matches
+
     check_data(cfg)
+    checkpoint = load_checkpoint_file(args.checkpoint, map_location="cpu")
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg))  # before any build
     cfg.load_from = args.checkpoint
     setup_launcher(cfg, args.launcher)
     cpu_fallbacks(cfg)
-    metrics = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg)).test()
+    runner = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg))
+    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg), model=runner.model)
+    del checkpoint
+    metrics = runner.test()
     for key, value in metrics.items():
         print(f"{key}\t{value:.2f}")
     return 0
@@ -463,7 +499,18 @@ def _last_knn(runner) -> float:
     return float(runner.val().get("knn/top1", float("nan")))
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from rankssl.mm.export import export_backbone
+
+    if not os.path.isfile(args.checkpoint):
+        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
+                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+    print(export_backbone(args.checkpoint, args.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo,
+            "export": cmd_export}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:
@@ -493,6 +540,12 @@ def main(argv: Optional[Sequence[str]] = None, *, short_errors: Optional[bool] =
     traceback. Called from Python with an explicit ``argv``, errors propagate as
     exceptions unless ``short_errors=True``.
     """
+    if "torch" not in sys.modules:
+        # Before torch starts its OpenMP team: idle team threads sleep instead of spinning.
+        # On a busy machine spinners are descheduled mid-op and every small op waits for
+        # them (one GroCo/NT-Xent loss at batch 256, 2 threads: ~1 s spinning, ~70 ms
+        # passive; benchmarks/contention.py). An explicit OMP_WAIT_POLICY wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if short_errors is None:
         short_errors = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)

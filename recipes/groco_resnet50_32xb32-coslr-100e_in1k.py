@@ -1,6 +1,7 @@
 # GroCo, ImageNet-1k, ResNet-50, 2x224 crops, 32 GPUs x 32 = batch 1024, 100 epochs
 # (paper: kNN 60.5 / linear 69.2). Every value follows the authors' code,
-# ninatu/learning_by_sorting: configs/2views_100ep.yaml (SGD momentum 0.9, no LARC,
+# ninatu/learning_by_sorting: models/encoder/regular_encoder.py (torchvision ResNet-50 with
+# zero_init_residual=True), configs/2views_100ep.yaml (SGD momentum 0.9, no LARC,
 # lr = base 0.75 x 32 x batch / 1024 = 24 by train.py's 'linear' rule, weight decay 1e-6,
 # 1 warm-up epoch then cosine to 0, mixed precision, SyncBN, 3-layer 2048-d head, top-10
 # negatives, steepness 1) and dataloader/transforms.py get_dino_aug_transforms (bicubic
@@ -23,7 +24,8 @@ train_dataloader = dict(dataset=dict(pipeline=[dict(type='MultiView', views=view
 
 model = dict(
     type='GroCo',
-    backbone=dict(type='TorchvisionResNet', depth=50),
+    # models/encoder/regular_encoder.py: torchvision's ResNet with zero_init_residual=True
+    backbone=dict(type='TorchvisionResNet', depth=50, zero_init_residual=True),
     neck=dict(type='GroCoProjectionHead', hidden_dim=2048, out_dim=2048),
     loss=dict(type='GroCoLoss', n_negatives=10, gather_distributed=True),
 )

@@ -28,3 +28,6 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 # The main job is reproducible: seeded, deterministic kernels (cuDNN), seeded data workers
 # (mmengine seeds each worker from this seed). On a CPU, reruns give identical numbers.
 randomness = dict(seed=0, deterministic=True)
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -1,4 +1,7 @@
 # Hydra on CIFAR-10 (with labels): ResNet-18 with a 32x32 stem, LayerNorm head, 1 GPU x batch 512.
+# Loss and head are SimLAP's defaults (erow/hydra cl/losses.py::simlap_loss, cl/model.py::build_projector:
+# other-view keys, sum over positive pairs / number of pairs, one partner per image by a batch
+# permutation; 3 bias-free layers ending in LayerNorm), the head 128 wide for CIFAR.
 # MPerClassSampler: 64 images of each of 8 classes per batch.
 _base_ = [
     './_base_/datasets/cifar10.py',
@@ -42,3 +45,6 @@ val_evaluator = [
 ]
 test_evaluator = val_evaluator
 custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]
+# The batch the learning rate above is set for (1 x 512); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=512, enable=False)

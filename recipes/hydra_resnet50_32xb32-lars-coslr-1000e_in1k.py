@@ -51,3 +51,6 @@ val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='Ef
 test_evaluator = val_evaluator
 custom_hooks = [dict(type='CurvesHook', interval=1), dict(type='SpectrumHook')]
 sync_bn = 'torch'
+# The batch the learning rate above is set for (32 x 32); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=1024, enable=False)

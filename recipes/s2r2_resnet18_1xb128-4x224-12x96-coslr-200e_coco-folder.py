@@ -1,4 +1,4 @@
-# S2R2 on scene-centric images (MS-COCO style), the paper's second setting: an image folder
+# S2R2 on scene-centric images (MS-COCO style), the paper's second data set: an image folder
 # without labels, ResNet-18, 1 GPU x 128 images x 16 views (4 global 224-pixel crops and
 # 12 local 96-pixel crops), 200 epochs.
 #
@@ -6,6 +6,11 @@
 #   mkdir -p data/coco-folder/train && ln -s /path/to/coco/train2017 data/coco-folder/train/images
 # The kNN validation measures transfer to object-centric labels on STL-10 (data/stl10,
 # train = bank, test = queries); point it at any labelled image folders instead.
+# Provenance: S2R2 (Varamesh et al., arXiv:2010.07258) has no public code and only its abstract is
+# on record: it fixes many views per image, every view a query ranking all other views of the batch,
+# loss 1 - mean AP, and STL-10 / MS-COCO as data. Everything else here is rankssl's choice, not the
+# paper's: the AP estimator (binned, FastAP-style) and its bins, the number and sizes of the views,
+# the backbone (ResNet-18 / SmallCNN), head, optimiser, learning rate and schedule.
 _base_ = [
     './_base_/schedules/sgd_coslr.py',
     './_base_/default_runtime.py',
@@ -59,3 +64,6 @@ param_scheduler = [
          T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+# The batch the learning rate above is set for (1 x 128); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=128, enable=False)

@@ -1,5 +1,10 @@
 # S2R2 on the embedded two-digit numbers (100 classes): 256 images x 4 views; settings of the digits
 # recipe (lr 0.45, 40 bins).
+# Provenance: S2R2 (Varamesh et al., arXiv:2010.07258) has no public code and only its abstract is
+# on record: it fixes many views per image, every view a query ranking all other views of the batch,
+# loss 1 - mean AP, and STL-10 / MS-COCO as data. Everything else here is rankssl's choice, not the
+# paper's: the AP estimator (binned, FastAP-style) and its bins, the number and sizes of the views,
+# the backbone (ResNet-18 / SmallCNN), head, optimiser, learning rate and schedule.
 _base_ = [
     './_base_/datasets/two_digits.py',
     './_base_/schedules/sgd_coslr.py',
@@ -30,3 +35,6 @@ param_scheduler = [
          T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)

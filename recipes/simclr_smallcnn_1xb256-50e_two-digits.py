@@ -23,3 +23,6 @@ param_scheduler = [
          T_max=max_epochs - warmup_epochs, convert_to_iter_based=True),
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)

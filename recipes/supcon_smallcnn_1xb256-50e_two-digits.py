@@ -13,7 +13,7 @@ lr = 0.3 * 256 / 256 * 0.5
 model = dict(
     type='LabelledViews',
     backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
-    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128, last_norm='bn'),
+    neck=dict(type='HydraProjectionHead', hidden_dim=512, out_dim=128, num_layers=2, last_norm='bn'),
     loss=dict(type='SupConLoss', temperature=0.1),
 )
 optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=1e-6))
@@ -25,3 +25,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07), dict(type='EffectiveRank')]
+# The batch the learning rate above is set for (1 x 256); mmengine rescales lr to the real batch
+# when enabled (mmpretrain's tools/train.py --auto-scale-lr).
+auto_scale_lr = dict(base_batch_size=256, enable=False)

@@ -47,3 +47,10 @@ register(MODELS, S2R2)
 from rankssl.mm.labelled import LabelledViews  # noqa: E402
 
 register(MODELS, LabelledViews)
+
+# mmpretrain: a head handing embeddings to a rankssl loss inside mmpretrain's self-supervisors, and a
+# many-view self-supervisor (a builder function: mmpretrain is imported only when a config uses it).
+from rankssl.mm.mmpretrain_head import MultiViewSelfSupervisor, RankSSLHead  # noqa: E402
+
+register(MODELS, RankSSLHead, hosts=("mmengine", "mmpretrain"))
+register(MODELS, MultiViewSelfSupervisor, hosts=("mmpretrain",))

@@ -212,7 +212,7 @@ def test_work_per_chunk_is_bounded_and_never_cubic(estimator):
     per_chunk = {
         "sigmoid": chunk * num_relevant * num_items,
         "sorting": 2 * chunk * num_items,
-        "binned": chunk * (AP_ESTIMATORS["binned"]["num_bins"] + 3),  # histograms: centres + 2
+        "binned": 2 * chunk * (AP_ESTIMATORS["binned"]["num_bins"] + 3),  # both histograms: centres + 2
     }
     for num_queries, elements in largest.items():
         assert elements <= max(num_queries * num_items, per_chunk[estimator])
@@ -267,3 +267,15 @@ def test_ap_of_a_perfect_and_a_reversed_ranking():
     for estimator, settings in [("binned", dict(num_bins=100)), ("sigmoid", {}), ("sorting", dict(steepness=1e3))]:
         got = average_precision(scores, relevance, None, estimator, **settings)
         torch.testing.assert_close(got, expected, atol=5e-3, rtol=0)
+
+
+def test_scores_outside_a_fixed_score_range_are_refused_not_clamped():
+    scores = torch.tensor([[0.5, 1.8, -0.2]])
+    relevant = torch.tensor([[True, False, False]])
+    with pytest.raises(ValueError, match=r"outside score_range \(-1.0, 1.0\) \(valid scores span \[-0.2, 1.8\]\)"):
+        average_precision(scores, relevant)
+    # Rounding of a cosine (1 + 1e-7) is not clamping; the batch range takes any scores.
+    average_precision(torch.tensor([[1.0 + 1e-7, 0.2, -1.0]]), relevant)
+    torch.testing.assert_close(
+        average_precision(scores, relevant, score_range="batch"), exact_average_precision(scores, relevant), atol=0.01, rtol=0
+    )

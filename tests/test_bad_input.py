@@ -211,6 +211,30 @@ PML += [
     bad("CrossBatchMemory", "unsupported", lambda: P.CrossBatchMemory(__import__("pytorch_metric_learning.losses", fromlist=["x"]).ArcFaceLoss(10, 4), embedding_size=4), ValueError, "does not support ArcFaceLoss"),
     bad("CrossBatchMemory", "nan", lambda: P.CrossBatchMemory(P.GroCoLoss(n_negatives=2), embedding_size=4, memory_size=16)(nan_at((8, 4), 1), LABELS8), ValueError, "embeddings", "row 1"),
 ]
+# GroCo and S2R2: settings changed after construction, lightly keywords, estimator
+# arguments, pml reducers and dtypes, scores a fixed score_range would clamp.
+LOSSES += [
+    bad("GroCoLoss", "n_negatives-set-0", lambda: _with(L.GroCoLoss(3), n_negatives=0)(*views()), ValueError, "n_negatives"),
+    bad("GroCoLoss", "steepness-set-0", lambda: _with(L.GroCoLoss(3), steepness=0)(*views()), ValueError, "steepness"),
+    bad("GroCoLoss", "out0-only", lambda: L.GroCoLoss(3)(out0=views()[0]), TypeError, "out1 is missing"),
+    bad("GroCoLoss", "out0-and-positional", lambda: L.GroCoLoss(3)(views()[0], out1=views()[1]), TypeError, "not both"),
+    bad("S2R2Loss", "out1-only", lambda: L.S2R2Loss()(out1=views()[0]), TypeError, "out0 is missing"),
+    bad("S2R2Loss", "temperature-binned", lambda: L.S2R2Loss(temperature=0.01), ValueError, "temperature", "'sigmoid'"),
+    bad("S2R2Loss", "num_bins-sorting", lambda: L.S2R2Loss("sorting", num_bins=10), ValueError, "num_bins", "'binned'"),
+    bad("S2R2Loss", "temperature-set-0", lambda: _with(L.S2R2Loss("sigmoid"), estimator_settings={"temperature": 0})(*views()), ValueError, "temperature"),
+    bad("S2R2Loss", "similarity-set", lambda: _with(L.S2R2Loss(), similarity="cos")(*views()), ValueError, "similarity", "cosine"),
+    bad("S2R2Loss", "dot-fixed-range-clamps", lambda: L.S2R2Loss(similarity="dot", score_range=(-1, 1))(*[10 * v for v in views()]), ValueError, "outside score_range"),
+]
+PML += [
+    bad("S2R2Loss", "pml-temperature-binned", lambda: P.S2R2Loss(temperature=0.01), ValueError, "temperature", "'sigmoid'"),
+    bad("S2R2Loss", "pml-chunk-set-0", lambda: _with(P.S2R2Loss(), chunk_size=0)(_E, LABELS8), ValueError, "chunk_size"),
+    bad("GroCoLoss", "pml-n_negatives-set-0", lambda: _with(P.GroCoLoss(2), n_negatives=0)(_E, LABELS8), ValueError, "n_negatives"),
+    bad("GroCoLoss", "pml-ref_emb-float64", lambda: P.GroCoLoss(2)(_E, LABELS8, ref_emb=_E.double(), ref_labels=LABELS8), TypeError, "ref_emb", "float64", "float32"),
+    bad("S2R2Loss", "pml-ref_emb-float64", lambda: P.S2R2Loss()(_E, LABELS8, ref_emb=_E.double(), ref_labels=LABELS8), TypeError, "ref_emb", "float64"),
+    bad("GroCoLoss", "pml-divisor-reducer", lambda: P.GroCoLoss(2, reducer=__import__("pytorch_metric_learning.reducers", fromlist=["x"]).DivisorReducer())(_E, LABELS8), ValueError, "DivisorReducer", "divisor"),
+    bad("S2R2Loss", "pml-divisor-reducer", lambda: P.S2R2Loss(reducer=__import__("pytorch_metric_learning.reducers", fromlist=["x"]).DivisorReducer())(_E, LABELS8), ValueError, "DivisorReducer"),
+    bad("S2R2Loss", "pml-range-clamps", lambda: P.S2R2Loss(score_range=(-1, 1), distance=__import__("pytorch_metric_learning.distances", fromlist=["x"]).DotProductSimilarity(normalize_embeddings=False))(10 * _E, LABELS8), ValueError, "outside score_range"),
+]
 
 
 # --------------------------------------------------------------------------- mmengine components
@@ -425,9 +449,9 @@ def test_s2r2_dot_similarity_bins_over_the_batch_range_and_keeps_gradients():
     grad = torch.cat(grads)
     zero_rows = float((grad.abs().sum(1) == 0).float().mean())
     assert zero_rows < 0.05, zero_rows
-    # The old behaviour, clamping raw dot products to [-1, 1], leaves most rows without gradient.
-    _, clamped = _loss_and_grad(L.S2R2Loss(similarity="dot", score_range=(-1.0, 1.0)), xs)
-    assert float((torch.cat(clamped).abs().sum(1) == 0).float().mean()) > 0.5
+    # Clamping raw dot products to a given [-1, 1] (most rows without gradient) is refused.
+    with pytest.raises(ValueError, match="outside score_range"):
+        _loss_and_grad(L.S2R2Loss(similarity="dot", score_range=(-1.0, 1.0)), xs)
     # "batch" is exactly the explicit range of the batch's valid scores.
     queries = torch.cat(xs)
     scores = queries @ queries.T

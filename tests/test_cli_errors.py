@@ -12,12 +12,29 @@ import sys
 
 import pytest
 
-from rankssl.cli import main
+from rankssl.cli import CommandError, main
 from test_bad_input import CLI_ROWS, DIGITS
 
 # The rows (id, argv, exception, words) live in the one bad-input table, tests/test_bad_input.py,
 # which checks that each raises from Python; here each is checked from the command line.
-ROWS = CLI_ROWS
+# --cfg-options values of the wrong type: named with the key and the expected type before anything is built.
+OPTION_ROWS = [
+    ("lr not a number", ["train", DIGITS, "--cfg-options", "optim_wrapper.optimizer.lr=abc"], CommandError,
+     ["optim_wrapper.optimizer.lr", "a number", "'abc'"]),
+    ("checkpoint interval not a number", ["train", DIGITS, "--cfg-options", "default_hooks.checkpoint.interval=abc"],
+     CommandError, ["default_hooks.checkpoint.interval", "whole number", "'abc'"]),
+    ("seed not a number", ["train", DIGITS, "--cfg-options", "randomness.seed=abc"], CommandError,
+     ["randomness.seed", "whole number", "'abc'"]),
+    ("val_interval=0", ["train", DIGITS, "--cfg-options", "train_cfg.val_interval=0"], CommandError,
+     ["train_cfg.val_interval", ">= 1", "got 0"]),
+    ("widths not a sequence", ["train", DIGITS, "--cfg-options", "model.backbone.widths=7"], CommandError,
+     ["model.backbone.widths", "sequence", "(32, 64, 128)", "got 7"]),
+    ("batch size a float", ["train", DIGITS, "--cfg-options", "train_dataloader.batch_size=12.5"], CommandError,
+     ["train_dataloader.batch_size", "whole number", "12.5"]),
+    ("dict replaced by a number", ["test", DIGITS, "x.pth", "--cfg-options", "model.neck=3"], CommandError,
+     ["model.neck", "dict", "got 3"]),
+]
+ROWS = CLI_ROWS + OPTION_ROWS
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +54,24 @@ def test_bad_command_prints_a_short_error(argv, error, words, capsys):
     assert "Config:" not in captured.out  # nothing was built or printed before the check
     for word in words:
         assert word in lines[0], (word, lines[0])
+
+
+@pytest.mark.parametrize("argv, error, words", [r[1:] for r in OPTION_ROWS], ids=[r[0] for r in OPTION_ROWS])
+def test_wrong_option_types_raise_from_python(argv, error, words):
+    with pytest.raises(error) as info:
+        main(argv)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_options_of_the_right_type_pass():
+    from rankssl.mm.option_types import check_option_types
+
+    recipe = {"optim_wrapper": {"optimizer": {"lr": 4.5}}, "model": {"backbone": {"widths": (8, 16)}},
+              "default_hooks": {"checkpoint": {"interval": 5}}, "randomness": {"seed": 0}, "label": "x"}
+    check_option_types(recipe, {"optim_wrapper.optimizer.lr": 1, "model.backbone.widths": [4, 8],
+                                "default_hooks.checkpoint.interval": -1, "randomness.seed": None,
+                                "label": 3, "new_key": "anything"})
 
 
 @pytest.mark.parametrize("argv", [["trian", DIGITS], ["train"], ["train", DIGITS, "--epochs", "two"]],

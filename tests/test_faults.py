@@ -329,3 +329,288 @@ def test_signal_handler_defers_the_first_signal_and_stops_at_the_second():
     finally:
         hook._remove_signal_handlers()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ----------------------------------------------------------------------------- one run per work dir
+HOLD_LOCK = """
+import sys
+from rankssl.mm.workdir_lock import WorkDirLock
+WorkDirLock(sys.argv[1]).acquire()
+print('held', flush=True)
+sys.stdin.read()
+"""
+
+
+def _hold_in_another_process(work_dir):
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(work_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_run_into_a_work_dir_in_use_stops_before_any_work(tmp_path, capsys):
+    from rankssl.mm.workdir_lock import LOCK_NAME, WorkDirInUseError, WorkDirLock
+
+    recipe = _tiny_recipe(tmp_path)
+    work = tmp_path / "w"
+    holder = _hold_in_another_process(work)
+    try:
+        assert main(["train", recipe, "--work-dir", str(work)], short_errors=True) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 2 and lines[0].startswith("rankssl: error: "), lines
+        assert f"work dir {work} in use by pid {holder.pid} (started " in lines[0], lines[0]
+        assert os.listdir(work) == [LOCK_NAME]  # nothing was built, logged or written
+        with pytest.raises(WorkDirInUseError, match=f"pid {holder.pid}"):
+            WorkDirLock(str(work)).acquire()
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays behind
+        holder.wait()
+    assert f"pid={holder.pid}" in (work / LOCK_NAME).read_text()  # the dead run's file is still there ...
+    with WorkDirLock(str(work)) as lock:  # ... but its lock died with the process
+        assert lock.held and f"pid={os.getpid()}" in (work / LOCK_NAME).read_text()
+    assert (work / LOCK_NAME).read_text() == ""  # released on exit
+
+
+def test_work_dir_lock_is_reentrant_in_a_process_and_released_by_the_last_holder(tmp_path):
+    from rankssl.mm.workdir_lock import WorkDirInUseError, WorkDirLock, hold_work_dir
+
+    outer = hold_work_dir(str(tmp_path)).acquire()
+    inner = WorkDirLock(str(tmp_path)).acquire()  # the checkpoint hook inside `rankssl train`
+    inner_again = WorkDirLock(str(tmp_path))
+    inner_again.acquire()
+    inner_again.release()
+    outer.release()
+    probe = HOLD_LOCK.replace("print('held', flush=True)\nsys.stdin.read()", "print('held')")
+    busy = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert busy.returncode != 0 and "WorkDirInUseError" in busy.stderr and f"pid {os.getpid()}" in busy.stderr
+    inner.release()
+    free = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert free.returncode == 0 and free.stdout.strip() == "held", free.stderr
+    holder = _hold_in_another_process(tmp_path)
+    try:
+        hold_work_dir(str(tmp_path), rank=1).acquire()  # ranks > 0 share rank 0's work dir: no lock
+        from mmengine.config import Config
+        from mmengine.runner import Runner
+
+        cfg = Config.fromfile(_tiny_recipe(tmp_path))
+        cfg.work_dir = str(tmp_path)
+        with pytest.raises(WorkDirInUseError):  # a plain mmengine run is refused too, by the checkpoint hook
+            Runner.from_cfg(cfg).train()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# ----------------------------------------------------------------------------- resume with a changed config
+OTHER_METHOD = """
+model = dict(type='SimCLR', neck=dict(_delete_=True, type='MLPHead', hidden_dim=32, out_dim=16, num_layers=2),
+             loss=dict(_delete_=True, type='NTXentLoss', temperature=0.2))
+"""
+
+
+@pytest.mark.slow
+def test_resume_compares_the_checkpoint_with_the_new_config_before_training(tmp_path, capsys):
+    from rankssl.mm.resume_check import compare_state_dicts
+
+    recipe = _tiny_recipe(tmp_path)  # 3 epochs, schedule: 5 warm-up epochs + cosine to 50
+    work = str(tmp_path / "w")
+    main(["train", recipe, "--work-dir", work, "--cfg-options", "train_cfg.max_epochs=1"])
+    checkpoint = os.path.join(work, "epoch_1.pth")
+    capsys.readouterr()
+    # a changed model: refused before training, naming the recipe, the tensor and both shapes
+    with pytest.raises(ValueError) as info:
+        main(["train", recipe, "--work-dir", work, "--resume", "--cfg-options", "model.backbone.widths=(8,32)"])
+    message = str(info.value)
+    assert f"cannot resume from {checkpoint}" in message and "recipe 'tiny'" in message
+    assert "tensor 'backbone.features.4.weight' is (16, 8, 3, 3) in the checkpoint, (32, 8, 3, 3)" in message
+    assert not os.path.exists(os.path.join(work, "epoch_2.pth"))
+    # another recipe's checkpoint (another method): refused, naming both recipes and the component
+    other = _tiny_recipe(tmp_path, OTHER_METHOD, "other_method.py")
+    with pytest.raises(ValueError) as info:
+        main(["train", other, "--work-dir", work, "--resume"])
+    message = str(info.value)
+    assert "written by recipe 'tiny'" in message and "(recipe 'other_method')" in message
+    assert "model.type is 'GroCo' in the checkpoint, 'SimCLR' in this run" in message
+    assert "model.neck.type is 'GroCoProjectionHead' in the checkpoint, 'MLPHead'" in message
+    # torch's own load would have refused too, but later and without the recipe (what the check replaces)
+    assert compare_state_dicts({"w": torch.zeros(2)}, {"w": torch.zeros(2)}) == []
+    # a changed learning rate: the warning says the checkpoint's optimizer state wins; and it does
+    capsys.readouterr()
+    main(["train", recipe, "--work-dir", work, "--resume",
+          "--cfg-options", "optim_wrapper.optimizer.lr=0.5", "train_cfg.max_epochs=2"])
+    out = "".join(capsys.readouterr())
+    assert "these changed settings have no effect: optim_wrapper.optimizer.lr 4.5 -> 0.5" in out, out[-3000:]
+    assert "applied from the resumed iteration on: train_cfg.max_epochs 1 -> 2" in out
+    lrs = {it: lr for it, (_, lr) in _losses(work).items()}
+    # still warming up from base 4.5 (iteration 5 of 20): the new base 0.5 would give lr < 0.13 < lr[4]
+    assert lrs[5] > lrs[4] > 0.5, lrs
+
+
+# ----------------------------------------------------------------------------- damaged scalars log
+def test_damaged_scalars_lines_are_skipped_with_file_and_line_named(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from rankssl.mm.hooks import CurvesHook
+
+    lines = [
+        json.dumps({"iter": 1, "epoch": 1, "loss": 2.0, "split": "train"}).encode(),
+        json.dumps({"epoch": 1, "loss": 1.9, "split": "train"}).encode(),  # 2: no iter
+        b"null",  # 3
+        b'{"iter": 3, "epoch": 1, "loss": \xff\xfe}',  # 4: not UTF-8
+        b'{"iter": 4, "epoch": 1, "lo',  # 5: torn in the middle of the file (a copy cut short)
+        json.dumps({"iter": 5, "epoch": 2, "loss": "nan?", "split": "train"}).encode(),  # 6: not a number
+        json.dumps({"iter": 6, "loss": 1.5, "split": "val"}).encode(),  # 7: val without epoch
+        json.dumps({"iter": 8, "epoch": 2, "loss": 1.2, "split": "train"}).encode(),
+        json.dumps({"iter": 8, "epoch": 2, "knn/top1": 50.0, "split": "val"}).encode(),
+        b'{"iter": 9, "ep',  # 10: the last write, torn by a kill
+    ]
+    log = tmp_path / "scalars.jsonl"
+    log.write_bytes(b"\n".join(lines))
+    with pytest.warns(UserWarning) as record:
+        train, val = read_scalars(str(tmp_path))
+    assert [r["iter"] for r in train] == [1, 8] and val == [{"iter": 8, "epoch": 2, "knn/top1": 50.0}]
+    messages = [str(w.message) for w in record]
+    assert [m.split(",")[0] for m in messages] == [str(log)] * 7
+    for number, words in [(2, "no numeric 'iter'"), (3, "NoneType"), (4, "not UTF-8"), (5, "not a complete JSON"),
+                          (6, "'loss' is 'nan?'"), (7, "no numeric 'epoch'"), (10, "not a complete JSON")]:
+        assert any(m.startswith(f"{log}, line {number}: skipped") and words in m for m in messages), (number,
+                                                                                                    messages)
+    # resume: the curves hook keeps the good records up to the checkpoint and rewrites a clean log
+    hook = CurvesHook()
+    with pytest.warns(UserWarning, match="line 2"):
+        hook.before_train(SimpleNamespace(iter=8, rank=0, work_dir=str(tmp_path)))
+    assert [r["iter"] for r in hook.train] == [1, 8] and len(hook.val) == 1
+    assert len(log.read_text().splitlines()) == 3
+    # a damaged scalars.json (no scalars.jsonl) is ignored with a warning, not a crash
+    log.unlink()
+    (tmp_path / "scalars.json").write_bytes(b'{"train": [{"iter": 1, "lo')
+    with pytest.warns(UserWarning, match="scalars.json: ignored, it is damaged"):
+        assert read_scalars(str(tmp_path)) == ([], [])
+
+
+# ----------------------------------------------------------------------------- Hydra: stop and continue
+def _tiny_hydra_recipe(tmp_path, extra: str = "", name: str = "tiny_hydra.py") -> str:
+    from rankssl.recipes import find_recipe
+
+    path = tmp_path / name
+    path.write_text(f"""
+_base_ = {find_recipe("hydra_smallcnn_1xb256-50e_digits")!r}
+model = dict(backbone=dict(widths=(8, 16)), neck=dict(hidden_dim=32, out_dim=16),
+             loss=dict(embed_dim=16, hidden_dim=32))
+train_dataloader = dict(batch_size=12, dataset=dict(indices=48), sampler=dict(m=3, batch_size=12))
+val_dataloader = dict(dataset=dict(bank=dict(indices=60), query=dict(indices=30)))
+test_dataloader = val_dataloader
+val_evaluator = [dict(type='KNNAccuracy', k=20, temperature=0.07)]
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=5, max_keep_ckpts=3))
+train_cfg = dict(max_epochs=2, val_interval=1)
+custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook')]
+""" + extra)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_hydra_run_stopped_by_sigterm_and_resumed_equals_the_uninterrupted_run(tmp_path, capsys):
+    """Hydra draws partner classes from its own generator and batches from MPerClassSampler:
+    a resumed run must continue both streams (and the global ones) exactly."""
+    _register_signal_hook()
+    ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
+    main(["train", _tiny_hydra_recipe(tmp_path), "--work-dir", ref])
+    stopping = _tiny_hydra_recipe(tmp_path, "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), "
+                                  "dict(type='SendSignalAt', at=6)]\n", "tiny_hydra_stopping.py")
+    with pytest.raises(SystemExit) as info:  # stopped in the middle of epoch 2
+        main(["train", stopping, "--work-dir", run])
+    assert info.value.code == 128 + signal.SIGTERM
+    main(["train", _tiny_hydra_recipe(tmp_path), "--work-dir", run, "--resume"])
+    expected, got = _losses(ref), _losses(run)
+    assert sorted(got) == sorted(expected) == list(range(1, 9))
+    assert [got[it] for it in range(1, 9)] == [expected[it] for it in range(1, 9)]  # bit-identical
+    _, val_ref = read_scalars(ref)
+    _, val_run = read_scalars(run)
+    assert val_run == val_ref
+
+
+def test_generators_a_sampler_or_dataset_owns_are_saved_and_restored():
+    import numpy as np
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from rankssl.mm.checkpoint_hook import _SkipFirstBatches
+    from rankssl.mm.rng_state import capture_generators, loader_generators, restore_generators
+
+    class Noisy(torch.utils.data.Dataset):
+        def __init__(self):
+            self.rng = np.random.default_rng(3)
+            self.legacy = np.random.RandomState(4)
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return torch.tensor([float(i), self.rng.random(), self.legacy.rand()])
+
+    data = Noisy()
+    loader = _SkipFirstBatches(DataLoader(data, batch_size=5, sampler=RandomSampler(
+        data, generator=torch.Generator().manual_seed(1))), 0)
+    owned = loader_generators(loader)
+    assert set(owned) == {"sampler.generator", "dataset.rng", "dataset.legacy"}
+    saved = torch.load(_roundtrip(capture_generators(owned)), weights_only=True)  # what a checkpoint holds
+    first = torch.cat(list(loader))
+    assert not torch.equal(torch.cat(list(loader)), first)  # the streams moved on
+    assert restore_generators(owned, saved) == []
+    assert torch.equal(torch.cat(list(loader)), first)  # same order, same per-item draws
+    assert restore_generators(owned, {}) == list(owned)  # named when a checkpoint lacks them
+
+
+def _roundtrip(obj):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return buffer
+
+
+# ----------------------------------------------------------------------------- kill during validation
+KILL_IN_VALIDATION = """
+import os, signal
+from mmengine.hooks import Hook
+from rankssl.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class KillInValidation(Hook):
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.epoch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.slow
+def test_validation_cut_short_by_a_kill_is_redone_on_resume(tmp_path):
+    recipe = tiny_digits_recipe(tmp_path, max_epochs=2, checkpoint_interval=5)
+    ref, work = str(tmp_path / "ref"), tmp_path / "w"
+    (tmp_path / "kill_in_validation.py").write_text(KILL_IN_VALIDATION)
+    killing = tiny_digits_recipe(tmp_path, "custom_imports = dict(imports=['kill_in_validation'])\n"
+                           "custom_hooks = [dict(type='CurvesHook'), dict(type='FlushDenormalHook'), "
+                           "dict(type='KillInValidation')]\n", "killing.py", max_epochs=2, checkpoint_interval=5)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=str(tmp_path) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def train(*args):  # every run in its own process, as a user runs them (and bit-comparable)
+        return subprocess.run([sys.executable, "-m", "rankssl", "train", *args], capture_output=True, text=True,
+                              timeout=300, env=env)
+
+    assert train(recipe, "--work-dir", ref).returncode == 0
+    proc = train(killing, "--work-dir", str(work))
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    _, val = read_scalars(str(work))
+    assert val == []  # epoch 1's validation was lost with the kill
+    proc = train(recipe, "--work-dir", str(work), "--resume")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert f"resuming from {work / 'epoch_1.pth'}" in out
+    assert "The validation after epoch 1 did not finish before the run stopped: running it now" in out
+    _, val_ref = read_scalars(ref)
+    _, val = read_scalars(str(work))
+    assert [r["epoch"] for r in val] == [1, 2] and val == val_ref  # redone, and the run goes on unchanged
+    assert _losses(str(work)) == _losses(ref)  # bit-identical training, redone validation included

@@ -119,7 +119,6 @@ def test_functional_core_shapes_and_perfect_order():
         (lambda: GroCoLoss(3)(torch.randn(8, 4), torch.randn(7, 4)), ValueError, "same shape"),
         (lambda: GroCoLoss(3)(torch.ones(8, 4, dtype=torch.long), torch.ones(8, 4, dtype=torch.long)), TypeError, "floating-point"),
         (lambda: GroCoLoss(3)(torch.randn(8, 4, 2), torch.randn(8, 4, 2)), ValueError, "batch_size, dim"),
-        (lambda: GroCoLoss(10)(torch.randn(8, 4), torch.randn(8, 4)), ValueError, "only 7 other images"),
         (lambda: GroCoLoss(3)(torch.randn(1, 4), torch.randn(1, 4)), ValueError, "no negatives"),
         (lambda: GroCoLoss(3, n_positive_views=3)(torch.randn(8, 4), torch.randn(8, 4)), ValueError, "n_positive_views=3"),
         (lambda: GroCoLoss(0), ValueError, "n_negatives"),
@@ -156,3 +155,42 @@ def test_gather_distributed_matches_single_process():
     for rank, (_, grads) in enumerate(results):
         for grad, full_view in zip(grads, full):
             torch.testing.assert_close(grad / 2, full_view.grad[rank * 8 : (rank + 1) * 8], atol=1e-6, rtol=0)
+
+
+def test_small_batch_uses_every_other_image_as_pml_does():
+    # One rule for both objects: fewer than K candidates -> all of them are negatives.
+    from rankssl import pml
+
+    torch.manual_seed(0)
+    a, b = torch.randn(8, 4), torch.randn(8, 4)
+    torch.testing.assert_close(GroCoLoss(10)(a, b), GroCoLoss(7)(a, b))
+    embeddings, labels = torch.cat([a, b]), torch.arange(8).repeat(2)
+    # pml: 14 negatives per anchor, so K=20 clamps to 14, the same as K=14.
+    torch.testing.assert_close(pml.GroCoLoss(20)(embeddings, labels), pml.GroCoLoss(14)(embeddings, labels))
+
+
+def test_lightly_keywords_out0_out1():
+    a, b = torch.randn(8, 4), torch.randn(8, 4)
+    loss = GroCoLoss(4)
+    torch.testing.assert_close(loss(out0=a, out1=b), loss(a, b))
+    with pytest.raises(TypeError, match="out1 is missing"):
+        loss(out0=a)
+    with pytest.raises(TypeError, match="not both"):
+        loss(a, out1=b)
+
+
+@pytest.mark.parametrize("attribute, value, error", [
+    ("n_negatives", 0, ValueError), ("steepness", 0.0, ValueError), ("sorting_network", "bitnic", ValueError),
+    ("gradient_scale", float("inf"), ValueError), ("n_negatives", 2.5, TypeError),
+])
+def test_attributes_changed_after_construction_are_checked(attribute, value, error):
+    from rankssl import pml
+
+    for loss, args in ((GroCoLoss(4), (torch.randn(8, 4), torch.randn(8, 4))),
+                       (pml.GroCoLoss(4), (torch.randn(16, 4), torch.arange(8).repeat(2)))):
+        if attribute in ("steepness", "sorting_network") and isinstance(loss, pml.GroCoLoss):
+            loss.sort_kwargs[attribute] = value
+        else:
+            setattr(loss, attribute, value)
+        with pytest.raises(error, match=attribute):
+            loss(*args)

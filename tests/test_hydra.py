@@ -6,8 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from dist_utils import run_distributed
-from rankssl.losses import HydraLoss
+from functools import partial
+
+from rankssl.losses import HydraLoss as _HydraLoss
+from rankssl.losses.hydra import RANKSSL_VARIANT
 from rankssl.models import FeatureFilter
+
+# These tests check rankssl's variant (every view as keys, the mean per anchor, a partner per row)
+# against a per-anchor reference; the default, the authors' SimLAP loss, is tested in test_hydra_authors.py.
+HydraLoss = partial(_HydraLoss, **RANKSSL_VARIANT)
 
 
 def reference_loss(z, labels, pair_labels, gates, temperature=0.1):

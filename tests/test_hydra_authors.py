@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rankssl.losses import HydraLoss
-from rankssl.losses.hydra import SIMLAP_SETTINGS
+from rankssl.losses.hydra import RANKSSL_VARIANT, SIMLAP_SETTINGS
 from rankssl.models import HydraProjectionHead
 
 
@@ -48,17 +48,18 @@ def authors_reference(z1, z2, labels, partners, gates, scale):
     return (directions[0] + directions[1]) / 2
 
 
-def assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale):
-    """``loss`` and its gradients (views and the loss's parameters) equal the reference's to 1e-5."""
+def assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale, tol=1e-6, grad_tol=3e-6):
+    """``loss`` equals the float64 reference's to ``tol``, its float32 gradients (views and the loss's
+    parameters) to ``grad_tol`` absolute and 1e-5 relative."""
     params = list(loss_fn.parameters())
     grads = torch.autograd.grad(loss, [z1, z2, *params])
     gates = loss_fn.feature_filter(labels, partners)  # training mode: same batch statistics per view
     scale = loss_fn.log_scale.exp() if learn_scale else 10.0
     expected = authors_reference(z1, z2, labels, partners, gates, scale)
     expected_grads = torch.autograd.grad(expected, [z1, z2, *params])
-    torch.testing.assert_close(loss.double(), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss.double(), expected, atol=tol, rtol=tol)
     for got, want in zip(grads, expected_grads):
-        torch.testing.assert_close(got.double(), want.double(), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got.double(), want.double(), atol=grad_tol, rtol=1e-5)
     return grads
 
 
@@ -73,10 +74,10 @@ def _batch(seed=0):
 
 @pytest.mark.parametrize("learn_scale", [False, True])
 @pytest.mark.parametrize("gate_mode", ["fused", "open"])
-def test_authors_mode_equals_their_equations_values_and_gradients(learn_scale, gate_mode):
+def test_default_loss_equals_the_authors_equations_values_and_gradients(learn_scale, gate_mode):
+    """``HydraLoss(C, D)`` with no variant option is SimLAP: value and every gradient to 1e-6."""
     labels, partners, z1, z2 = _batch()
-    loss_fn = HydraLoss(5, 8, temperature=0.1, gate_mode=gate_mode, embed_dim=8, hidden_dim=16,
-                        learn_scale=learn_scale, **SIMLAP_SETTINGS)
+    loss_fn = HydraLoss(5, 8, gate_mode=gate_mode, embed_dim=8, hidden_dim=16, learn_scale=learn_scale)
     params = list(loss_fn.parameters())
     loss = loss_fn([z1, z2], labels, pair_labels=partners)
     grads = assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale)
@@ -86,20 +87,30 @@ def test_authors_mode_equals_their_equations_values_and_gradients(learn_scale, g
         assert scale_grad.abs().item() > 0  # the scale learns
 
 
-def test_authors_mode_differs_from_rankssl_default():
+def test_defaults_are_simlap_and_the_variant_differs():
     labels, partners, z1, z2 = _batch(1)
     default = HydraLoss(5, 8, gate_mode="open")
-    authors = HydraLoss(5, 8, gate_mode="open", **SIMLAP_SETTINGS)
+    assert all(getattr(default, key) == value for key, value in SIMLAP_SETTINGS.items())
+    variant = HydraLoss(5, 8, gate_mode="open", **RANKSSL_VARIANT)
     a = default([z1, z2], labels, pair_labels=partners)
-    b = authors([z1, z2], labels, pair_labels=partners)
+    b = variant([z1, z2], labels, pair_labels=partners)
     assert abs(a.item() - b.item()) > 1e-3
+
+
+def test_default_draw_equals_the_authors_permutation_draw_end_to_end():
+    """No pair labels given: the loss draws ``labels[randperm(B)]`` with its generator, as simlap_loss does."""
+    labels, _, z1, z2 = _batch(4)
+    loss_fn = HydraLoss(5, 8, gate_mode="open", seed=11)
+    partners = labels[torch.randperm(10, generator=torch.Generator().manual_seed(11))]
+    loss = loss_fn([z1, z2], labels)
+    assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, False)
 
 
 def test_permutation_draw_gives_one_partner_per_image_from_the_batch():
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 4, 4, 3])
     _, _, z1, z2 = _batch()
-    seeded = HydraLoss(5, 8, embed_dim=8, hidden_dim=8, seed=3, **SIMLAP_SETTINGS)
-    explicit = HydraLoss(5, 8, embed_dim=8, hidden_dim=8, **SIMLAP_SETTINGS)
+    seeded = HydraLoss(5, 8, embed_dim=8, hidden_dim=8, seed=3)
+    explicit = HydraLoss(5, 8, embed_dim=8, hidden_dim=8)
     explicit.load_state_dict(seeded.state_dict())
     # The draw is labels[randperm(B)] with the loss's own generator (seed + rank 0).
     partners = labels[torch.randperm(10, generator=torch.Generator().manual_seed(3))]
@@ -109,7 +120,7 @@ def test_permutation_draw_gives_one_partner_per_image_from_the_batch():
 
 def test_filter_warmup_detaches_embeddings_only():
     labels, partners, z1, z2 = _batch()
-    loss_fn = HydraLoss(5, 8, embed_dim=8, hidden_dim=16, filter_warmup_epochs=2, **SIMLAP_SETTINGS)
+    loss_fn = HydraLoss(5, 8, embed_dim=8, hidden_dim=16, filter_warmup_epochs=2)
     filter_param = loss_fn.feature_filter.class_embedding.weight
     for epoch, embeddings_learn in ((0, False), (1, False), (2, True)):
         loss_fn.set_epoch(epoch)
@@ -142,7 +153,7 @@ def test_hydra_algorithm_reads_the_runner_epoch_for_the_warmup():
 
 def test_other_views_needs_two_views_and_variant_names_are_checked():
     with pytest.raises(ValueError, match="at least two views"):
-        HydraLoss(3, 4, key_views="other")(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+        HydraLoss(3, 4)(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
     for kwargs, match in ((dict(key_views="mine"), "key_views"), (dict(reduction="sum"), "reduction"),
                           (dict(pair_draw="x"), "pair_draw"), (dict(filter_warmup_epochs=-1), "filter_warmup"),
                           (dict(pair_draw="permutation", pairing="distinct"), "distinct")):
@@ -183,13 +194,13 @@ def test_layernorm_head_admits_the_exact_collapse_and_batchnorm_does_not():
 
 
 @pytest.mark.parametrize("learn_scale", [False, True])
-def test_pml_loss_in_the_authors_mode_equals_their_equations(learn_scale):
+def test_pml_default_loss_equals_the_authors_equations(learn_scale):
     """pml's calling convention: each view against the other as ``ref_emb``, one ``pair_labels`` for both."""
     from rankssl.pml import HydraLoss as PMLHydraLoss
 
     labels, partners, z1, z2 = _batch(2)
-    loss_fn = PMLHydraLoss(5, 8, temperature=0.1, embed_dim=8, hidden_dim=16, reduction="pair_mean",
-                           pair_draw="permutation", learn_scale=learn_scale)
+    loss_fn = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, learn_scale=learn_scale)
+    assert loss_fn.reduction == "pair_mean" and loss_fn.pair_draw == "permutation"
     loss = (loss_fn(z1, labels, ref_emb=z2, ref_labels=labels, pair_labels=partners)
             + loss_fn(z2, labels, ref_emb=z1, ref_labels=labels, pair_labels=partners)) / 2
     assert_equals_reference(loss, loss_fn, z1, z2, labels, partners, learn_scale)
@@ -201,8 +212,8 @@ def test_pml_pair_mean_hands_pml_one_loss_per_positive_pair():
     from rankssl.pml import HydraLoss as PMLHydraLoss
 
     labels, partners, z1, _ = _batch(3)
-    per_pair = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reduction="pair_mean", reducer=DoNothingReducer())
-    per_anchor = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reducer=DoNothingReducer())
+    per_pair = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reducer=DoNothingReducer())
+    per_anchor = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=16, reduction="anchor_mean", reducer=DoNothingReducer())
     per_anchor.load_state_dict(per_pair.state_dict())
     pairs = per_pair(z1, labels, pair_labels=partners)["loss"]
     anchors = per_anchor(z1, labels, pair_labels=partners)["loss"]
@@ -218,7 +229,7 @@ def test_pml_permutation_draw_takes_partners_from_the_batch():
     from rankssl.pml import HydraLoss as PMLHydraLoss
 
     labels, _, z1, _ = _batch()
-    seeded = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=8, seed=4, pair_draw="permutation")
+    seeded = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=8, seed=4)
     explicit = PMLHydraLoss(5, 8, embed_dim=8, hidden_dim=8)
     explicit.load_state_dict(seeded.state_dict())
     partners = labels[torch.randperm(10, generator=torch.Generator().manual_seed(4))]

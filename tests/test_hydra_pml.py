@@ -6,9 +6,17 @@ from pytorch_metric_learning.distances import LpDistance
 from pytorch_metric_learning.reducers import SumReducer
 from pytorch_metric_learning.regularizers import LpRegularizer
 
-from rankssl.losses import HydraLoss as LightlyHydraLoss
-from rankssl.pml import HydraLoss
+from functools import partial
+
+from rankssl.losses import HydraLoss as _LightlyHydraLoss
+from rankssl.losses.hydra import RANKSSL_VARIANT
+from rankssl.pml import HydraLoss as _HydraLoss
 from test_hydra import reference_loss
+
+# rankssl's variant (per-anchor mean, a partner per row) against the lightly-style loss's variant and a
+# per-anchor reference; the default (SimLAP) pml loss is tested in test_hydra_authors.py.
+HydraLoss = partial(_HydraLoss, reduction="anchor_mean", pair_draw="per_row")
+LightlyHydraLoss = partial(_LightlyHydraLoss, **RANKSSL_VARIANT)
 
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 0, 1])
 PAIRS = torch.tensor([1, 2, 0, 3, 3, 0, 1, 2, 0, 1])
@@ -107,3 +115,21 @@ def test_sampled_pairs_are_seeded_and_parameters_train():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("reduction", ["pair_mean", "anchor_mean"])
+def test_default_mean_reducer_equals_pml_reducing_the_unreduced_losses(reduction):
+    """pml's MeanReducer result is computed on the device (already reduced): it equals pml's mean of the
+    per-pair / per-anchor losses that any other reducer gets, value and gradient."""
+    from pytorch_metric_learning.reducers import DoNothingReducer, MeanReducer
+
+    z = torch.randn(10, 6, requires_grad=True)
+    mean = _HydraLoss(4, 6, embed_dim=8, hidden_dim=8, reduction=reduction)
+    unreduced = _HydraLoss(4, 6, embed_dim=8, hidden_dim=8, reduction=reduction, reducer=DoNothingReducer())
+    unreduced.load_state_dict(mean.state_dict())
+    got = mean(z, LABELS, pair_labels=PAIRS)
+    entry = unreduced(z, LABELS, pair_labels=PAIRS)["loss"]
+    assert entry["reduction_type"] == ("pos_pair" if reduction == "pair_mean" else "element")
+    want = MeanReducer()({"loss": entry}, z, LABELS)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(torch.autograd.grad(got, z)[0], torch.autograd.grad(want, z)[0])

@@ -93,3 +93,26 @@ def test_recipe_smoke(tmp_path, recipe, image_size, channels):
     runner = _train(_shrink(cfg, tmp_path, image_size, channels))
     assert runner.iter == 2
     assert "spectrum/erank" in json.load(open(tmp_path / "scalars.json"))["val"][-1]
+
+
+@pytest.mark.parametrize("recipe", ["hydra_smallcnn_1xb256-50e_digits", "hydra_smallcnn_1xb256-50e_two-digits"])
+def test_protocol_recipes_keep_what_their_committed_runs_trained(recipe):
+    """The protocol tables were trained with these recipes when HydraLoss's defaults were rankssl's variant
+    and the head had 2 layers: the recipes spell those options out, and their digests map to the runs'."""
+    import hashlib
+    import sys
+
+    from rankssl.losses.hydra import RANKSSL_VARIANT, SIMLAP_SETTINGS
+
+    sys.path.insert(0, os.path.join(os.path.dirname(RECIPES), "benchmarks"))
+    from protocol_spec import DATASETS, RECIPE_DIGEST_ALIASES, recipe_digest
+
+    path = os.path.join(RECIPES, recipe + ".py")
+    cfg = Config.fromfile(path)
+    assert cfg.model.neck.num_layers == 2
+    expected = RANKSSL_VARIANT if recipe.endswith("_digits") else SIMLAP_SETTINGS
+    assert {key: cfg.model.loss[key] for key in expected} == expected
+    digest = hashlib.sha1(open(path, "rb").read()).hexdigest()[:8]
+    assert digest in RECIPE_DIGEST_ALIASES, "recipe edited: decide whether its committed protocol runs still hold"
+    dataset = DATASETS["digits" if recipe.endswith("_digits") else "two_digits"]
+    assert recipe_digest("Hydra", dataset) == RECIPE_DIGEST_ALIASES[digest]

@@ -34,8 +34,9 @@ def _groco_lr(base, batch):  # train.py, learning_rate_scaling 'linear'
     return base * 32.0 * batch / 1024
 
 
+# models/encoder/regular_encoder.py: torchvision's resnet50(zero_init_residual=True).
 GROCO_IN1K = dict(optimizer="SGD", momentum=0.9, weight_decay=1e-6, amp=True, batch=1024, epochs=100,
-                  lr=_groco_lr(0.75, 1024))
+                  lr=_groco_lr(0.75, 1024), zero_init_residual=True)
 SOURCES = {
     # configs/2views_100ep.yaml
     "groco_resnet50_32xb32-coslr-100e_in1k": dict(
@@ -53,7 +54,7 @@ for _name, _size, _blur in (("groco_resnet18_1xb256-coslr-200e_cifar10", 32, 0.0
                             ("groco_resnet18_1xb256-coslr-200e_stl10", 96, 0.5)):
     SOURCES[_name] = dict(
         optimizer="SGD", momentum=0.9, weight_decay=1e-6, amp=False, batch=256, epochs=200, warmup=10,
-        lr=_groco_lr(0.375, 256), positives=None,
+        lr=_groco_lr(0.375, 256), positives=None, zero_init_residual=False,  # torchvision's default (ours)
         views=[dict(size=_size, scale=(0.08, 1.0), interpolation="bilinear", blur=_blur, solarize=None,
                     jitter=(0.8, 0.8, 0.8, 0.2), jitter_p=0.8, gray=0.2, flip=0.5)] * 2)  # SimCLR strength 1
 
@@ -163,10 +164,22 @@ def test_recipe_matches_its_source(name):
         assert cfg.model.loss.n_negatives == 10 and cfg.model.loss.get("steepness", 1.0) == 1.0
         assert cfg.model.loss.get("n_positive_views") == source["positives"]
         assert cfg.model.neck.hidden_dim == cfg.model.neck.out_dim == 2048
+        assert cfg.model.backbone.get("zero_init_residual", False) == source["zero_init_residual"]
     else:
         loss = dict(cfg.model.loss)
         assert loss.pop("type") == "S2R2Loss"
         assert loss == source["estimator"]
+
+
+def test_groco_imagenet_backbone_starts_with_zero_residual_branches():
+    """The built backbone, not only the config: every block's last BN weight is 0 (authors' encoder)."""
+    from rankssl.models.backbones import TorchvisionResNet
+
+    cfg = dict(_load("groco_resnet50_32xb32-coslr-100e_in1k").model.backbone)
+    cfg.pop("type")
+    net = TorchvisionResNet(**cfg)
+    last_bns = [m.bn3 for m in net.modules() if type(m).__name__ == "Bottleneck"]
+    assert len(last_bns) == 16 and all(bool((bn.weight == 0).all()) for bn in last_bns)
 
 
 def test_s2r2_recipes_take_estimator_defaults_that_estimate_ap():
@@ -188,3 +201,12 @@ def test_digits_recipes_keep_their_documented_values():
     assert _schedule(s2r2) == dict(warmup=5, epochs=50)
     assert len(_views(s2r2)) == 4
     assert s2r2.model.loss.num_bins == 40  # deliberately coarse: trains better on the digits (RESULTS.md)
+
+
+def test_s2r2_recipe_headers_say_what_is_rankssls_choice():
+    """Only S2R2's abstract is on record: each recipe says the estimator, views and backbone are ours."""
+    for name in sorted(f for f in os.listdir(RECIPES_DIR) if f.startswith("s2r2_") and f.endswith(".py")):
+        header = open(os.path.join(RECIPES_DIR, name)).read().split("_base_")[0]
+        assert "only its abstract" in header and "rankssl's choice" in header, name
+        for setting in ("estimator", "views", "backbone", "ResNet-18"):
+            assert setting in header, (name, setting)

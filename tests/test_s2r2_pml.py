@@ -167,3 +167,78 @@ def test_cross_batch_memory_uses_the_bank_as_database():
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def _numpy_exact_ap(scores, labels):
+    """Brute-force AP per query (itself excluded), in NumPy: precision at every relevant item."""
+    import numpy as np
+
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    out = []
+    for q in range(len(labels)):
+        others = [k for k in range(len(labels)) if k != q]
+        relevant = [k for k in others if labels[k] == labels[q]]
+        precisions = []
+        for j in relevant:
+            above = [k for k in others if scores[q, k] >= scores[q, j]]
+            precisions.append(sum(labels[k] == labels[q] for k in above) / len(above))
+        out.append(np.mean(precisions))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("distance", [
+    "LpDistance()", "LpDistance(normalize_embeddings=False)", "LpDistance(power=2)",
+    "DotProductSimilarity(normalize_embeddings=False)", "SNRDistance()",
+])
+def test_non_cosine_distances_are_binned_over_their_own_range(distance):
+    from pytorch_metric_learning import distances
+
+    torch.manual_seed(0)
+    distance_fn = eval(f"distances.{distance}")
+    embeddings = (3 * torch.randn(48, 16)).requires_grad_(True)
+    labels = torch.arange(12).repeat(4)
+    loss_fn = S2R2Loss(distance=distance_fn)
+    loss = loss_fn(embeddings, labels)
+    loss.backward()
+    with torch.no_grad():
+        scores = distance_fn(embeddings)
+        scores = scores if distance_fn.is_inverted else -scores
+    exact = 1 - _numpy_exact_ap(scores, labels).mean()
+    assert abs(float(loss) - exact) < 0.01, (float(loss), exact)
+    # Not clamped: (almost) every embedding gets a gradient.
+    assert (embeddings.grad.abs().sum(1) > 0).float().mean() > 0.95
+
+
+def test_a_given_score_range_that_clamps_is_refused():
+    from pytorch_metric_learning.distances import LpDistance
+
+    embeddings, labels = 3 * torch.randn(24, 8), torch.arange(6).repeat(4)
+    with pytest.raises(ValueError, match=r"outside score_range \(-1.0, 1.0\).*score_range='batch'"):
+        S2R2Loss(distance=LpDistance(normalize_embeddings=False), score_range=(-1, 1))(embeddings, labels)
+
+
+@pytest.mark.parametrize("with_ref", [False, True])
+def test_sync_free_path_equals_the_full_path(with_ref):
+    # Lazy validation (the GPU path) ranks every query and weights the ones without a
+    # relevant item 0: same loss and gradients as dropping them.
+    from rankssl.ops.validation import flush, validation_mode
+
+    torch.manual_seed(1)
+    base = torch.randn(20, 8)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 3, 4, 5, 5] * 2)
+    labels[[6, 7]] = torch.tensor([10, 11])  # two queries without a relevant item
+    results = []
+    for mode in ("full", "lazy"):
+        embeddings = base.clone().requires_grad_(True)
+        loss_fn = S2R2Loss()
+        with validation_mode(mode):
+            if with_ref:
+                loss = loss_fn(embeddings[:10], labels[:10], ref_emb=embeddings[10:], ref_labels=labels[10:])
+            else:
+                loss = loss_fn(embeddings, labels)
+            flush()
+        loss.backward()
+        results.append((loss.detach(), embeddings.grad, int(loss_fn.num_queries_without_relevant)))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    assert results[0][2] == results[1][2] > 0

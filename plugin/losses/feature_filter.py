@@ -109,8 +109,14 @@ class FeatureFilter(nn.Module):
             )
 
     def forward(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        """(N, out_dim) gates g(y1[n], y2[n]) for (N,) class indices ``y1``, ``y2`` (checked)."""
         y1 = check_class_labels(y1, self.num_classes, name="y1")
         y2 = check_class_labels(y2, self.num_classes, length=y1.shape[0], name="y2")
+        return self.gates(y1, y2)
+
+    def gates(self, y1: torch.Tensor, y2: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without the label checks, for callers that checked the labels already
+        (the losses): reads no value on the host."""
         if self.mode == "open":
             return torch.ones(y1.shape[0], self.out_dim, device=y1.device)
         if self.training and y1.shape[0] < 2:
@@ -121,9 +127,9 @@ class FeatureFilter(nn.Module):
         if self.mode == "fused":
             mean = (self.class_embedding(y1) + self.class_embedding(y2)) / 2
             return torch.sigmoid(self.mlp(mean))
-        # "product": one MLP pass over both halves, so BatchNorm sees all classes at once.
-        both = torch.sigmoid(self.mlp(self.class_embedding(torch.cat((y1, y2)))))
-        return both[: y1.shape[0]] * both[y1.shape[0] :]
+        # "product": two MLP passes, so each BatchNorm batch holds one side's classes, as in the
+        # authors' code (moco/filter.py, BasicGate with fuse=False).
+        return torch.sigmoid(self.mlp(self.class_embedding(y1))) * torch.sigmoid(self.mlp(self.class_embedding(y2)))
 
     @torch.no_grad()
     def pair_gate_matrix(self, classes: Optional[Sequence[int]] = None, chunk_size: int = 4096) -> torch.Tensor:

@@ -30,7 +30,7 @@ from rankssl.ops.validation import (
     check_tensor,
     safe_normalize,
 )
-from rankssl.losses._views import Views, as_view_list
+from rankssl.losses._views import Views, as_view_list, views_from_call
 
 __all__ = ["GroCoLoss", "group_ordering_loss", "check_gradient_scale", "scale_gradient"]
 
@@ -148,6 +148,21 @@ def _ordered_group_ordering_loss(
     return ((loss_positive_block + loss_negative_block) / 2).mean(dim=1)
 
 
+_OTHER_VIEWS: dict = {}
+
+
+def _other_views(num_views: int, device: torch.device) -> torch.Tensor:
+    """(V, V - 1) int64: row ``a`` lists the views other than ``a``, ascending. Cached."""
+    key = (num_views, str(device))
+    table = _OTHER_VIEWS.get(key)
+    if table is None:
+        table = torch.tensor([[p for p in range(num_views) if p != a] for a in range(num_views)], device=device)
+        if torch.compiler.is_compiling():
+            return table
+        _OTHER_VIEWS[key] = table
+    return table
+
+
 class GroCoLoss(nn.Module):
     """Group Ordering Constraints loss (Shvetsova et al., ICCV 2023), lightly-style.
 
@@ -159,7 +174,9 @@ class GroCoLoss(nn.Module):
 
     Args:
         n_negatives: K, the number of hardest negatives per anchor (10 in every
-            published configuration). Needs ``K <= total batch size - 1``.
+            published configuration). A batch with K or fewer images (over all
+            processes) uses all B - 1 other images, as :class:`rankssl.pml.GroCoLoss`
+            does for an anchor with fewer than K negatives (one rule for both).
         steepness: inverse temperature of the relaxed comparators (paper: 1).
         sorting_network: ``"odd_even"`` (paper), ``"bitonic"`` or ``"bitonic_mirrored"``.
         distribution: comparator relaxation (paper: ``"cauchy"``).
@@ -178,8 +195,9 @@ class GroCoLoss(nn.Module):
             is the same as multiplying the learning rate (up to weight decay).
 
     Shapes:
-        ``forward(*views)`` or ``forward([view0, view1, ...])`` with V >= 2 views of
-        shape (B, D); returns a scalar.
+        ``forward(*views)``, ``forward([view0, view1, ...])`` or lightly's
+        ``forward(out0=view0, out1=view1)`` with V >= 2 views of shape (B, D); returns a
+        scalar. Settings changed after construction are re-checked on every call.
 
     Note:
         The loss's gradients are small (the paper trains with learning rate 24 at batch
@@ -227,6 +245,15 @@ class GroCoLoss(nn.Module):
         self.gather_distributed = gather_distributed
         self.gradient_scale = check_gradient_scale(gradient_scale)
 
+    def _check_settings(self) -> None:
+        """Re-check the settings on every call (cheap, host-side): attributes may have been
+        changed after construction (``loss.n_negatives = 0``)."""
+        check_positive_int(self.n_negatives, "n_negatives")
+        check_optional_positive_int(self.n_positive_views, "n_positive_views", minimum=2)
+        check_network(self.sorting_network)
+        check_relaxation(self.distribution, self.steepness, self.art_lambda)
+        check_gradient_scale(self.gradient_scale)
+
     def _sort_kwargs(self) -> dict:
         return dict(
             sorting_network=self.sorting_network,
@@ -235,9 +262,17 @@ class GroCoLoss(nn.Module):
             art_lambda=self.art_lambda,
         )
 
-    def forward(self, *views: Views) -> torch.Tensor:
+    def forward(self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None) -> torch.Tensor:
+        views = views_from_call(views, out0, out1, "GroCoLoss")
         views = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
-        normalized = [safe_normalize(v.float(), dim=1) for v in views]
+        self._check_settings()
+        # Scores in float32 as documented, also under autocast (bf16 scores would blur ranks).
+        with torch.autocast(views[0].device.type, enabled=False):
+            return self._forward(views)
+
+    def _forward(self, views: List[torch.Tensor]) -> torch.Tensor:
+        # One normalisation for all views (one set of launches, not one per view).
+        normalized = list(safe_normalize(torch.stack([v.float() for v in views]), dim=2).unbind(0))
         num_views, batch_size = len(normalized), normalized[0].shape[0]
         num_global = num_views if self.n_positive_views is None else self.n_positive_views
         if num_global > num_views:
@@ -245,40 +280,37 @@ class GroCoLoss(nn.Module):
                 f"n_positive_views={num_global} but only {num_views} views were given."
             )
         num_candidates = batch_size * (dist.world_size() if self.gather_distributed else 1) - 1
-        if self.n_negatives > num_candidates:
-            raise ValueError(
-                f"n_negatives={self.n_negatives} but each anchor has only {num_candidates} "
-                f"other images in the batch; lower n_negatives or enlarge the batch."
-            )
+        # As rankssl.pml.GroCoLoss: an anchor with fewer than K candidates uses all of them.
+        num_negatives = min(self.n_negatives, num_candidates)
         global_views = torch.stack(normalized[:num_global])  # (Vg, B, D)
         keys = global_views.detach() if self.stop_gradient else global_views
 
         losses: List[torch.Tensor] = []
         # Global anchors: positives are the other global views of the same image.
         if num_global >= 2:
-            positive_scores = torch.einsum("abd,pbd->abp", global_views, keys)  # (Vg, B, Vg)
-            off_diagonal = ~torch.eye(num_global, dtype=torch.bool, device=keys.device)
-            positive_scores = positive_scores.permute(0, 2, 1)[off_diagonal]  # (Vg*(Vg-1), B)
-            positive_scores = positive_scores.view(num_global, num_global - 1, batch_size)
-            losses.append(self._anchor_losses(normalized[:num_global], positive_scores))
+            positive_scores = torch.einsum("abd,pbd->apb", global_views, keys)  # (Vg, Vg, B)
+            # Drop each anchor's own view with a gather (a boolean mask would be a host sync).
+            others = _other_views(num_global, keys.device)  # (Vg, Vg - 1)
+            positive_scores = positive_scores.gather(1, others[:, :, None].expand(-1, -1, batch_size))
+            losses.append(self._anchor_losses(normalized[:num_global], positive_scores, num_negatives))
         # Local anchors (multi-crop): every global view is a positive.
         if num_views > num_global:
             local_views = torch.stack(normalized[num_global:])
             positive_scores = torch.einsum("abd,pbd->apb", local_views, keys)
-            losses.append(self._anchor_losses(normalized[num_global:], positive_scores))
+            losses.append(self._anchor_losses(normalized[num_global:], positive_scores, num_negatives))
         return scale_gradient(torch.cat(losses).mean(), self.gradient_scale)
 
-    def _anchor_losses(self, anchors: List[torch.Tensor], positive_scores: torch.Tensor) -> torch.Tensor:
+    def _anchor_losses(self, anchors: List[torch.Tensor], positive_scores: torch.Tensor, num_negatives: int) -> torch.Tensor:
         """Losses of every (view, image) anchor; ``positive_scores`` is (V, P, B)."""
-        negative_scores = torch.stack([self._hardest_negatives(anchor) for anchor in anchors])
+        negative_scores = torch.stack([self._hardest_negatives(anchor, num_negatives) for anchor in anchors])
         num_pos = positive_scores.shape[1]
         return _ordered_group_ordering_loss(
-            negative_scores.reshape(-1, self.n_negatives),
+            negative_scores.reshape(-1, num_negatives),
             positive_scores.transpose(1, 2).reshape(-1, num_pos).sort(dim=1).values,
             **self._sort_kwargs(),
         )
 
-    def _hardest_negatives(self, anchor: torch.Tensor) -> torch.Tensor:
+    def _hardest_negatives(self, anchor: torch.Tensor, num_negatives: Optional[int] = None) -> torch.Tensor:
         """(B, K) scores of the K most similar other images under the anchor's view, ascending."""
         batch_size = anchor.shape[0]
         candidates = dist.gather(anchor) if self.gather_distributed else anchor
@@ -288,7 +320,12 @@ class GroCoLoss(nn.Module):
         offset = dist.local_row_offset(batch_size) if self.gather_distributed else 0
         own = torch.arange(batch_size, device=anchor.device)
         scores = scores.index_put((own, own + offset), torch.tensor(float("-inf"), device=anchor.device))
-        return scores.topk(self.n_negatives, dim=1).values.flip(1)  # topk sorts descending
+        num_negatives = self.n_negatives if num_negatives is None else num_negatives
+        if num_negatives == scores.shape[1] - 1:
+            # Every other image is a negative: one ascending sort, then drop the anchor's own
+            # -inf in column 0. Same values as topk + flip, and cheaper than topk at k ~ n.
+            return scores.sort(dim=1).values[:, 1:]
+        return scores.topk(num_negatives, dim=1).values.flip(1)  # topk sorts descending
 
     def extra_repr(self) -> str:
         return (

@@ -8,29 +8,32 @@ gate g(y1, y2) keeps open (:class:`~rankssl.losses.feature_filter.FeatureFilter`
 For anchor i of class y1 paired with class y2, with gate g = g(y1, y2):
 
     l_ij = scale * cos(g * z_i, g * z_j)          (scale = 1 / temperature)
-    l_ij <- l_ij - mean_j l_ij                   (row-centred; leaves the loss unchanged)
     P_i  = {j != i : y_j = y2}                    positives
     N_i  = {k : y_k not in {y1, y2}}              negatives
     L_i  = mean_{j in P_i} [ log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij ]
 
-Samples of class y1 are neither positives nor negatives when y2 != y1. The batch loss
-is the mean of L_i over anchors that have a positive.
+Samples of class y1 are neither positives nor negatives when y2 != y1. The authors centre
+each row of logits by its mean first; every term is invariant to a per-row constant, so
+rankssl skips it and computes ``softplus(LSE_{k in N_i} l_ik - l_ij)`` at the positives.
 
-The first author's public code (repository ``erow/hydra``) fixes four further choices
-that rankssl leaves as parameters (``SIMLAP_SETTINGS`` selects the authors' ones):
+The defaults are the first author's SimLAP code (repository ``erow/hydra``,
+``cl/losses.py::simlap_loss``, the paper's second version). Three choices stay parameters,
+each with rankssl's own variant as a named option (``RANKSSL_VARIANT`` selects all three,
+``SIMLAP_SETTINGS`` spells out the defaults):
 
-- ``key_views``: which embeddings an anchor is compared with. ``"all"`` (rankssl's
-  default): every view of the batch, the anchor itself excluded. ``"other"``
-  (authors, ``cl/losses.py::simlap_loss``): the anchors of view 1 against the keys of
-  view 2 and vice versa, the two directions averaged.
-- ``reduction``: ``"anchor_mean"`` (default): L_i averaged over positives, then over
-  anchors. ``"pair_mean"`` (authors, ``cl/losses.py::_multipos_ce`` and
-  ``moco/builder.py::multipos_ce_loss``): the sum of the terms over all (anchor, positive)
-  pairs divided by the number of pairs, so anchors with many positives weigh more.
-- ``pair_draw``: ``"per_row"`` (default): every row (view) draws its own partner sample.
-  ``"permutation"`` (authors, ``posy = y[randperm(B)]`` in ``cl/losses.py`` and the
+- ``key_views``: which embeddings an anchor is compared with. ``"other"`` (default,
+  SimLAP): the anchors of view 1 against the keys of view 2 and vice versa, the
+  directions averaged (with V views, each view against all the others). ``"all"``
+  (rankssl's variant): every view of the batch, the anchor itself excluded.
+- ``reduction``: ``"pair_mean"`` (default, SimLAP ``cl/losses.py::_multipos_ce`` and
+  ``moco/builder.py::multipos_ce_loss``): the sum of the terms over all (anchor,
+  positive) pairs divided by the number of pairs, per direction, so anchors with many
+  positives weigh more. ``"anchor_mean"`` (variant): L_i averaged over positives, then
+  over anchors.
+- ``pair_draw``: ``"permutation"`` (default, SimLAP ``posy = y[randperm(B)]`` and the
   ``shuffle_idx`` of ``moco/builder.py``): one partner class per image, the class of the
   image a random permutation of the batch maps it to, shared by all views of that image.
+  ``"per_row"`` (variant): every row (view) draws its own partner sample.
 - ``learn_scale``: a learned logit scale exp(s), s initialised at log(1 / temperature)
   (authors' v1, ``moco/builder.py``: ``scale_logit``, there initialised at log 20).
 - ``filter_warmup_epochs``: for the first E epochs the embeddings are detached in this
@@ -41,15 +44,19 @@ that rankssl leaves as parameters (``SIMLAP_SETTINGS`` selects the authors' ones
 
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+import numbers
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from rankssl.losses._deferred import defer_check, is_lazy
 from rankssl.losses._views import as_view_list
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
-from rankssl.losses.pair_sampling import check_pairing, permutation_pair_labels, sample_pair_labels
+from rankssl.losses.pair_sampling import check_pairing, draw_partners, permutation_pair_labels
 from rankssl.ops import dist
 from rankssl.ops.validation import (
     check_choice,
@@ -60,21 +67,27 @@ from rankssl.ops.validation import (
     check_tensor,
 )
 
-__all__ = ["HydraLoss", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss", "hydra_pair_term_matrix",
-           "hydra_pair_terms"]
+__all__ = ["HydraLoss", "RANKSSL_VARIANT", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss",
+           "hydra_pair_term_matrix", "hydra_pair_terms"]
 
 KEY_MODES = ("all", "other")
 REDUCTIONS = ("anchor_mean", "pair_mean")
 PAIR_DRAWS = ("per_row", "permutation")
-# The SimLAP recipe of the paper's second version (erow/hydra: cl/losses.py, main_cl.py).
+# The SimLAP recipe of the paper's second version (erow/hydra: cl/losses.py, main_cl.py): the defaults.
 SIMLAP_SETTINGS = dict(key_views="other", reduction="pair_mean", pair_draw="permutation")
+# rankssl's own variant (the defaults before they became SimLAP's): every view as keys, the mean per
+# anchor, a partner drawn for every row.
+RANKSSL_VARIANT = dict(key_views="all", reduction="anchor_mean", pair_draw="per_row")
 
 _EPS = 1e-8
+# Stands in for log(0) at the logits that are not negatives: finite, so rows without a
+# negative give a zero term and a zero (not NaN) gradient; far below any logit.
+_NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
 
 
 def _unit_max(x: torch.Tensor) -> torch.Tensor:
     scale = x.detach().abs().amax(dim=1, keepdim=True)
-    return x / torch.where(scale > 0, scale, torch.ones_like(scale))
+    return x / scale.clamp_min(torch.finfo(x.dtype).tiny)
 
 
 def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.Tensor, scale: float) -> torch.Tensor:
@@ -88,9 +101,34 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: torch.Tensor, gates: torch.
     anchors, keys = _unit_max(anchors), _unit_max(keys)
     g2 = gates * gates
     numerator = (g2 * anchors) @ keys.T
-    anchor_norm = (g2 * anchors * anchors).sum(dim=1).clamp_min(_EPS**2).sqrt()
+    anchor_norm = (g2 * anchors * anchors).sum(dim=1, keepdim=True).clamp_min(_EPS**2).sqrt()
     key_norm = (g2 @ (keys * keys).T).clamp_min(_EPS**2).sqrt()
-    return scale * numerator / (anchor_norm[:, None] * key_norm)
+    return numerator * (scale / anchor_norm) / key_norm
+
+
+def _masked_terms(
+    anchors: torch.Tensor,
+    keys: torch.Tensor,
+    gates: torch.Tensor,
+    anchor_labels: torch.Tensor,
+    pair_labels: torch.Tensor,
+    key_labels: torch.Tensor,
+    valid: Optional[torch.Tensor],
+    scale: Union[float, torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Unchecked core: (A, N) float32 terms (0 off the positives) and the float (A, N) positive mask.
+
+    ``valid`` (A, N) bool marks the keys an anchor may see at all (None: every key).
+    """
+    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
+    to_pair = key_labels[None, :] == pair_labels[:, None]
+    negative = ~(to_pair | (key_labels[None, :] == anchor_labels[:, None]))
+    if valid is not None:
+        to_pair, negative = to_pair & valid, negative & valid
+    negative_lse = logits.masked_fill(~negative, _NOT_NEGATIVE).logsumexp(dim=1, keepdim=True)
+    positive = to_pair.float()
+    # log(exp(l_ij) + sum_k exp(l_ik)) - l_ij = softplus(LSE_k l_ik - l_ij): no row centring needed.
+    return F.softplus(negative_lse - logits) * positive, positive
 
 
 def hydra_pair_term_matrix(
@@ -109,8 +147,7 @@ def hydra_pair_term_matrix(
 
     Returns:
         ``(terms, positive)``: (A, N) float32 ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij``
-        (finite everywhere; only entries where ``positive`` is True enter the loss) and the
-        (A, N) boolean mask of positives P_i.
+        (0 off the positives) and the (A, N) boolean mask of positives P_i.
     """
     anchors = check_embeddings(anchors, "anchors")
     keys = check_embeddings(keys, "keys", dim=anchors.shape[1])
@@ -122,22 +159,12 @@ def hydra_pair_term_matrix(
     key_labels = check_labels(key_labels, "key_labels", length=keys.shape[0])
     if not isinstance(scale, torch.Tensor):  # a learned scale is a 0-d parameter
         check_float(scale, "scale", 0.0)
-    logits = gated_cosine_logits(anchors.float(), keys.float(), gates.float(), scale)
-    logits = logits - logits.mean(dim=1, keepdim=True)
-    positive = key_labels[None, :] == pair_labels[:, None]
+    valid = None
     if self_index is not None:
-        positive[torch.arange(anchors.shape[0], device=anchors.device), self_index] = False
-    negative = (key_labels[None, :] != anchor_labels[:, None]) & (key_labels[None, :] != pair_labels[:, None])
-    has_negative = negative.any(dim=1, keepdim=True)
-    # Rows without a negative get a finite dummy, so no NaN reaches the backward pass.
-    negative_logits = torch.where(has_negative, logits.masked_fill(~negative, float("-inf")), torch.zeros_like(logits))
-    negative_lse = torch.where(
-        has_negative.squeeze(1),
-        negative_logits.logsumexp(dim=1),
-        torch.full_like(logits[:, 0], float("-inf")),
-    )
-    terms = torch.logaddexp(logits, negative_lse[:, None]) - logits
-    return terms, positive
+        self_index = check_labels(self_index, "self_index", length=anchors.shape[0])
+        valid = torch.arange(keys.shape[0], device=keys.device)[None, :] != self_index.to(keys.device)[:, None]
+    terms, positive = _masked_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels, valid, scale)
+    return terms, positive.bool()
 
 
 def hydra_pair_terms(*args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +177,7 @@ def hydra_pair_terms(*args, **kwargs) -> Tuple[torch.Tensor, torch.Tensor]:
         ``log(exp(l_ij) + sum_{k in N_i} exp(l_ik)) - l_ij`` and the (A,) number |P_i|.
     """
     terms, positive = hydra_pair_term_matrix(*args, **kwargs)
-    return (terms * positive).sum(dim=1), positive.sum(dim=1)
+    return terms.sum(dim=1), positive.sum(dim=1)
 
 
 def hydra_pair_loss(
@@ -163,7 +190,7 @@ def hydra_pair_loss(
     self_index: Optional[torch.Tensor] = None,
     scale: Union[float, torch.Tensor] = 10.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-anchor Hydra loss: the functional core shared by the lightly-style and pml losses.
+    """Per-anchor Hydra loss: the functional form of the lightly-style and pml losses.
 
     Args:
         anchors: (A, D) anchor embeddings.
@@ -177,6 +204,14 @@ def hydra_pair_loss(
     Returns:
         ``(losses, has_positive)``: (A,) float32 losses (0 where the anchor has no
         positive) and the (A,) mask of anchors with at least one positive.
+
+    Example:
+        >>> import torch
+        >>> z, g = torch.randn(6, 4), torch.ones(6, 4)
+        >>> y = torch.tensor([0, 0, 1, 1, 2, 2])
+        >>> losses, has = hydra_pair_loss(z, z, g, y, y, y, torch.arange(6))
+        >>> bool(has.all())
+        True
     """
     sums, num_positive = hydra_pair_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels,
                                           self_index, scale)
@@ -225,7 +260,7 @@ def feature_filter_for(
 
 
 def checked_class_pair_weight(weight: Optional[torch.Tensor], num_classes: int) -> Optional[torch.Tensor]:
-    """``weight`` as a (C, C) float32 tensor, or ``None``; a clear error for another shape."""
+    """``weight`` as a (C, C) finite, non-negative float32 tensor, or ``None``; a clear error otherwise."""
     if weight is None:
         return None
     weight = torch.as_tensor(weight, dtype=torch.float32)
@@ -233,18 +268,169 @@ def checked_class_pair_weight(weight: Optional[torch.Tensor], num_classes: int) 
         raise ValueError(
             f"class_pair_weight must have shape ({num_classes}, {num_classes}), got {tuple(weight.shape)}."
         )
+    if bool((weight < 0).any()) or not bool(torch.isfinite(weight).all()):  # once, at construction
+        raise ValueError("class_pair_weight must be finite and non-negative.")
     return weight
 
 
-class HydraLoss(nn.Module):
+class HydraLossBase(nn.Module):
+    """What the lightly-style and the pml ``HydraLoss`` share: the logit scale, the settings
+    checked on every call, the seeded partner draw and its generator in the state dict.
+
+    The generator is created on the device of the first input (seeded with ``seed``, plus
+    the process rank where each process draws for its own anchors), so draws never leave
+    the device. :meth:`get_extra_state` puts its state in ``state_dict()``; loading it
+    reproduces the next draws, also on another device type (where the state cannot be
+    carried over as it is, a new generator is seeded from a digest of the saved state).
+    """
+
+    _seed_offset_by_rank = True
+
+    def _init_common(self, num_classes: int, temperature: float, pairing: str, gate_penalty: float,
+                     seed: Optional[int], learn_scale: bool, class_pair_weight, pair_draw: str) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an integer or None, got {seed!r}.")
+        self.num_classes = num_classes
+        self.temperature = float(temperature)
+        self.pairing = pairing
+        self.gate_penalty = float(gate_penalty)
+        self.seed = None if seed is None else int(seed)
+        self.pair_draw = pair_draw
+        self.learn_scale = bool(learn_scale)
+        cpw = checked_class_pair_weight(class_pair_weight, num_classes)
+        if cpw is not None:
+            self.register_buffer("class_pair_weight", cpw, persistent=False)
+        else:
+            self.class_pair_weight = None
+        if self.learn_scale:  # exp(s), s initialised at log(1 / temperature) (authors' v1)
+            self.log_scale = nn.Parameter(torch.tensor(-math.log(self.temperature)))
+        self._generator: Optional[torch.Generator] = None
+        self._saved_generator: Optional[Dict[str, Any]] = None
+
+    @property
+    def scale(self) -> Union[float, torch.Tensor]:
+        """The logit scale: 1 / temperature, or the learned exp(s)."""
+        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
+
+    @property
+    def gate_mode(self) -> str:
+        return self.feature_filter.mode
+
+    def _check_settings(self) -> None:
+        """The settings as they are now (attributes may change after construction): pure Python, no sync."""
+        check_hydra_settings(self.temperature, self.gate_penalty, self.pairing)
+        check_choice(self.pair_draw, "pair_draw", PAIR_DRAWS)
+        check_choice(self.reduction, "reduction", REDUCTIONS)
+        if self.pair_draw == "permutation" and self.pairing == "distinct":
+            check_variant_settings("all", self.reduction, self.pair_draw, self.pairing, 0)
+
+    # ---------------------------------------------------------------- the seeded generator
+
+    def _generator_on(self, device: torch.device) -> Optional[torch.Generator]:
+        """The loss's own generator on ``device`` (None without a seed: torch's global one)."""
+        if self.seed is None:
+            return None
+        device = torch.device(device)
+        if self._generator is not None and self._generator.device.type == device.type:
+            return self._generator
+        generator = torch.Generator(device=device)
+        saved, self._saved_generator = self._saved_generator, None
+        if self._generator is not None:  # the loss moved to another device type: continue from the old stream
+            generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self._generator,
+                                                    device=self._generator.device)))
+        elif saved is not None and saved["device"] == device.type:
+            generator.set_state(saved["state"])
+        elif saved is not None:
+            digest = hashlib.sha256(saved["state"].numpy().tobytes()).digest()
+            generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        else:
+            generator.manual_seed(self.seed + (dist.rank() if self._seed_offset_by_rank else 0))
+        self._generator = generator
+        return generator
+
+    def get_extra_state(self) -> Dict[str, Any]:
+        """The partner draw's generator state (saved in ``state_dict()``; mmengine checkpoints carry it)."""
+        if self._generator is not None:
+            generator = dict(device=self._generator.device.type, state=self._generator.get_state().cpu())
+        else:
+            generator = self._saved_generator
+        return dict(seed=self.seed, generator=generator)
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore :meth:`get_extra_state`'s state: the next draws are the saved run's next draws."""
+        if not isinstance(state, dict) or "generator" not in state:
+            raise ValueError(f"HydraLoss extra state must be the dict get_extra_state() returns, got {state!r}.")
+        self.seed = state.get("seed", self.seed)
+        saved = state["generator"]
+        if saved is not None and (not isinstance(saved, dict) or not isinstance(saved.get("state"), torch.Tensor)):
+            raise ValueError("HydraLoss extra state holds a generator state that is not a byte tensor.")
+        self._generator = None
+        self._saved_generator = None if saved is None else dict(device=saved["device"], state=saved["state"].cpu())
+
+    # ---------------------------------------------------------------- the partner draw
+
+    def _draw(self, labels: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
+              self_index: Optional[torch.Tensor], num_views: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device."""
+        generator = self._generator_on(rows.device)
+        if self.pairing == "arbitrary" and self.pair_draw == "permutation":
+            pair = permutation_pair_labels(labels, generator).repeat(num_views)
+            return pair, torch.ones_like(pair, dtype=torch.bool)
+        return draw_partners(rows, self.pairing, pool, self_index, self.class_pair_weight, generator)
+
+
+def _split_call(args: tuple, labels, pair_labels, out0, out1) -> Tuple[list, Any, Any]:
+    """Views, labels and pair labels of ``forward``'s accepted call forms (see HydraLoss.forward)."""
+    if out0 is not None or out1 is not None:
+        if args:
+            raise TypeError("Pass the views either positionally or as out0=/out1=, not both.")
+        if out0 is None or out1 is None:
+            raise TypeError("lightly's keywords come in pairs: pass both out0= and out1=.")
+        return [out0, out1], labels, pair_labels
+    if not args:
+        raise TypeError("HydraLoss needs views: loss([view0, view1], labels) or loss(view0, view1, labels=labels).")
+    if isinstance(args[0], (list, tuple)):
+        views, rest = list(args[0]), list(args[1:])
+    else:
+        views = [args[0]]
+        rest = list(args[1:])
+        while rest and isinstance(rest[0], torch.Tensor) and rest[0].is_floating_point() and rest[0].dim() == 2:
+            views.append(rest.pop(0))
+        if len(views) > 1 and rest:
+            raise TypeError(
+                f"HydraLoss got {len(views)} views and then {len(rest)} more positional argument(s): with views "
+                "passed one by one, pass the class labels as a keyword: loss(view0, view1, labels=labels) "
+                "(or loss([view0, view1], labels))."
+            )
+    for name, value in (("labels", labels), ("pair_labels", pair_labels)):
+        if rest:
+            if value is not None:
+                raise TypeError(f"HydraLoss got {name} both positionally and as a keyword.")
+            value = rest.pop(0)
+        if name == "labels":
+            labels = value
+        else:
+            pair_labels = value
+    if rest:
+        raise TypeError(f"HydraLoss takes (views, labels, pair_labels); got {len(rest)} positional argument(s) more.")
+    if isinstance(labels, torch.Tensor) and labels.is_floating_point() and labels.dim() == 2:
+        raise TypeError("labels is a 2-D floating tensor, i.e. a view: pass the views as a list, "
+                        "loss([view0, view1], labels), or the labels as labels=.")
+    return views, labels, pair_labels
+
+
+class HydraLoss(HydraLossBase):
     """Hydra loss (Wu et al., arXiv:2410.18200), lightly-style; needs class labels.
+
+    With its defaults this is the authors' SimLAP loss (``erow/hydra``
+    ``cl/losses.py::simlap_loss``): the anchors of each view against the keys of the other
+    view(s), one partner class per image by a permutation of the batch, the sum over
+    (anchor, positive) pairs divided by their number, directions averaged.
 
     The loss owns a learned :class:`~rankssl.losses.feature_filter.FeatureFilter`, so
     unlike most losses it **has parameters**: build the optimizer over
     ``list(model.parameters()) + list(loss_fn.parameters())`` (or make the loss a
-    submodule of the model). Each anchor's partner class is drawn by
-    :func:`~rankssl.losses.pair_sampling.sample_pair_labels` (or passed in as
-    ``pair_labels``).
+    submodule of the model).
 
     Args:
         num_classes: number of classes C.
@@ -258,28 +444,30 @@ class HydraLoss(nn.Module):
             gates, which is 0 for binary gates and largest at g = 0.5, so it pushes gates
             to open or close. Default 0 (off, as in the authors' code).
         class_pair_weight: optional (C, C) non-negative prior over class pairs used when
-            drawing partners.
-        seed: seed of the pair sampler's own ``torch.Generator`` (offset by the process
-            rank); ``None`` uses torch's global generator.
+            drawing partners (``pair_draw='per_row'``).
+        seed: seed of the pair draw's own ``torch.Generator``, created on the input's
+            device and offset by the process rank (each process draws for its own
+            anchors); saved in ``state_dict()``. ``None`` uses torch's global generator.
         gather_distributed: compare with keys from all processes (gathered with gradients)
             and draw partners from the global batch.
         feature_filter: use this filter instead of building one (its ``num_classes`` and
             ``out_dim`` must match).
-        key_views: ``"all"`` (default) or ``"other"`` (authors; needs >= 2 views).
-        reduction: ``"anchor_mean"`` (default) or ``"pair_mean"`` (authors).
-        pair_draw: ``"per_row"`` (default) or ``"permutation"`` (authors: one partner per
-            image, shared by its views).
+        key_views: ``"other"`` (default, SimLAP; needs >= 2 views) or ``"all"`` (variant).
+        reduction: ``"pair_mean"`` (default, SimLAP) or ``"anchor_mean"`` (variant).
+        pair_draw: ``"permutation"`` (default, SimLAP: one partner per image, shared by its
+            views) or ``"per_row"`` (variant).
         learn_scale: learn the logit scale, initialised at 1 / temperature (authors' v1).
         filter_warmup_epochs: epochs during which only the feature filter learns from this
             loss (embeddings detached; authors' v1: 10). Needs :meth:`set_epoch`.
-        See the module docstring for the source of each variant; ``SIMLAP_SETTINGS`` holds
-        the authors' SimLAP choices: ``HydraLoss(C, D, **SIMLAP_SETTINGS)``.
+        See the module docstring for the source of each choice; ``HydraLoss(C, D)`` is the
+        authors' SimLAP loss, ``HydraLoss(C, D, **RANKSSL_VARIANT)`` rankssl's variant.
 
     Shapes:
-        ``forward(embeddings, labels)`` with (B, D) embeddings, or
-        ``forward([view0, view1, ...], labels)`` with V views of (B, D) (every view of
-        image b has class ``labels[b]``); labels (B,) integer; optional ``pair_labels``
-        (B,) or (V*B,). Returns a scalar.
+        ``forward([view0, view1, ...], labels)``, ``forward(view0, view1, labels=labels)``
+        or lightly's ``forward(out0=view0, out1=view1, labels=labels)`` with V views of
+        (B, D) (every view of image b has class ``labels[b]``), or ``forward(embeddings,
+        labels)`` with one (B, D) tensor (only with ``key_views='all'``); labels (B,)
+        integer; optional ``pair_labels`` (B,) or (V*B,). Returns a scalar.
 
     Example:
         >>> import torch
@@ -306,139 +494,110 @@ class HydraLoss(nn.Module):
         seed: Optional[int] = None,
         gather_distributed: bool = False,
         feature_filter: Optional[FeatureFilter] = None,
-        key_views: str = "all",
-        reduction: str = "anchor_mean",
-        pair_draw: str = "per_row",
+        key_views: str = "other",
+        reduction: str = "pair_mean",
+        pair_draw: str = "permutation",
         learn_scale: bool = False,
         filter_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
         check_hydra_settings(temperature, gate_penalty, pairing)
         check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
-        feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
-        class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
-        if class_pair_weight is not None:
-            self.register_buffer("class_pair_weight", class_pair_weight, persistent=False)
-        else:
-            self.class_pair_weight = None
-        self.feature_filter = feature_filter
-        self.num_classes = num_classes
+        self.feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
+        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
+                          pair_draw)
         self.dim = dim
-        self.temperature = float(temperature)
-        self.pairing = pairing
-        self.gate_penalty = float(gate_penalty)
-        self.seed = seed
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
-        self._generator: Optional[torch.Generator] = None
         self.key_views = key_views
         self.reduction = reduction
-        self.pair_draw = pair_draw
-        self.learn_scale = bool(learn_scale)
         self.filter_warmup_epochs = filter_warmup_epochs
         self.epoch = 0
-        if self.learn_scale:
-            self.log_scale = nn.Parameter(torch.tensor(-math.log(self.temperature)))
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current training epoch (0-based), for ``filter_warmup_epochs``."""
         self.epoch = int(epoch)
 
-    @property
-    def scale(self) -> Union[float, torch.Tensor]:
-        """The logit scale: 1 / temperature, or the learned exp(s)."""
-        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
+    def _check_settings(self) -> None:
+        super()._check_settings()
+        check_variant_settings(self.key_views, self.reduction, self.pair_draw, self.pairing, self.filter_warmup_epochs)
 
-    @property
-    def gate_mode(self) -> str:
-        return self.feature_filter.mode
-
-    def _pair_generator(self) -> Optional[torch.Generator]:
-        if self.seed is None:
-            return None
-        if self._generator is None:
-            self._generator = torch.Generator().manual_seed(self.seed + dist.rank())
-        return self._generator
-
-    def _pair_labels(self, y, labels, pair_labels, num_views, key_labels, self_index) -> torch.Tensor:
-        if pair_labels is not None:
-            if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
-                pair_labels = pair_labels.repeat(num_views)
-            check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
-            return pair_labels.to(y.device)
-        if self.pair_draw == "permutation" and self.pairing == "arbitrary":
-            return permutation_pair_labels(labels.to(y.device), self._pair_generator()).repeat(num_views)
-        return sample_pair_labels(y, self.pairing, key_labels, self_index, self.class_pair_weight, self._pair_generator())
+    def _pair_labels(self, labels, y, pair_labels, num_views, key_labels, self_index):
+        if pair_labels is None:
+            return self._draw(labels, y, key_labels, self_index, num_views)
+        if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
+            pair_labels = pair_labels.repeat(num_views)
+        pair_labels = check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
+        return pair_labels.to(y.device), None
 
     def forward(
         self,
-        embeddings: Union[torch.Tensor, Sequence[torch.Tensor]],
+        *views: Union[torch.Tensor, Sequence[torch.Tensor]],
         labels: Optional[torch.Tensor] = None,
         pair_labels: Optional[torch.Tensor] = None,
+        out0: Optional[torch.Tensor] = None,
+        out1: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        views = as_view_list((embeddings,), min_views=1)
-        batch_size = views[0].shape[0]
+        views, labels, pair_labels = _split_call(views, labels, pair_labels, out0, out1)
+        views = as_view_list((views,), min_views=1)
+        self._check_settings()
+        batch_size, num_views = views[0].shape[0], len(views)
         labels = check_class_labels(labels, self.num_classes, length=batch_size)
         if views[0].shape[1] != self.dim:
             raise ValueError(
                 f"Embeddings have dim {views[0].shape[1]} but the feature filter gates {self.dim} "
                 f"dimensions; build HydraLoss(dim={views[0].shape[1]}, ...) or change the projector."
             )
-        if self.key_views == "other" and len(views) < 2:
-            raise ValueError("key_views='other' compares each view with the others: pass at least two views.")
+        if self.key_views == "other" and num_views < 2:
+            raise ValueError("key_views='other' (SimLAP, the default) compares each view with the others: pass at "
+                             "least two views, loss([view0, view1], labels), or use key_views='all'.")
         if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
             views = [v.detach() for v in views]
-        z = torch.cat(views) if len(views) > 1 else views[0]
-        y = labels.to(z.device).repeat(len(views))
-        keys, key_labels = z, y
+        z = torch.cat(views) if num_views > 1 else views[0]
+        device = z.device
+        labels = labels.to(device)
+        y = labels.repeat(num_views)
+        rows = torch.arange(z.shape[0], device=device)
+        keys, key_labels, key_rows = z, y, rows
         if self.gather_distributed:
             keys, key_labels = dist.gather(z), dist.gather(y)
-        if torch.unique(key_labels).numel() < 2:
-            raise ValueError(
-                f"The batch holds a single class ({int(key_labels[0])}): Hydra has no negatives. "
-                f"Batches need several classes (e.g. pytorch-metric-learning's MPerClassSampler)."
-            )
-        offset = dist.local_row_offset(z.shape[0]) if self.gather_distributed else 0
-        self_index = torch.arange(z.shape[0], device=z.device) + offset
-        pair_labels = self._pair_labels(y, labels, pair_labels, len(views), key_labels, self_index)
-        gates = self.feature_filter(y, pair_labels)
+            key_rows = torch.arange(keys.shape[0], device=device)
+            rows = rows + dist.local_row_offset(z.shape[0])
+        self._check_classes(key_labels)
+        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, num_views, key_labels, rows)
+        gates = self.feature_filter.gates(y, pair_labels)
         if self.key_views == "all":
-            parts = [hydra_pair_terms(z, keys, gates, y, pair_labels, key_labels, self_index, self.scale)]
-        else:
-            parts = self._other_view_terms(views, y, pair_labels, gates, batch_size)
-        loss = self._reduce(parts)
+            valid = key_rows[None, :] != rows[:, None]
+        else:  # a key is visible to the anchors of the other views only
+            key_view = (key_rows % z.shape[0]) // batch_size
+            valid = key_view[None, :] != ((rows % z.shape[0]) // batch_size)[:, None]
+        if admissible is not None:
+            valid = valid & admissible[:, None]
+        terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, valid, self.scale)
+        loss = self._reduce(terms, positive, num_views)
         if self.gate_penalty > 0:
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
 
-    def _other_view_terms(self, views, y, pair_labels, gates, batch_size) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-        """One (sums, counts) per view: its anchors against the keys of every other view."""
-        labels = y[:batch_size]
-        parts = []
-        for v in range(len(views)):
-            rows = slice(v * batch_size, (v + 1) * batch_size)
-            others = [views[u] for u in range(len(views)) if u != v]
-            keys = torch.cat(others) if len(others) > 1 else others[0]
-            key_labels = labels.repeat(len(others))
-            if self.gather_distributed:
-                keys, key_labels = dist.gather(keys), dist.gather(key_labels)
-            parts.append(hydra_pair_terms(views[v], keys, gates[rows], labels, pair_labels[rows], key_labels,
-                                          None, self.scale))
-        return parts
+    def _check_classes(self, key_labels: torch.Tensor) -> None:
+        message = ("The batch holds a single class: Hydra has no negatives. Batches need several classes "
+                   "(e.g. pytorch-metric-learning's MPerClassSampler).")
+        single = (key_labels == key_labels[0]).all()
+        if is_lazy(key_labels):
+            defer_check(single, message)
+        elif bool(single):
+            raise ValueError(message.replace("a single class", f"a single class ({int(key_labels[0])})"))
 
-    def _reduce(self, parts: List[Tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        if not any(bool((counts > 0).any()) for _, counts in parts):
-            raise ValueError(
-                "No anchor has a positive: every paired class occurs only as the anchor itself "
-                "(with pairing='identical' each class needs at least two samples in the batch)."
-            )
+    def _reduce(self, terms: torch.Tensor, positive: torch.Tensor, num_views: int) -> torch.Tensor:
         if self.reduction == "anchor_mean":
-            sums = torch.cat([s for s, _ in parts])
-            counts = torch.cat([c for _, c in parts])
-            return (sums[counts > 0] / counts[counts > 0]).mean()
-        # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
-        means = [s.sum() / c.sum() for s, c in parts if bool((c > 0).any())]
-        return torch.stack(means).mean()
+            sums, counts = terms.sum(dim=1), positive.sum(dim=1)
+        else:  # pair_mean: sum over (anchor, positive) pairs / number of pairs, per direction; directions averaged
+            groups = num_views if self.key_views == "other" else 1
+            sums, counts = terms.sum(dim=1).view(groups, -1).sum(dim=1), positive.sum(dim=1).view(groups, -1).sum(dim=1)
+        has = (counts > 0).float()
+        defer_or_raise(has.sum() == 0, "No anchor has a positive: every paired class occurs only as the anchor itself "
+                       "(with pairing='identical' each class needs at least two samples in the batch).", counts)
+        return (sums / counts.clamp_min(1) * has).sum() / has.sum().clamp_min(1)
 
     def extra_repr(self) -> str:
         return (
@@ -448,3 +607,11 @@ class HydraLoss(nn.Module):
             f"pair_draw={self.pair_draw!r}, learn_scale={self.learn_scale}, "
             f"filter_warmup_epochs={self.filter_warmup_epochs}"
         )
+
+
+def defer_or_raise(bad: torch.Tensor, message: str, like: torch.Tensor) -> None:
+    """``ValueError(message)`` where ``bad``: deferred under lazy validation for ``like``'s device, else at once."""
+    if is_lazy(like):
+        defer_check(bad, message)
+    elif bool(bad):
+        raise ValueError(message)

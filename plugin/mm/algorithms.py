@@ -57,7 +57,16 @@ class SelfSupervisedAlgorithm(BaseModel):
         pool: optional pooling config applied to the backbone output (e.g.
             ``dict(type='mmpretrain.GlobalAveragePooling')``); by default tuples are
             reduced to their last element and maps are averaged.
-        data_preprocessor: defaults to ``MultiViewDataPreprocessor``.
+        data_preprocessor: defaults to ``MultiViewDataPreprocessor``; mmpretrain's
+            ``SelfSupDataPreprocessor`` (a list of (B, C, H, W) views) works too.
+        neck_input: ``'tensor'``: the neck maps pooled features (N, D) to (N, D');
+            ``'tuple'``: the OpenMMLab convention (mmpretrain's ``NonLinearNeck``, ...):
+            the neck takes a one-element tuple of (N, D, 1, 1) maps and returns a tuple,
+            whose last element is used; ``'auto'`` (default): ``'tuple'`` for necks of
+            OpenMMLab packages (``mmpretrain``, ``mmselfsup``, ...), else ``'tensor'``.
+
+    Labels, where a subclass needs them, come from ``data_samples['label']`` (rankssl's
+    ``PackViews``) or from a list of mmpretrain ``DataSample`` (``gt_label``).
 
     Forward modes (mmengine):
         ``loss``: dict with the scalar ``loss``.
@@ -78,16 +87,21 @@ class SelfSupervisedAlgorithm(BaseModel):
         pool: Optional[ConfigType] = None,
         data_preprocessor: Optional[Union[dict, nn.Module]] = None,
         init_cfg: Optional[dict] = None,
+        neck_input: str = "auto",
     ) -> None:
+        if neck_input not in ("auto", "tensor", "tuple"):
+            raise ValueError(f"neck_input must be 'auto', 'tensor' or 'tuple', got {neck_input!r}.")
         if data_preprocessor is None:
             data_preprocessor = dict(type="rankssl.MultiViewDataPreprocessor")
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = build_module(backbone)
         self.pool = build_module(pool)
         neck = copy.deepcopy(neck if neck is not None else self.default_neck)
-        if isinstance(neck, dict) and "in_dim" not in neck and hasattr(self.backbone, "out_dim"):
+        if (isinstance(neck, dict) and "in_dim" not in neck and hasattr(self.backbone, "out_dim")
+                and str(neck.get("type", "")).split(".")[0] not in _OPENMMLAB_PACKAGES):
             neck["in_dim"] = self.backbone.out_dim
         self.neck = build_module(neck) if neck is not None else nn.Identity()
+        self.neck_takes_tuple = neck_input == "tuple" or (neck_input == "auto" and _is_openmmlab(self.neck))
         loss = loss if loss is not None else self.default_loss
         if loss is None:
             raise ValueError(f"{type(self).__name__} needs a loss config.")
@@ -116,13 +130,23 @@ class SelfSupervisedAlgorithm(BaseModel):
         features = self._views_features(groups)
         batch_size = features[0].shape[0]
         if all(f.shape == features[0].shape for f in features):
-            return list(self.neck(torch.cat(features)).split(batch_size))
-        return [self.neck(f) for f in features]
+            return list(self.apply_neck(torch.cat(features)).split(batch_size))
+        return [self.apply_neck(f) for f in features]
 
-    def compute_loss(self, projections: List[torch.Tensor], data_samples: Optional[dict]) -> torch.Tensor:
+    def apply_neck(self, features: torch.Tensor) -> torch.Tensor:
+        """Neck on pooled features (N, D) -> (N, D'), in the neck's calling convention (``neck_input``)."""
+        if self.neck_takes_tuple:
+            out = self.neck((features[:, :, None, None],))
+        else:
+            out = self.neck(features)
+        if isinstance(out, (tuple, list)):
+            out = out[-1]
+        return out.flatten(1) if out.dim() > 2 else out
+
+    def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
         return self.loss_module(*projections)
 
-    def forward(self, inputs: Union[List[torch.Tensor], torch.Tensor], data_samples: Optional[dict] = None,
+    def forward(self, inputs: Union[List[torch.Tensor], torch.Tensor], data_samples: Any = None,
                 mode: str = "tensor") -> Any:
         groups = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
         if mode == "loss":
@@ -135,10 +159,27 @@ class SelfSupervisedAlgorithm(BaseModel):
         raise ValueError(f"mode must be 'loss', 'tensor' or 'predict', got {mode!r}.")
 
 
-def _per_sample(features: torch.Tensor, data_samples: Optional[dict]) -> List[Dict[str, Any]]:
-    """Split batch features and the data_samples dict into one dict per sample."""
+_OPENMMLAB_PACKAGES = ("mmpretrain", "mmselfsup", "mmcls", "mmdet", "mmseg", "mmaction")
+
+
+def _is_openmmlab(module: nn.Module) -> bool:
+    """A module of an OpenMMLab package: its forward takes and returns tuples of feature maps."""
+    return type(module).__module__.split(".")[0] in _OPENMMLAB_PACKAGES
+
+
+def _per_sample(features: torch.Tensor, data_samples: Any) -> List[Dict[str, Any]]:
+    """Split batch features and the data_samples (rankssl's dict of per-sample values, or a list of
+    mmpretrain ``DataSample``: their ``gt_label`` becomes ``label``) into one dict per sample."""
     out = [{"feat": f} for f in features.detach()]
-    for key, value in (data_samples or {}).items():
+    if isinstance(data_samples, (list, tuple)) and len(data_samples) == len(out):
+        for sample, item in zip(out, data_samples):
+            label = getattr(item, "gt_label", None)
+            if label is not None and torch.as_tensor(label).numel() == 1:
+                sample["label"] = torch.as_tensor(label).reshape(())
+        return out
+    if not isinstance(data_samples, dict):
+        return out
+    for key, value in data_samples.items():
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(out):
             for sample, v in zip(out, value):
                 sample[key] = v
@@ -185,6 +226,6 @@ class SimCLR(SelfSupervisedAlgorithm):
     default_neck = dict(type="MLPHead", hidden_dim=2048, out_dim=128, num_layers=2)
     default_loss = dict(type="NTXentLoss", temperature=0.5)
 
-    def compute_loss(self, projections: List[torch.Tensor], data_samples: Optional[dict]) -> torch.Tensor:
+    def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
         pairs = list(itertools.combinations(projections, 2))
         return sum(self.loss_module(a, b) for a, b in pairs) / len(pairs)

@@ -180,13 +180,27 @@ def analyze_checkpoint(
         written["open_fraction_png"] = os.path.join(out_dir, "open_fraction.png")
         written["overlap_png"] = os.path.join(out_dir, "pair_overlap.png")
         _heatmap(table["open_fraction"].numpy(), cls_names, cls_names, "fraction of open gate dimensions",
-                 written["open_fraction_png"])
+                 written["open_fraction_png"], axis_labels=("class b of the pair", "class a of the pair"),
+                 colour_label="fraction of gate dimensions open")
         _heatmap(table["overlap"].numpy(), pair_names, pair_names, "overlap of active dimensions (Jaccard)",
-                 written["overlap_png"])
+                 written["overlap_png"], axis_labels=("class pair", "class pair"),
+                 colour_label="Jaccard overlap of the pairs' open dimensions")
     return {"table": table, "class_names": cls_names, "pair_names": pair_names, "files": written}
 
 
-def _heatmap(matrix: np.ndarray, rows: List[str], cols: List[str], title: str, path: str) -> None:
+def _heatmap(matrix: np.ndarray, rows: List[str], cols: List[str], title: str, path: str,
+             axis_labels: tuple = ("", ""), colour_label: str = "") -> None:
+    import matplotlib.pyplot as plt
+
+    fig = heatmap_figure(matrix, rows, cols, title, axis_labels, colour_label)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def heatmap_figure(matrix: np.ndarray, rows: List[str], cols: List[str], title: str,
+                   axis_labels: tuple = ("", ""), colour_label: str = ""):
+    """The (len(rows), len(cols)) heatmap in [0, 1]: tick labels (up to 80), axis labels
+    ``(x, y)``, a labelled colour bar and a title."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -201,10 +215,12 @@ def _heatmap(matrix: np.ndarray, rows: List[str], cols: List[str], title: str, p
         ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=fontsize)
         ax.set_yticks(range(n), rows, fontsize=fontsize)
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xlabel(axis_labels[0])
+    ax.set_ylabel(axis_labels[1])
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label(colour_label)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

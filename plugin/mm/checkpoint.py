@@ -38,9 +38,12 @@ def mmengine_checkpoint_types() -> List[object]:
     from mmengine.logging.history_buffer import HistoryBuffer
 
     types: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
-    core = getattr(np, "_core", None) or np.core
-    types.append(core.multiarray.scalar)
-    types.append(core.multiarray._reconstruct)
+    if int(np.__version__.split(".")[0]) >= 2:
+        import numpy._core.multiarray as multiarray
+    else:  # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
+        import numpy.core.multiarray as multiarray
+    types.append(multiarray.scalar)
+    types.append(multiarray._reconstruct)
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType", "UInt8DType"):
         dtype_cls = getattr(getattr(np, "dtypes", None), name, None)
         if dtype_cls is not None:

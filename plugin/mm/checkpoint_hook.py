@@ -13,15 +13,25 @@ and adds:
 - a clean stop on SIGTERM/SIGINT: the current iteration finishes, a checkpoint is
   written, the process exits with status 128 + signal number (a second signal stops at
   once);
-- random-number continuity: the generators of every process (Python, NumPy, torch)
-  and the sampler's seed are saved, and restored on resume, so a resumed run sees the
-  same augmentations as the uninterrupted one. Validation is kept off the training
+- random-number continuity: the generators of every process (Python, NumPy, torch),
+  those the data loader's sampler or dataset own, and the sampler's seed are saved
+  (a loss's own generator travels in the model's state dict), and restored on resume,
+  so a resumed run sees the same batches and augmentations as the uninterrupted one. Validation is kept off the training
   stream (the state at the end of a training epoch is put back before the next one), and
   a run stopped mid-epoch resumes at the next batch of that epoch: the batches already
   trained on are drawn again (same augmentations) and skipped without training;
+- one run per work dir: the work dir's lock (:mod:`rankssl.mm.workdir_lock`) is taken
+  before the run, released after it (a process that dies releases it by itself);
+- a validation cut short (a kill) is redone on resume: a checkpoint written before a
+  validation carries a token that the finished validation writes to ``.rankssl_validated``;
+  a resume from a checkpoint whose token is not there validates first;
 - resume fallback for plain mmengine too: with ``resume=True`` and no ``load_from``,
   it picks the newest intact checkpoint (``select_resume_checkpoint``) instead of
-  trusting ``last_checkpoint``, and logs what it skipped.
+  trusting ``last_checkpoint``, and logs what it skipped;
+- a resume is compared with the checkpoint before training (:mod:`rankssl.mm.resume_check`):
+  a checkpoint of another recipe or of a changed model is refused, naming the recipe or the
+  tensor and both shapes; changed settings that the resumed optimizer and schedule state
+  override (the learning rate, ...) are named in a warning.
 
 Example (a recipe):
     >>> default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=10, save_last=True))
@@ -33,11 +43,13 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from typing import Any, Dict, Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
+from mmengine.runner import BaseLoop
 
 from rankssl.mm.checkpoint import (
     atomic_write_text,
@@ -47,12 +59,29 @@ from rankssl.mm.checkpoint import (
     select_resume_checkpoint,
     temporary_path,
 )
-from rankssl.mm.rng_state import gather_rng_states, restore_rng_state
+from rankssl.mm.rng_state import (
+    capture_generators,
+    gather_rng_states,
+    loader_generators,
+    restore_generators,
+    restore_rng_state,
+)
+from rankssl.mm.workdir_lock import hold_work_dir
 
 __all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
 
 RESUME_KEY = "rankssl_resume"  # checkpoint entry: generator states, sampler seed, batches done in the epoch
 INTERRUPTED_PREFIX = "interrupted_"
+VALIDATED_NAME = ".rankssl_validated"  # the token of the last checkpoint whose validation finished
+
+
+def _read_validated(work_dir: str) -> Optional[str]:
+    try:
+        with open(os.path.join(work_dir, VALIDATED_NAME)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -97,10 +126,27 @@ class AtomicCheckpointHook(CheckpointHook):
         self._previous_handlers: Dict[int, Any] = {}
         self._active = False
         self._batches_done = 0
+        self._lock = None
+        self._val_token: Optional[str] = None  # written to VALIDATED_NAME when the validation ends
+        self._redo_validation = False
 
     # ------------------------------------------------------------------ resume choice
     def before_run(self, runner) -> None:
-        if getattr(runner, "_resume", False) and getattr(runner, "_load_from", None) is None:
+        # One training run per work dir, plain mmengine runs too (re-entrant: `rankssl train` holds it
+        # already). Runner.train builds its loop before this hook; Runner.test/val (which may share the
+        # work dir with a training run) do not, and take no lock.
+        if isinstance(getattr(runner, "_train_loop", None), BaseLoop):
+            self._lock = hold_work_dir(runner.work_dir, rank=runner.rank).acquire()
+        try:
+            self._choose_and_check_resume(runner)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _choose_and_check_resume(self, runner) -> None:
+        if not getattr(runner, "_resume", False):
+            return
+        if getattr(runner, "_load_from", None) is None:
             choice = select_resume_checkpoint(runner.work_dir)
             for line in choice.messages():
                 print_log(line, logger="current", level=30 if line.startswith(("skipped", "nothing")) else 20)
@@ -108,8 +154,27 @@ class AtomicCheckpointHook(CheckpointHook):
                 print_log("resume=True but nothing to resume: training starts from scratch.", logger="current",
                           level=30)
                 runner._resume = False
-            else:
-                runner._load_from = choice.path
+                return
+            runner._load_from = choice.path
+        self._check_resume(runner, runner._load_from)
+
+    @staticmethod
+    def _check_resume(runner, path: str) -> None:
+        """Refuse a checkpoint that does not fit the run; say which changed settings it overrides."""
+        if not (isinstance(path, str) and os.path.isfile(path)):
+            return  # remote or missing: mmengine's own loader reports it
+        from mmengine.model import is_model_wrapper
+
+        from rankssl.mm.checkpoint import load_checkpoint_file
+        from rankssl.mm.resume_check import check_resume
+
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        report = check_resume(path, load_checkpoint_file(path, map_location="cpu"), runner.cfg,
+                              model.state_dict(), runner.experiment_name)
+        if report.errors:
+            raise ValueError(report.error_message())
+        for line in report.messages():  # warnings reach the console in quiet runs too
+            print_log(line, logger="current", level=30)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -117,11 +182,33 @@ class AtomicCheckpointHook(CheckpointHook):
             for folder in {self.out_dir, runner.work_dir}:
                 if isinstance(folder, str) and os.path.isdir(folder):
                     remove_stale_temporaries(folder)
+        if self._redo_validation and getattr(runner, "_val_loop", None) is not None:
+            # The checkpoint was written just before a validation that never finished (a kill):
+            # run it now, as the uninterrupted run did (the training stream is restored after it).
+            self._redo_validation = False
+            print_log(f"The validation after epoch {runner.epoch} did not finish before the run stopped: "
+                      "running it now.", logger="current", level=30)
+            self._val_token = self._pending.get("validation_token") if self._pending else None
+            runner.val_loop.run()
         self._install_signal_handlers()
+
+    def after_val_epoch(self, runner, metrics) -> None:
+        super().after_val_epoch(runner, metrics)
+        token, self._val_token = self._val_token, None
+        if token is not None and is_main_process() and os.path.isdir(runner.work_dir):
+            atomic_write_text(os.path.join(runner.work_dir, VALIDATED_NAME), token)
 
     def after_train(self, runner) -> None:
         self._remove_signal_handlers()
         super().after_train(runner)
+
+    def after_run(self, runner) -> None:
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     # ------------------------------------------------------------------ epochs and RNG
     def before_train_epoch(self, runner) -> None:
@@ -130,6 +217,11 @@ class AtomicCheckpointHook(CheckpointHook):
             states = pending.get("rng_states") or []
             if len(states) == runner.world_size:
                 restore_rng_state(states[runner.rank])
+                owned = loader_generators(runner.train_loop.dataloader)
+                missing = restore_generators(owned, states[runner.rank].get("generators") or {})
+                if missing:
+                    print_log(f"The checkpoint holds no state for the data loader's generator(s) {missing}: their "
+                              "stream is not continued.", logger="current", level=30)
             elif states:
                 print_log(f"The checkpoint holds the random state of {len(states)} processes, this run has "
                           f"{runner.world_size}: the augmentation stream is not continued.", logger="current",
@@ -139,7 +231,7 @@ class AtomicCheckpointHook(CheckpointHook):
                 print_log(f"Resuming inside epoch {runner.epoch + 1}: drawing and skipping its first {skip} "
                           "batches, trained on before the stop.", logger="current")
                 runner.train_loop.dataloader = _SkipFirstBatches(runner.train_loop.dataloader, skip)
-        self._epoch_start_states = gather_rng_states()  # what a stop inside this epoch will save
+        self._epoch_start_states = self._gather(runner)  # what a stop inside this epoch will save
         self._batches_done = int(pending.get("batches_done", 0)) if pending else 0
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -154,9 +246,12 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.train_loop.dataloader = loader._loader
         # Both the uninterrupted and a resumed run continue from this state (validation
         # in between draws from the generators and would otherwise shift the stream).
-        states = gather_rng_states()
+        states = self._gather(runner)
         self._pending = {"rng_states": states, "batches_done": 0}
         self._to_save = dict(self._pending, sampler_seed=self._sampler_seed(runner))
+        if self._validation_follows(runner):  # redone on resume unless the marker says it finished
+            self._val_token = uuid.uuid4().hex
+            self._to_save["validation_token"] = self._val_token
         if not self.by_epoch:
             return
         if self.every_n_epochs(runner, self.interval, self.save_begin) or (
@@ -165,9 +260,17 @@ class AtomicCheckpointHook(CheckpointHook):
             self._save_checkpoint(runner)
         self._to_save = None
 
+    @staticmethod
+    def _gather(runner):
+        """Every process's global generators and its data loader's own (sampler, dataset) generators."""
+        owned = loader_generators(runner.train_loop.dataloader)
+        return gather_rng_states({"generators": capture_generators(owned)} if owned else None)
+
     def _validates_after(self, runner) -> bool:
-        if not self.save_at_val:
-            return False
+        return self.save_at_val and self._validation_follows(runner)
+
+    @staticmethod
+    def _validation_follows(runner) -> bool:
         loop = runner.train_loop
         if getattr(runner, "_val_loop", None) is None or not hasattr(loop, "val_interval"):
             return False
@@ -191,6 +294,8 @@ class AtomicCheckpointHook(CheckpointHook):
         if not saved:
             return
         self._pending = saved
+        token = saved.get("validation_token")
+        self._redo_validation = token is not None and _read_validated(runner.work_dir) != token
         seed = saved.get("sampler_seed")
         sampler = getattr(runner.train_loop.dataloader, "sampler", None)
         if seed is not None and hasattr(sampler, "seed"):
@@ -300,4 +405,5 @@ class AtomicCheckpointHook(CheckpointHook):
                    f"{os.path.join(self.out_dir, filename)}. Continue with `--resume` (or resume=True).")
         print_log(message, logger="current")
         print(message, file=sys.stderr, flush=True)
+        self._release_lock()
         raise SystemExit(128 + signum)

@@ -103,25 +103,21 @@ class SpectrumHook(Hook):
             return
         erank = effective_rank(torch.from_numpy(metric.last_spectrum), from_singular_values=True)
         self.spectra.append((runner.epoch, metric.last_spectrum.copy(), erank))
-        self._write(runner.work_dir)
+        recipe = os.path.splitext(os.path.basename(getattr(getattr(runner, "cfg", None), "filename", None)
+                                                   or "recipe"))[0]
+        run = os.path.basename(os.path.normpath(runner.work_dir))
+        stamp = getattr(runner, "timestamp", None)
+        title = f"{recipe}\nrun {run}/{stamp}" if stamp else f"{recipe}\nrun {run}"
+        self._write(runner.work_dir, title)
 
-    def _write(self, work_dir: str) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+    def _write(self, work_dir: str, title: str = "") -> None:
         import matplotlib.pyplot as plt
+
+        from rankssl.mm.plots import spectrum_figure
 
         np.savez(os.path.join(work_dir, os.path.splitext(self.filename)[0] + ".npz"),
                  **{f"epoch_{epoch}": s for epoch, s, _ in self.spectra})
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        for i, (epoch, s, erank) in enumerate(self.spectra):
-            shade = 0.25 + 0.75 * (i + 1) / len(self.spectra)
-            ax.semilogy(np.arange(1, len(s) + 1), s / max(s[0], 1e-30), color=(0.1, 0.2, 0.6, shade),
-                        label=f"epoch {epoch}: erank {erank:.1f}")
-        ax.set_xlabel("singular value index")
-        ax.set_ylabel("s_k / s_1")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        fig = spectrum_figure(self.spectra, title)  # titled like loss.png and metrics.png
         fig.savefig(os.path.join(work_dir, self.filename), dpi=100)
         plt.close(fig)
 

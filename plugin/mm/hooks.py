@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
@@ -110,25 +111,76 @@ class CurvesHook(Hook):
 
 
 def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, float]]]:
-    """(train, val) records of a run: from ``scalars.jsonl`` (a torn last line is ignored), else ``scalars.json``."""
+    """(train, val) records of a run: from ``scalars.jsonl``, else ``scalars.json``.
+
+    A damaged line of ``scalars.jsonl`` (torn by a kill, not UTF-8, not JSON, ``null``, a
+    record without a numeric ``iter`` (and ``epoch`` for validation) or with a value that
+    is not a number) is skipped with a warning naming the file and the line; the lines
+    around it are kept. A damaged ``scalars.json`` is ignored with a warning.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> _ = open(os.path.join(d, "scalars.jsonl"), "w").write('{"iter": 1, "loss": 2.0}\\n')
+        >>> read_scalars(d)
+        ([{'iter': 1, 'loss': 2.0}], [])
+    """
     log = os.path.join(work_dir, CurvesHook.LOG_NAME)
     train: List[Dict[str, float]] = []
     val: List[Dict[str, float]] = []
     if os.path.isfile(log):
-        with open(log) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break  # a write cut short by a kill: everything before it is intact
-                (val if record.pop("split", "train") == "val" else train).append(record)
+        with open(log, "rb") as f:
+            lines = f.read().split(b"\n")
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            record, problem = _parse_record(raw)
+            if problem is not None:
+                warnings.warn(f"{log}, line {number}: skipped ({problem}); the other lines are kept.",
+                              stacklevel=2)
+                continue
+            (val if record.pop("split", "train") == "val" else train).append(record)
         return train, val
     path = os.path.join(work_dir, "scalars.json")
     if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
-        return list(data.get("train", [])), list(data.get("val", []))
+        try:
+            with open(path, "rb") as f:
+                data = json.loads(f.read().decode("utf-8"))
+            records = {split: [r for r in data.get(split, []) if _parse_record(json.dumps(
+                dict(r, split=split)).encode())[1] is None] for split in ("train", "val")}
+        except (ValueError, AttributeError, TypeError) as exc:
+            warnings.warn(f"{path}: ignored, it is damaged ({type(exc).__name__}: {exc}).", stacklevel=2)
+            return train, val
+        return records["train"], records["val"]
     return train, val
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _parse_record(raw: bytes) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """(record, None) for a well-formed ``scalars.jsonl`` line, else (None, what is wrong)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text: byte {exc.start}"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None, "not a complete JSON record (a write cut short?)"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not a record"
+    split = record.get("split", "train")
+    if split not in ("train", "val"):
+        return None, f"unknown split {split!r}"
+    for key in ("iter",) + (("epoch",) if split == "val" else ()):
+        if not _is_number(record.get(key)):
+            return None, f"no numeric {key!r}" if key not in record else f"{key!r} is {record[key]!r}, not a number"
+    bad = [k for k, v in record.items() if k != "split" and not _is_number(v)]
+    if bad:
+        return None, f"{bad[0]!r} is {record[bad[0]]!r}, not a number"
+    return record, None
 
 
 def _atomic_write(path: str, text: str) -> None:

@@ -5,7 +5,8 @@ Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive L
 (:class:`~rankssl.models.HydraProjectionHead`, LayerNorm- or BatchNorm-ended) + :class:`~rankssl.losses.HydraLoss`,
 whose feature filter is trained with the model (it is a submodule of the algorithm, so
 mmengine's optimizer wrapper sees its parameters). The loss reads the class labels of
-the batch from ``data_samples['label']``. The authors train on random batches
+the batch from ``data_samples['label']`` (rankssl's ``PackViews``) or from mmpretrain's
+``list[DataSample]`` (``gt_label``). The authors train on random batches
 (mmengine's ``DefaultSampler``); a class-balanced sampler (``MPerClassSampler``) gives
 every paired class samples in the batch when classes are few per batch. Before each
 loss the runner's epoch is passed to the loss (``set_epoch``), which its filter-only
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import torch
 from torch import nn
 
 from rankssl.mm.algorithms import SelfSupervisedAlgorithm
 from rankssl.mm.builder import build_module
+from rankssl.mm.data_samples import labels_from_samples
 
 __all__ = ["Hydra"]
 
@@ -73,11 +75,12 @@ class Hydra(SelfSupervisedAlgorithm):
         pool: Optional[ConfigType] = None,
         data_preprocessor: Optional[Union[dict, nn.Module]] = None,
         init_cfg: Optional[dict] = None,
+        neck_input: str = "auto",
     ) -> None:
         neck_cfg = neck if neck is not None else self.default_neck
         loss = self._loss_config(loss, num_classes, neck_cfg)
         super().__init__(backbone, neck=neck_cfg, loss=loss, pool=pool, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         init_cfg=init_cfg, neck_input=neck_input)
         if not isinstance(pair_weight, (int, float)) or pair_weight < 0:
             raise ValueError(f"pair_weight must be a non-negative number, got {pair_weight!r}.")
         self.instance_loss = build_module(instance_loss)
@@ -93,7 +96,8 @@ class Hydra(SelfSupervisedAlgorithm):
         if "num_classes" not in loss:
             raise ValueError("Hydra needs the number of classes: give num_classes=... or loss=dict(num_classes=...).")
         if "dim" not in loss:
-            out_dim = neck.get("out_dim") if isinstance(neck, dict) else getattr(neck, "out_dim", None)
+            out_dim = neck.get("out_dim", neck.get("out_channels")) if isinstance(neck, dict) else getattr(
+                neck, "out_dim", None)
             if out_dim is None:
                 raise ValueError("Cannot infer the gate dimension from the neck; give loss=dict(dim=...).")
             loss["dim"] = out_dim
@@ -116,13 +120,8 @@ class Hydra(SelfSupervisedAlgorithm):
     def feature_filter(self) -> nn.Module:
         return self.loss_module.feature_filter
 
-    def compute_loss(self, projections: List[torch.Tensor], data_samples: Optional[dict]) -> torch.Tensor:
-        labels = data_samples.get("label") if isinstance(data_samples, dict) else None
-        if labels is None:
-            raise ValueError(
-                "Hydra needs class labels: the batch's data_samples has no 'label' (pack the dataset's "
-                "gt_label with PackViews)."
-            )
+    def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
+        labels = labels_from_samples(data_samples, "Hydra", projections[0].device)
         self._sync_epoch()
         pair_loss = self.loss_module(projections, labels)
         if self.instance_loss is None:

@@ -8,12 +8,13 @@ views and schedule as the self-supervised methods.
 from __future__ import annotations
 
 import copy
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union
 
 import torch
 from torch import nn
 
 from rankssl.mm.algorithms import SelfSupervisedAlgorithm
+from rankssl.mm.data_samples import labels_from_samples
 
 __all__ = ["LabelledViews"]
 
@@ -57,14 +58,12 @@ class LabelledViews(SelfSupervisedAlgorithm):
     default_neck = dict(type="MLPHead", hidden_dim=2048, out_dim=128, num_layers=2)
 
     def __init__(self, backbone, neck=None, loss: Optional[Union[dict, nn.Module]] = None, pool=None,
-                 data_preprocessor=None, init_cfg=None) -> None:
+                 data_preprocessor=None, init_cfg=None, neck_input: str = "auto") -> None:
         loss_module = _build_pml_loss(loss if loss is not None else dict(type="SupConLoss", temperature=0.1))
         super().__init__(backbone, neck=neck, loss=loss_module, pool=pool, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg)
+                         init_cfg=init_cfg, neck_input=neck_input)
 
-    def compute_loss(self, projections: List[torch.Tensor], data_samples: Optional[dict]) -> torch.Tensor:
-        labels = data_samples.get("label") if isinstance(data_samples, dict) else None
-        if labels is None:
-            raise ValueError(f"{type(self).__name__} needs class labels: the batch's data_samples has no 'label'.")
-        labels = torch.as_tensor(labels, device=projections[0].device)
+    def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
+        """Labels from ``data_samples['label']`` or mmpretrain's ``list[DataSample]`` (``gt_label``)."""
+        labels = labels_from_samples(data_samples, type(self).__name__, projections[0].device)
         return self.loss_module(torch.cat(projections), labels.repeat(len(projections)))

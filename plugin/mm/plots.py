@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["loss_figure", "metrics_figure", "plot_loss", "plot_metrics", "is_percent_metric"]
+__all__ = ["loss_figure", "metrics_figure", "spectrum_figure", "plot_loss", "plot_metrics", "is_percent_metric"]
 
 
 def _pyplot():
@@ -131,3 +131,31 @@ def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs:
 def _pad_single_point(ax, xs: Sequence[float]) -> None:
     if len(set(xs)) == 1:  # matplotlib would span x +- 0.1 around a single point
         ax.set_xlim(0, xs[0] * 2 or 1)
+
+
+def spectrum_figure(spectra: Sequence[tuple], title: str = ""):
+    """Singular spectra of the evaluated features, one curve per validation.
+
+    Args:
+        spectra: ``(epoch, singular_values (D,), effective_rank)`` per validation, oldest first;
+            the latest curve is drawn darkest.
+        title: the recipe and the run (a second title line under the figure's subject).
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (epoch, s, erank) in enumerate(spectra):
+        s = np.asarray(s, dtype=float)
+        shade = 0.25 + 0.75 * (i + 1) / len(spectra)
+        ax.semilogy(np.arange(1, len(s) + 1), s / max(s[0], 1e-30), color=(0.1, 0.2, 0.6, shade),
+                    label=f"epoch {epoch}: erank {erank:.1f}")
+    ax.set_xlabel("singular value index k")
+    ax.set_ylabel("s_k / s_1 (log scale)")
+    ax.set_title("singular spectrum of the evaluated features", fontsize=9)
+    if spectra:
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO
 
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -37,7 +37,9 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressHook(Hook):
-    """Print a progress line after the first iteration and every ``interval`` iterations.
+    """Print a progress line after the first iteration, every ``interval`` iterations, and whenever
+    ``max_silence`` seconds passed since the last line (a busy machine can make ``interval``
+    iterations take minutes).
 
     Each line: epoch, iteration (and percent of the run), loss, learning rate, seconds
     per iteration and ETA (from the average time per iteration so far, validation
@@ -47,32 +49,46 @@ class ProgressHook(Hook):
         label: prefix of every line (the method or recipe).
         interval: iterations between lines; ``None`` chooses about 25 lines per run.
         stream: where to print (default ``sys.stdout``).
+        max_silence: the longest time in seconds between two lines, in training and in
+            validation (default 30).
+        clock: seconds as a float (default ``time.monotonic``; tests pass a fake clock).
     """
 
     priority = "LOW"
 
-    def __init__(self, label: str, interval: Optional[int] = None, stream: Optional[TextIO] = None) -> None:
+    def __init__(self, label: str, interval: Optional[int] = None, stream: Optional[TextIO] = None,
+                 max_silence: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if not max_silence > 0:
+            raise ValueError(f"max_silence must be a positive number of seconds, got {max_silence!r}.")
         self.label = label
         self.interval = interval
         self.stream = stream
+        self.max_silence = float(max_silence)
+        self.clock = clock
         self._start: Optional[float] = None
         self._start_iter = 0
+        self._last_line = clock()
 
     def _print(self, runner, text: str) -> None:
+        self._last_line = self.clock()
         if runner.rank == 0:
             print(f"[{self.label}] {text}", file=self.stream or sys.stdout, flush=True)
 
+    def _silent_too_long(self) -> bool:
+        return self.clock() - self._last_line >= self.max_silence
+
     def before_train(self, runner) -> None:
-        self._start, self._start_iter = time.time(), runner.iter
+        self._start, self._start_iter = self.clock(), runner.iter
+        self._last_line = self._start
         if self.interval is None:
             self.interval = max(1, runner.max_iters // 25)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Optional[dict] = None) -> None:
         done = runner.iter + 1
         first = done == self._start_iter + 1
-        if not (first or done % self.interval == 0 or done == runner.max_iters):
+        if not (first or done % self.interval == 0 or done == runner.max_iters or self._silent_too_long()):
             return
-        per_iter = (time.time() - self._start) / max(done - self._start_iter, 1)
+        per_iter = (self.clock() - self._start) / max(done - self._start_iter, 1)
         eta = per_iter * (runner.max_iters - done)
         parts = [f"epoch {runner.epoch + 1}/{runner.max_epochs}",
                  f"iter {done}/{runner.max_iters} ({100.0 * done / runner.max_iters:3.0f}%)"]
@@ -85,6 +101,12 @@ class ProgressHook(Hook):
         parts.append(f"{per_iter:.2f} s/it")
         parts.append(f"ETA {format_duration(eta)}")
         self._print(runner, "  ".join(parts))
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._silent_too_long():
+            loader = getattr(getattr(runner, "val_loop", None), "dataloader", None)
+            total = len(loader) if loader is not None else "?"
+            self._print(runner, f"validating after epoch {runner.epoch}: batch {batch_idx + 1}/{total}")
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         if metrics:

@@ -13,8 +13,10 @@ scale and shift), every sample maps to the same vector ``beta``: all cosines are
 logits equal, and Hydra's (or SupCon's) loss sits at its all-equal value, e.g.
 log(1 + number of negatives). Gradient descent finds this state on small, noisy data
 (measured on the embedded digits: the loss settles at log 511 whatever the learning
-rate). The authors counter it with an instance-discrimination term (MoCo v3, their v1)
-or a learned logit scale (v2). A BatchNorm without affine parameters (``'bn'``; SimCLR's
+rate). The authors' v1 code counters it with an instance-discrimination term (MoCo v3)
+and a learned logit scale (``moco/builder.py``; FastSSL's ``model/simlap.py`` learns the
+scale too); their SimLAP code (v2, ``cl/``) has neither: a fixed temperature and no
+instance term. A BatchNorm without affine parameters (``'bn'``; SimCLR's
 and MoCo v3's projector end) cannot collapse this way: every output dimension has zero
 mean and unit variance over the batch, so the embeddings cannot all be equal.
 """
@@ -32,17 +34,20 @@ LAST_NORMS = ("ln", "bn", "none")
 
 
 class HydraProjectionHead(nn.Module):
-    """``[Linear -> BatchNorm1d -> ReLU] x (num_layers - 1) -> Linear -> last norm``.
+    """``[Linear -> BatchNorm1d -> ReLU] x (num_layers - 1) -> Linear -> last norm``, no biases.
+
+    The defaults are SimLAP's projector (``erow/hydra`` ``cl/model.py::build_projector`` with
+    ``method='simlap'``): 3 bias-free linear layers, 2048 hidden, 256 out, LayerNorm end.
 
     Args:
         in_dim: backbone feature width (named as in :class:`rankssl.models.heads.MLPHead`).
         hidden_dim: hidden width (paper: 2048).
         out_dim: embedding width D (paper: 256).
-        num_layers: number of Linear layers (>= 1; paper: 3 for ResNet-50; 2 is the
-            SimCLR-style default here).
+        num_layers: number of Linear layers (>= 1; SimLAP: 3, the default; SimCLR-style: 2).
         last_norm: the final normalisation: ``'ln'`` (LayerNorm, the authors' choice and the
-            default), ``'bn'`` (BatchNorm1d without affine parameters) or ``'none'``. See the
-            module docstring for the LayerNorm collapse.
+            default), ``'bn'`` (BatchNorm1d without affine parameters) or ``'none'`` (the last
+            Linear's output as it is, without a bias, as in the authors' ``build_projector``).
+            See the module docstring for the LayerNorm collapse.
 
     Shapes:
         (B, in_dim) -> (B, out_dim).
@@ -55,7 +60,7 @@ class HydraProjectionHead(nn.Module):
         torch.Size([4, 128])
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 2,
+    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 3,
                  last_norm: str = "ln") -> None:
         super().__init__()
         for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim), ("num_layers", num_layers)):
@@ -68,7 +73,7 @@ class HydraProjectionHead(nn.Module):
         for _ in range(num_layers - 1):
             layers += [nn.Linear(width, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True)]
             width = hidden_dim
-        layers.append(nn.Linear(width, out_dim, bias=last_norm == "none"))
+        layers.append(nn.Linear(width, out_dim, bias=False))
         if last_norm == "ln":
             layers.append(nn.LayerNorm(out_dim))
         elif last_norm == "bn":

@@ -64,7 +64,15 @@ from torch.utils.checkpoint import checkpoint
 from rankssl.ops.layers import comparator_step, mix
 from rankssl.ops.networks import check_network, get_network
 from rankssl.ops.relaxations import check_relaxation
-from rankssl.ops.validation import check_choice, check_finite, check_float, check_positive_int, check_tensor
+from rankssl.ops.validation import (
+    check_choice,
+    check_finite,
+    check_float,
+    check_positive_int,
+    check_tensor,
+    checks_lazily,
+    defer_check,
+)
 
 __all__ = [
     "AP_ESTIMATORS",
@@ -100,12 +108,29 @@ FASTAP_WARNING = (
     "(benchmarks/bench_ap_bias.py). Use estimator='binned' for an AP estimate."
 )
 
-#: Queries per chunk when ``chunk_size`` is None: the per-chunk work is (chunk, N) for
-#: the binned estimators, (chunk, P, N) for sigmoid and (chunk, N, layers) for sorting.
-DEFAULT_CHUNK_SIZE = {"binned": 1024, "fastap": 1024, "sigmoid": 32, "sorting": 8}
+#: Elements of one chunk's largest intermediate when ``chunk_size`` is None: the
+#: per-chunk work is (chunk, N) for the binned estimators, (chunk, P, N) for sigmoid and
+#: (chunk, N / 2, layers) for sorting. As few chunks as memory allows: every chunk costs
+#: the same number of kernel launches whatever its size.
+CHUNK_ELEMENTS = {"binned": 1 << 23, "fastap": 1 << 23, "sigmoid": 1 << 24, "sorting": 1 << 24}
+
+#: Scores this far outside a fixed ``score_range`` (relative to its width) count as
+#: rounding (a cosine of 1 + 1e-7), not as scores the bins would clamp.
+RANGE_TOLERANCE = 1e-4
 
 
-def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
+def default_chunk_size(estimator: str, num_items: int, max_relevant: int = 1) -> int:
+    """Queries per chunk for ``chunk_size=None``: the largest chunk whose biggest
+    intermediate holds ``CHUNK_ELEMENTS[estimator]`` elements."""
+    per_query = num_items
+    if estimator == "sigmoid":
+        per_query = num_items * max(1, max_relevant)
+    elif estimator == "sorting":
+        per_query = num_items * max(1, math.ceil(math.log2(max(num_items, 2))) ** 2) // 2
+    return max(1, CHUNK_ELEMENTS[estimator] // max(1, per_query))
+
+
+def check_ap_estimator(estimator: str, _warn: bool = True, **settings) -> Dict[str, object]:
     """Validate an estimator name and its settings; return the full settings with defaults.
 
     Raises:
@@ -121,7 +146,7 @@ def check_ap_estimator(estimator: str, **settings) -> Dict[str, object]:
             f"its settings are {', '.join(defaults)}."
         )
     full = {**defaults, **settings}
-    if estimator == "fastap":
+    if estimator == "fastap" and _warn:
         warnings.warn(FASTAP_WARNING, UserWarning, stacklevel=3)
     if estimator in ("binned", "fastap"):
         check_positive_int(full["num_bins"], "num_bins")
@@ -149,12 +174,38 @@ def _check_score_range(score_range):
     return (low, high)
 
 
-def _batch_score_range(scores: torch.Tensor, valid: torch.Tensor) -> Tuple[float, float]:
-    """The (detached) range of the valid scores, for ``score_range="batch"``."""
-    ranked = scores.detach()[valid]
-    low, high = float(ranked.min()), float(ranked.max())
-    margin = 1e-6 * max(1.0, abs(low), abs(high))
-    return (low - margin, high + margin)
+def _batch_score_range(scores: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The (detached) range of the valid scores, for ``score_range="batch"``, as two
+    0-dim tensors on the scores' device (no host sync)."""
+    detached = scores.detach().float()
+    low = detached.masked_fill(~valid, float("inf")).amin()
+    high = detached.masked_fill(~valid, float("-inf")).amax()
+    margin = 1e-6 * torch.maximum(torch.maximum(low.abs(), high.abs()), torch.ones_like(low))
+    # A row of equal scores: widen the range so the bins have a width.
+    return low - margin, torch.maximum(high + margin, low + margin + 1e-6)
+
+
+def _check_in_range(scores: torch.Tensor, valid: torch.Tensor, score_range: Tuple[float, float]) -> None:
+    """Refuse valid scores outside a fixed ``score_range``: the bins would clamp them to
+    its ends, where the estimate has no gradient, and the AP would be that of the
+    clamped scores. Lazy under ``RANKSSL_VALIDATE`` (see :mod:`rankssl.ops.validation`)."""
+    low, high = score_range
+    slack = RANGE_TOLERANCE * (high - low)
+    detached = scores.detach()
+    outside = ((detached < low - slack) | (detached > high + slack)) & valid
+    advice = (
+        "the bins would clamp them (zero gradient, a wrong AP). Give the scores' range as score_range=(low, "
+        "high), or score_range='batch' to bin over each call's own range."
+    )
+    if checks_lazily(scores):
+        defer_check(outside.any(), f"scores lie outside score_range {score_range}: {advice}")
+        return
+    if bool(outside.any()):
+        ranked = detached[valid]
+        raise ValueError(
+            f"scores lie outside score_range {score_range} (valid scores span [{float(ranked.min()):.4g}, "
+            f"{float(ranked.max()):.4g}]): {advice}"
+        )
 
 
 def _check_inputs(
@@ -178,7 +229,13 @@ def _check_inputs(
     valid_mask = masks[1]
     relevance_mask = masks[0] & valid_mask
     num_relevant = relevance_mask.sum(1)
-    if not bool((num_relevant > 0).all()):
+    if checks_lazily(scores):
+        defer_check(
+            (num_relevant == 0).any(),
+            "Some queries have no relevant valid item; AP is undefined for them. Drop those queries or give "
+            "each at least one relevant item (found by a lazy check: see RANKSSL_VALIDATE).",
+        )
+    elif not bool((num_relevant > 0).all()):
         missing = torch.nonzero(num_relevant == 0).flatten()
         raise ValueError(
             f"{missing.numel()} of {scores.shape[0]} queries have no relevant valid item "
@@ -222,69 +279,77 @@ def exact_average_precision(
     return torch.cat(out)
 
 
-def _relevant_scores(s: torch.Tensor, rel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def _relevant_scores(
+    s: torch.Tensor, rel: torch.Tensor, width: Optional[int] = None, with_order: bool = False
+):
     """(c, P) scores of each row's relevant items (padded to the widest row with +inf,
-    which no item reaches) and the (c, P) mask of real entries."""
+    which no item reaches) and the (c, P) mask of real entries (and, ``with_order``,
+    their (c, P) column indices). ``width``: the most relevant items of any row, when
+    the caller knows it; else it is read from ``rel`` (a host sync)."""
     num_relevant = rel.sum(1)
-    width = int(num_relevant.max())
+    if width is None:
+        width = int(num_relevant.max())
     # Indices of each row's relevant items first (stable), padded to the widest row.
     order = torch.sort(rel.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :width]
     is_item = torch.arange(width, device=s.device) < num_relevant[:, None]
-    return s.gather(1, order).masked_fill(~is_item, float("inf")), is_item
+    scores = s.gather(1, order).masked_fill(~is_item, float("inf"))
+    return (scores, is_item, order) if with_order else (scores, is_item)
 
 
-def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence[float]):
-    """Triangular kernel of every score over num_bins + 1 centres: lower centre index and
-    the weight ``t`` of the upper centre (the lower one gets ``1 - t``)."""
-    low, high = float(score_range[0]), float(score_range[1])
-    position = (s.clamp(low, high) - low) * (num_bins / (high - low))
+def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence):
+    """Triangular kernel of every score over num_bins + 1 centres numbered from the top
+    (centre 0 at the range's high end): the index of the centre just above the score and
+    the weight ``t`` of the one just below it (the one above gets ``1 - t``). Counting
+    from the top makes "at or above" a plain cumulative sum. The bounds are floats or
+    0-dim tensors (a batch's own range, kept on the device)."""
+    low, high = score_range
+    if isinstance(low, torch.Tensor):
+        position = (high - torch.minimum(torch.maximum(s, low), high)) * (num_bins / (high - low))
+    else:
+        low, high = float(low), float(high)
+        position = (high - s.clamp(low, high)) * (num_bins / (high - low))
     index = position.detach().floor().clamp(max=num_bins - 1).long()
     return index, position - index
 
 
-def _histogram(index, upper_weight, lower_weight, mask, num_centres):
-    """(c, num_centres) soft counts of the masked items (the others go to a dropped bin)."""
-    index = index.masked_fill(~mask, num_centres)
-    hist = torch.zeros(index.shape[0], num_centres + 2, dtype=upper_weight.dtype, device=index.device)
-    hist = hist.scatter_add(1, index, lower_weight).scatter_add(1, index + 1, upper_weight)
-    return hist[:, :num_centres]
-
-
-def _at_or_above(hist: torch.Tensor) -> torch.Tensor:
-    """Cumulative counts from the highest centre down: C_b = sum_{b' >= b} h_b'."""
-    return hist.flip(1).cumsum(1).flip(1)
-
-
-def _binned_ap(s, rel, valid, num_bins, score_range):
+def _histograms(s, rel, valid, num_bins, score_range):
+    """Soft histograms of the relevant and of the valid items, (c, 2, num_bins + 1), over
+    centres from the top, built together (items outside a mask go to a dropped bin);
+    with the kernel of every item (``index``, ``t``) as :func:`_binned_weights`."""
     index, t = _binned_weights(s, num_bins, score_range)
-    lower = 1 - t
-    relevant_hist = _histogram(index, t, lower, rel, num_bins + 1)
-    valid_hist = _histogram(index, t, lower, valid, num_bins + 1)
+    num_centres = num_bins + 1
+    masked = torch.stack((index.masked_fill(~rel, num_centres), index.masked_fill(~valid, num_centres)), dim=1)
+    hist = torch.zeros(s.shape[0], 2, num_centres + 2, dtype=t.dtype, device=s.device)
+    below = t.unsqueeze(1).expand_as(masked)
+    hist = hist.scatter_add(2, masked, 1 - below).scatter_add(2, masked + 1, below)
+    return index, t, hist[..., :num_centres]
 
-    def read(cumulative):  # each item's kernel-weighted count of items at or above it
-        return torch.lerp(cumulative.gather(1, index), cumulative.gather(1, index + 1), t)
 
-    # The item's own mass as read by its own kernel is sum_b w_b sum_{b'>=b} w_b' =
+def _binned_ap(s, rel, valid, num_bins, score_range, max_relevant=None):
+    index, t, hist = _histograms(s, rel, valid, num_bins, score_range)
+    at_or_above = hist.cumsum(2)  # [q, (relevant, valid), b]: items at or above centre b
+    # Each item's kernel-weighted count of items at or above it.
+    both = index.unsqueeze(1).expand(-1, 2, -1)
+    read = torch.lerp(at_or_above.gather(2, both), at_or_above.gather(2, both + 1), t.unsqueeze(1))
+    # The item's own mass as read by its own kernel is sum_b w_b sum_{b'<=b} w_b' =
     # (1 + (1-t)^2 + t^2) / 2, so 1 - own = t (1 - t).
-    not_own = t * lower
-    # For a relevant item both terms are >= 1; the clamp guards the others (masked out).
-    at_or_above_valid = (not_own + read(_at_or_above(valid_hist))).clamp_min(1e-6)
-    precision = (not_own + read(_at_or_above(relevant_hist))) / at_or_above_valid
+    not_own = (t * (1 - t)).unsqueeze(1)
+    counts = not_own + read
+    # For a relevant item both counts are >= 1; the clamp guards the others (masked out).
+    precision = counts[:, 0] / counts[:, 1].clamp_min(1e-6)
     return precision.masked_fill(~rel, 0.0).sum(1) / rel.sum(1)
 
 
-def _fastap(s, rel, valid, num_bins, score_range):
-    index, t = _binned_weights(s, num_bins, score_range)
-    lower = 1 - t
-    relevant_hist = _histogram(index, t, lower, rel, num_bins + 1)
-    valid_hist = _histogram(index, t, lower, valid, num_bins + 1)
-    ratio = _at_or_above(relevant_hist) / _at_or_above(valid_hist).clamp_min(1e-12)
-    return (relevant_hist * ratio).sum(1) / rel.sum(1)
+def _fastap(s, rel, valid, num_bins, score_range, max_relevant=None):
+    _, _, hist = _histograms(s, rel, valid, num_bins, score_range)
+    at_or_above = hist.cumsum(2)
+    ratio = at_or_above[:, 0] / at_or_above[:, 1].clamp_min(1e-12)
+    return (hist[:, 0] * ratio).sum(1) / rel.sum(1)
 
 
-def _sigmoid_ap(s, rel, valid, temperature):
+def _sigmoid_ap(s, rel, valid, temperature, max_relevant=None):
     num_relevant = rel.sum(1)
-    anchor, is_item = _relevant_scores(s, rel)
+    anchor, is_item = _relevant_scores(s, rel, max_relevant)
     anchor = anchor.masked_fill(~is_item, 0.0)  # (c, P)
     ranked = s.masked_fill(~valid, float("-inf"))
     above = torch.sigmoid_((ranked[:, None, :] - anchor[:, :, None]) / temperature)  # (c, P, N)
@@ -295,7 +360,7 @@ def _sigmoid_ap(s, rel, valid, temperature):
     return precision.sum(1) / num_relevant
 
 
-def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lambda):
+def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lambda, max_relevant=None):
     # Invalid items go below every valid one; they carry no validity mass either way.
     floor = s.detach().masked_fill(~valid, float("inf")).min() - 1.0
     x = s.masked_fill(~valid, 0.0) + (~valid).to(s.dtype) * floor
@@ -304,7 +369,7 @@ def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lam
         x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
         carried = mix(layer, carried, alpha.unsqueeze(-2))
     relevant_at, valid_at = carried[:, 0], carried[:, 1]  # ascending ranks: the top is last
-    precision = _at_or_above(relevant_at) / _at_or_above(valid_at).clamp_min(1e-6)
+    precision = relevant_at.flip(1).cumsum(1).flip(1) / valid_at.flip(1).cumsum(1).flip(1).clamp_min(1e-6)
     return (relevant_at * precision).sum(1) / rel.sum(1)
 
 
@@ -336,7 +401,7 @@ def average_precision(
             or padding); default all.
         estimator: ``"binned"`` (default), ``"sigmoid"``, ``"sorting"`` or ``"fastap"``
             (see the module docstring).
-        chunk_size: queries per chunk (default per estimator, ``DEFAULT_CHUNK_SIZE``).
+        chunk_size: queries per chunk (default: as many as ``CHUNK_ELEMENTS`` allows).
         **settings: the estimator's settings (``AP_ESTIMATORS`` lists them with their
             defaults): ``num_bins``, ``score_range`` (binned, fastap; ``(low, high)``,
             or ``"batch"`` for the detached range of this call's valid scores, which
@@ -356,21 +421,47 @@ def average_precision(
         >>> (1 - ap).sum().backward()
     """
     settings = check_ap_estimator(estimator, **settings)
-    if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK_SIZE[estimator]
-    check_positive_int(chunk_size, "chunk_size")
+    if chunk_size is not None:
+        check_positive_int(chunk_size, "chunk_size")
     relevance, valid = _check_inputs(scores, relevance, valid)
-    if settings.get("score_range") == BATCH_RANGE:
+    return _average_precision(scores, relevance, valid, estimator, chunk_size, settings)
+
+
+def _average_precision(
+    scores: torch.Tensor,
+    relevance: torch.Tensor,
+    valid: torch.Tensor,
+    estimator: str,
+    chunk_size: Optional[int],
+    settings: Dict[str, object],
+    max_relevant: Optional[int] = None,
+    bounded: bool = False,
+) -> torch.Tensor:
+    """:func:`average_precision` on checked inputs: bool ``relevance`` (within ``valid``),
+    settings from :func:`check_ap_estimator`. ``max_relevant``: the most relevant items
+    of any query, when the caller knows it (else the sigmoid and sorting estimators
+    read it from ``relevance``, a host sync). ``bounded``: the caller guarantees the
+    scores lie in a fixed ``score_range`` (cosine similarities in [-1, 1]), so the range
+    check is skipped. No host sync otherwise."""
+    score_range = settings.get("score_range")
+    if score_range == BATCH_RANGE:
         settings = {**settings, "score_range": _batch_score_range(scores, valid)}
+    elif score_range is not None and not bounded:
+        _check_in_range(scores, valid, score_range)
     scores = scores.float()
+    if max_relevant is None and estimator in ("sigmoid", "sorting"):
+        # One width for every chunk, so that the chunking never changes the result.
+        max_relevant = int(relevance.sum(1).max())
+    if chunk_size is None:
+        chunk_size = default_chunk_size(estimator, scores.shape[1], max_relevant or 1)
     function = _ESTIMATOR_FUNCTIONS[estimator]
 
     def run(s, rel, val):
-        return function(s, rel, val, **settings)
+        return function(s, rel, val, max_relevant=max_relevant, **settings)
 
     recompute = estimator in _CHECKPOINTED and torch.is_grad_enabled() and scores.requires_grad
     chunks = []
     for start in range(0, scores.shape[0], chunk_size):
         args = [t[start : start + chunk_size] for t in (scores, relevance, valid)]
         chunks.append(checkpoint(run, *args, use_reentrant=False) if recompute else run(*args))
-    return torch.cat(chunks)
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)

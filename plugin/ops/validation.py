@@ -10,6 +10,39 @@ The checks are cheap: shapes and dtypes are metadata; finiteness costs one reduc
 over each tensor and one host synchronisation for all of them, and the row at fault is
 only looked for once a check has failed.
 
+**Validation without host syncs.** A check of *values* (finiteness, "every query has a
+relevant item") needs the value on the host, and on a GPU reading it makes the host wait
+for the device (a host sync) in the middle of the training step. The environment
+variable ``RANKSSL_VALIDATE`` (or :class:`validation_mode`, as a setter or a context
+manager) chooses how those checks run:
+
+``full``
+    values are checked at once (a host sync; free on the CPU); the error is raised by
+    the call that received the bad input.
+``lazy``
+    the verdict (and the first bad index) is computed on the device and copied to the
+    host without blocking; the check is raised, with the same ``ValueError`` wording
+    naming the tensor and its row, at the next validated call or at :func:`flush`
+    (call it at the end of an epoch, or before trusting a result). The training step
+    never waits.
+``auto`` (default)
+    ``full`` for CPU tensors, ``lazy`` for CUDA (and other accelerator) tensors.
+
+:func:`defer_check` applies the same policy to any value-dependent check a loss needs
+(``bad`` a 0-dim bool tensor, True = bad). Checks of shapes, dtypes and Python settings
+are always immediate: they cost nothing.
+
+Example of the lazy mode (on CPU tensors here, as CI tests the GPU path):
+    >>> import torch
+    >>> from rankssl.ops.validation import check_finite, flush, validation_mode
+    >>> with validation_mode("lazy"):
+    ...     check_finite([("scores", torch.tensor([[0.0, float("nan")]]))])  # returns at once
+    ...     try:
+    ...         flush()
+    ...     except ValueError as error:
+    ...         print(str(error)[:50])
+    scores holds a non-finite value at row 0, column 1
+
 Example:
     >>> import torch
     >>> from rankssl.ops.validation import check_positive_int, check_views
@@ -27,11 +60,14 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from typing import Iterable, List, Optional, Sequence, Tuple
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
+    "VALIDATION_MODES",
     "check_choice",
     "check_embeddings",
     "check_finite",
@@ -42,8 +78,13 @@ __all__ = [
     "check_positive_int",
     "check_tensor",
     "check_views",
+    "checks_lazily",
+    "current_validation_mode",
+    "defer_check",
     "describe",
+    "flush",
     "safe_normalize",
+    "validation_mode",
 ]
 
 
@@ -124,6 +165,155 @@ def check_choice(value: object, name: str, choices: Iterable[str], what: Optiona
 
 
 # ---------------------------------------------------------------------------------------
+# When value checks run: at once (a host sync) or lazily (device-side verdict)
+
+#: Accepted values of ``RANKSSL_VALIDATE`` and :class:`validation_mode`.
+VALIDATION_MODES = ("auto", "full", "lazy")
+_ENV = "RANKSSL_VALIDATE"
+_override: Optional[str] = None
+#: Pending lazy verdicts before the oldest is waited for (bounds memory if no call follows).
+_MAX_PENDING = 64
+
+
+def _check_mode(mode: object, name: str) -> str:
+    return check_choice(mode, name, VALIDATION_MODES, "validation mode")
+
+
+def current_validation_mode() -> str:
+    """The mode in force: the innermost :class:`validation_mode`, else ``RANKSSL_VALIDATE``
+    (default ``"auto"``)."""
+    if _override is not None:
+        return _override
+    return _check_mode(os.environ.get(_ENV, "auto") or "auto", _ENV)
+
+
+class validation_mode:
+    """Set how value checks run: ``"auto"``, ``"full"`` or ``"lazy"`` (see the module docstring).
+
+    Called plainly it sets the mode for the process (overriding ``RANKSSL_VALIDATE``);
+    used as a context manager it restores the previous mode on exit. Leaving a lazy
+    block does not flush: call :func:`flush` to raise what is pending.
+
+    Example:
+        >>> from rankssl.ops.validation import current_validation_mode, validation_mode
+        >>> with validation_mode("full"):
+        ...     current_validation_mode()
+        'full'
+    """
+
+    def __init__(self, mode: str) -> None:
+        global _override
+        self.mode = _check_mode(mode, "mode")
+        self._previous = _override
+        _override = self.mode
+
+    def __enter__(self) -> "validation_mode":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        global _override
+        _override = self._previous
+
+
+def checks_lazily(tensor: torch.Tensor) -> bool:
+    """Whether value checks on ``tensor`` run lazily under the current mode (``lazy``, or
+    ``auto`` with a tensor off the CPU). A caller with a detailed message that needs
+    values on the host builds it only when this is False."""
+    mode = current_validation_mode()
+    if mode == "auto":
+        return tensor.device.type not in ("cpu", "meta")
+    return mode == "lazy"
+
+
+@dataclass
+class _Pending:
+    """A verdict on its way to the host: ``code`` (host tensor, ready once ``event`` has
+    completed) and the function that turns a bad code into the error message."""
+
+    code: torch.Tensor
+    event: Optional[object]
+    message: Callable[[int], Optional[str]]
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def error(self) -> Optional[str]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.message(int(self.code.numpy().reshape(-1)[0]))
+
+
+_PENDING: List[_Pending] = []
+
+
+def _send_to_host(code: torch.Tensor, message: Callable[[int], Optional[str]]) -> None:
+    """Queue a 1-element int64 ``code`` computed on the device, copied without blocking."""
+    host = code.detach().reshape(1).to("cpu", non_blocking=True, copy=True)
+    event = None
+    if code.device.type == "cuda":
+        event = torch.cuda.Event()
+        event.record()
+    if len(_PENDING) >= _MAX_PENDING:
+        _raise_pending(_PENDING[:1], block=True)
+    _PENDING.append(_Pending(host, event, message))
+
+
+def _raise_pending(entries: List[_Pending], block: bool) -> None:
+    """Remove the ready (or, with ``block``, all) ``entries`` from the queue; raise the
+    first error among them."""
+    first_error = None
+    for entry in list(entries):
+        if not block and not entry.ready():
+            continue
+        _PENDING.remove(entry)
+        message = entry.error()
+        if message is not None and first_error is None:
+            first_error = message
+    if first_error is not None:
+        raise ValueError(first_error)
+
+
+def _raise_ready() -> None:
+    """Raise a pending lazy check whose verdict has reached the host (never waits)."""
+    if _PENDING:
+        _raise_pending(_PENDING, block=False)
+
+
+def flush() -> None:
+    """Wait for every pending lazy check and raise the first that failed (``ValueError``).
+
+    Cheap when nothing is pending. Call it where a sync is harmless: the end of an
+    epoch, before saving, before reading a result. In ``full`` mode nothing is pending.
+    """
+    if _PENDING:
+        _raise_pending(_PENDING, block=True)
+
+
+@torch.compiler.disable
+def defer_check(bad: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` if ``bad`` (a 0-dim bool tensor, True = bad) holds.
+
+    In ``full`` mode (and ``auto`` on the CPU) at once, which reads ``bad`` on the host;
+    in ``lazy`` mode the verdict is copied to the host without blocking and raised at
+    the next validated call or :func:`flush`. For value-dependent checks other than
+    finiteness, e.g. "every query needs a relevant item".
+
+    Example:
+        >>> import torch
+        >>> defer_check(torch.tensor(False), "never raised")
+    """
+    if not isinstance(bad, torch.Tensor) or bad.numel() != 1:
+        raise TypeError(f"defer_check needs a 1-element bool tensor as bad, got {describe(bad)}.")
+    _raise_ready()
+    if not checks_lazily(bad):
+        if bool(bad):
+            raise ValueError(message)
+        return
+    _send_to_host(bad.detach().reshape(()).long(), lambda code: message if code else None)
+
+
+
+# ---------------------------------------------------------------------------------------
 # Tensors
 
 
@@ -163,15 +353,62 @@ def _first_bad_row(tensor: torch.Tensor) -> Tuple[int, ...]:
     return tuple(int(i) for i in bad)
 
 
+def _where(index: Tuple[int, ...], row_axis_name: str) -> str:
+    where = f"{row_axis_name} {index[0]}" + (f", column {index[1]}" if len(index) == 2 else "")
+    if len(index) > 2:
+        where = f"{row_axis_name} {index[0]} (index {index})"
+    return where
+
+
+_FINITE_ADVICE = (
+    "embeddings and scores must be finite. Check the model's output for overflow (a lower learning "
+    "rate, mixed-precision loss scaling) or the data for NaN."
+)
+
+
+def _lazy_finite(names: List[str], stacked: torch.Tensor, row_axis_name: str) -> None:
+    """Queue the finiteness verdict of ``len(names)`` tensors stacked along a new first
+    dimension: the flat index of the first non-finite entry, or -1, computed on the
+    device (``x - x == 0`` exactly when ``x`` is finite)."""
+    flat = stacked.detach().reshape(-1)
+    finite, first_bad = (flat - flat == 0).min(0)  # min of a bool vector: the first False
+    shape = tuple(stacked.shape)
+
+    def message(code: int) -> Optional[str]:
+        if code < 0:
+            return None
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(code), shape))
+        name, index = names[index[0]], index[1:] or (0,)
+        return (
+            f"{name} holds a non-finite value at {_where(index, row_axis_name)}: {_FINITE_ADVICE} "
+            "(Found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE.)"
+        )
+
+    _send_to_host(first_bad.masked_fill(finite, -1), message)
+
+
+@torch.compiler.disable
 def check_finite(tensors: Sequence[Tuple[str, torch.Tensor]], row_axis_name: str = "row") -> None:
     """Refuse NaN or infinite values in any of the named tensors.
 
-    One reduction per tensor and one host synchronisation for all of them; the first
-    bad entry is located only on failure, and the message names the tensor and its row
-    (the index along dimension 0) and column.
+    ``full`` mode (see :class:`validation_mode`): one reduction per tensor and one host
+    synchronisation for all of them; the first bad entry is located only on failure,
+    and the message names the tensor and its row (the index along dimension 0) and
+    column. ``lazy`` mode: two reductions per tensor on the device and a non-blocking
+    copy; the same message is raised at the next validated call or :func:`flush`.
     """
+    _raise_ready()
     tensors = [(name, t) for name, t in tensors if t.numel()]
     if not tensors:
+        return
+    if checks_lazily(tensors[0][1]):
+        shapes = {(t.shape, t.dtype, t.device) for _, t in tensors}
+        if len(tensors) > 1 and len(shapes) == 1:
+            # Tensors of one shape (the views of a batch): one verdict for all of them.
+            _lazy_finite([name for name, _ in tensors], torch.stack([t.detach() for _, t in tensors]), row_axis_name)
+        else:
+            for name, t in tensors:
+                _lazy_finite([name], t.unsqueeze(0), row_axis_name)
         return
     flags = [torch.isfinite(t.detach()).all() for _, t in tensors]
     if bool(torch.stack([flag.to(flags[0].device) for flag in flags]).all()):
@@ -180,13 +417,8 @@ def check_finite(tensors: Sequence[Tuple[str, torch.Tensor]], row_axis_name: str
         if not bool(torch.isfinite(t.detach()).all()):
             index = _first_bad_row(t)
             value = float(t.detach()[index])
-            where = f"{row_axis_name} {index[0]}" + (f", column {index[1]}" if len(index) == 2 else "")
-            if len(index) > 2:
-                where = f"{row_axis_name} {index[0]} (index {index})"
             raise ValueError(
-                f"{name} holds a non-finite value ({value}) at {where}: embeddings and scores must be "
-                "finite. Check the model's output for overflow (a lower learning rate, mixed-precision "
-                "loss scaling) or the data for NaN."
+                f"{name} holds a non-finite value ({value}) at {_where(index, row_axis_name)}: {_FINITE_ADVICE}"
             )
 
 
@@ -311,6 +543,13 @@ def check_labels(
         )
     labels = labels.to(dtype=torch.long, device=device if device is not None else labels.device)
     if num_classes is not None and labels.numel():
+        if checks_lazily(labels):
+            defer_check(
+                ((labels < 0) | (labels >= num_classes)).any(),
+                f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
+                "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).",
+            )
+            return labels
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
             row = int(torch.nonzero((labels < 0) | (labels >= num_classes))[0])
@@ -356,7 +595,13 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
             raise ValueError(f"{name} must be 1-D, got shape {tuple(part.shape)}.")
         limit = num_rows if part_name.startswith("anchors") else num_ref
         what = "embeddings" if part_name.startswith("anchors") else "reference embeddings"
-        if part.numel() and (int(part.min()) < 0 or int(part.max()) >= limit):
+        if part.numel() and checks_lazily(part):
+            defer_check(
+                ((part < 0) | (part >= limit)).any(),
+                f"{name} must index the {limit} {what}, i.e. lie in [0, {limit}); some indices are out of "
+                "range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).",
+            )
+        elif part.numel() and (int(part.min()) < 0 or int(part.max()) >= limit):
             raise ValueError(
                 f"{name} must index the {limit} {what}, i.e. lie in [0, {limit}); got values in "
                 f"[{int(part.min())}, {int(part.max())}] (negative indices are refused, not wrapped)."
@@ -387,6 +632,6 @@ def safe_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     ``safe_normalize(c * x)`` is ``normalize(x)`` and its gradient with respect to
     ``c * x`` is that with respect to ``x`` divided by ``c``.
     """
-    scale = x.detach().abs().amax(dim=dim, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    # A zero row stays zero (divided by the clamp); a subnormal one is scaled up to ~1e-2.
+    scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     return torch.nn.functional.normalize(x / scale, dim=dim)

@@ -34,6 +34,11 @@ def check_inputs(
             raise ValueError(
                 f"embeddings have dim {embeddings.shape[1]} but ref_emb has dim {ref_emb.shape[1]}."
             )
+        if ref_emb.dtype != embeddings.dtype:
+            raise TypeError(
+                f"ref_emb has dtype {ref_emb.dtype} but embeddings have {embeddings.dtype}: give both the same "
+                f"dtype (e.g. ref_emb.to(embeddings.dtype))."
+            )
         check_finite([("embeddings", embeddings), ("ref_emb", ref_emb)])
     else:
         check_finite([("embeddings", embeddings)])
@@ -57,6 +62,19 @@ def check_inputs(
     return embeddings, labels, indices_tuple, ref_emb, ref_labels
 
 
+def check_reducer(loss) -> None:
+    """Refuse pml's ``DivisorReducer``: it divides each sub-loss by a ``"divisor"`` the loss
+    must return, and rankssl's losses return per-element losses without one (pml fails
+    with a ``KeyError`` deep inside the reducer)."""
+    from pytorch_metric_learning.reducers import DivisorReducer
+
+    if isinstance(getattr(loss, "reducer", None), DivisorReducer):
+        raise ValueError(
+            f"{type(loss).__name__} does not return the 'divisor' that DivisorReducer needs; use another pml "
+            "reducer (MeanReducer, the default, or e.g. AvgNonZeroReducer, SumReducer)."
+        )
+
+
 class CheckedInputsMixin:
     """Checks embeddings, labels and indices before pml's ``forward`` touches them.
 
@@ -64,6 +82,7 @@ class CheckedInputsMixin:
     """
 
     def forward(self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None):
+        check_reducer(self)
         embeddings, labels, indices_tuple, ref_emb, ref_labels = check_inputs(
             embeddings, labels, indices_tuple, ref_emb, ref_labels
         )

@@ -101,6 +101,12 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         c_f.labels_or_indices_tuple_required(labels, indices_tuple)
+        # Settings may have been changed after construction: re-checked (host-side, cheap).
+        check_positive_int(self.n_negatives, "n_negatives")
+        check_optional_positive_int(self.n_positives, "n_positives")
+        check_network(self.sort_kwargs["sorting_network"])
+        check_relaxation(self.sort_kwargs["distribution"], self.sort_kwargs["steepness"], self.sort_kwargs["art_lambda"])
+        check_gradient_scale(self.gradient_scale)
         keys = ref_emb.detach() if self.stop_gradient else ref_emb
         scores = self.distance(embeddings, keys).float()
         if not self.distance.is_inverted:

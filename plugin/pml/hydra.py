@@ -3,69 +3,85 @@
 Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive Learning"
 (arXiv:2410.18200). The objective of :mod:`rankssl.losses.hydra` with pml's calling
 conventions: ``loss_fn(embeddings, labels, ref_emb=..., ref_labels=...)``, reducers and
-embedding regularizers.
+embedding regularizers. The scale, the settings checks, the seeded partner draw and its
+state in ``state_dict()`` are :class:`rankssl.losses.hydra.HydraLossBase`'s, shared with
+the lightly-style loss.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.reducers import MeanReducer
 
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.hydra import (
+    HydraLossBase,
+    _masked_terms,
     check_hydra_settings,
     check_variant_settings,
-    checked_class_pair_weight,
+    defer_or_raise,
     feature_filter_for,
-    hydra_pair_loss,
-    hydra_pair_term_matrix,
 )
-from rankssl.losses.pair_sampling import permutation_pair_labels, sample_pair_labels
 from rankssl.ops.validation import check_float
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["HydraLoss"]
 
 
-class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
+class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
     """Hydra loss for labelled embeddings, as a pml ``BaseMetricLossFunction``.
 
     Every row of ``embeddings`` is an anchor of class y1 = ``labels[i]`` with a partner
-    class y2 (drawn from ``ref_labels`` by ``pairing``, or passed as ``pair_labels``).
-    Its positives are the reference items of class y2 (itself excluded when
-    ``ref_emb`` is not given), its negatives those of neither class; all are compared
-    in the dimensions opened by the learned gate g(y1, y2). See
-    :class:`rankssl.losses.HydraLoss` for the formula.
+    class y2 (drawn by ``pair_draw``/``pairing``, or passed as ``pair_labels``). Its
+    positives are the reference items of class y2 (itself excluded when ``ref_emb`` is
+    not given), its negatives those of neither class; all are compared in the
+    dimensions opened by the learned gate g(y1, y2). See :class:`rankssl.losses.HydraLoss`
+    for the formula. The defaults are the authors' SimLAP choices (``erow/hydra``
+    ``cl/losses.py``): one partner class per row by a permutation of the batch, the sum
+    over (anchor, positive) pairs divided by their number.
 
     **This loss has parameters** (the :class:`~rankssl.models.FeatureFilter`), unlike
     most pml losses: give the optimizer ``loss_fn.parameters()`` too, as for pml's
     ``ArcFaceLoss``. The similarity is Hydra's own gated cosine, so ``distance`` must be
     :class:`~pytorch_metric_learning.distances.CosineSimilarity` (the default).
-    ``indices_tuple`` (miners) is not supported: positives come from class pairs.
 
     **Pairs differ from pml's same-label pairs.** An anchor's positives are the items of
     its *partner* class, not of its own, so a batch of all-distinct labels still gives a
-    loss (each anchor has one positive), while a batch of a single class has no partner
-    class: it gives pml's zero loss (which back-propagates), as any pml loss does for a
-    batch without pairs.
+    loss (each anchor has one positive), while a batch of a single class has no
+    negatives: it gives pml's zero loss (which back-propagates), as any pml loss does
+    for a batch without pairs. Anchors without an admissible partner (``pairing='distinct'``
+    against references of their own class only) have no positives and are left out.
 
-    With ``reduction="anchor_mean"`` (default) the loss hands pml one loss per anchor
-    that has a positive (its mean over its positives; ``"element"`` losses); with
-    ``reduction="pair_mean"`` (the authors') one loss per (anchor, positive) pair
-    (``"pos_pair"`` losses), so pml's default ``MeanReducer`` gives the authors' sum over
-    pairs divided by the number of pairs, and any pml reducer sees the pairs. With
-    ``gate_penalty > 0`` a second sub-loss ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))``
-    is added, already reduced.
+    **Miners and** ``indices_tuple``: positives come from class pairs, so a miner's pairs
+    are refused. The one ``indices_tuple`` accepted is the one pml's
+    ``DistributedLossWrapper(loss, efficient=True)`` builds: every (anchor, reference) pair
+    but the anchors' own rows, which are the first rows of ``ref_emb`` (recognised by its
+    length, B * N - B pairs, without reading values); the anchors' own rows are then left
+    out as with ``ref_self_index=arange(B)``.
 
-    **The authors' SimLAP mode** (``erow/hydra`` ``cl/losses.py``) in pml's terms: build
-    ``HydraLoss(C, D, reduction="pair_mean", pair_draw="permutation")``, draw one
-    ``pair_labels`` per batch and average ``loss_fn(view1, labels, ref_emb=view2,
-    ref_labels=labels, pair_labels=p)`` and the same with the views swapped; this equals
-    :class:`rankssl.losses.HydraLoss` with ``SIMLAP_SETTINGS`` (tested). The v1 code's
+    **Distributed draws.** The seed is not offset by the process rank: under
+    ``DistributedLossWrapper(efficient=False)`` every process computes the loss of the
+    gathered batch and so draws the same partners, which makes it equal the
+    single-process loss. (The lightly-style loss offsets it: there each process draws for
+    its own anchors.)
+
+    **Reduction.** With ``reduction="pair_mean"`` (default, SimLAP) the loss is the sum of
+    the terms over (anchor, positive) pairs divided by the number of pairs; with
+    ``"anchor_mean"`` the mean over anchors with a positive of their mean over
+    positives. With pml's default ``MeanReducer`` that mean is computed on the device and
+    handed to pml already reduced (no host sync); with any other reducer pml gets one loss
+    per (anchor, positive) pair (``"pos_pair"``) or per anchor (``"element"``), which
+    needs the number of pairs on the host. With ``gate_penalty > 0`` a second sub-loss
+    ``"gate_penalty"`` = ``gate_penalty * mean(g * (1 - g))`` is added, already reduced.
+
+    **The authors' SimLAP loss on two views** in pml's terms: draw one ``pair_labels`` per
+    batch and average ``loss_fn(view1, labels, ref_emb=view2, ref_labels=labels,
+    pair_labels=p)`` and the same with the views swapped; this equals
+    :class:`rankssl.losses.HydraLoss` with its defaults (tested). The v1 code's
     filter-only warm-up needs the training epoch, which pml losses do not see: detach the
     embeddings yourself for those epochs.
 
@@ -73,12 +89,14 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         num_classes: number of classes C.
         embedding_size: D, the embedding width the gate covers.
         temperature, gate_mode, pairing, embed_dim, hidden_dim, gate_penalty,
-        class_pair_weight, seed, feature_filter, learn_scale: as for
+        class_pair_weight, feature_filter, learn_scale: as for
         :class:`rankssl.losses.HydraLoss`.
-        reduction: ``"anchor_mean"`` (default) or ``"pair_mean"`` (authors), see above.
-        pair_draw: ``"per_row"`` (default: a partner drawn for every row from
-            ``ref_labels``) or ``"permutation"`` (authors: the class of the row a random
-            permutation of the batch maps each row to).
+        seed: seed of the pair draw's own generator (on the input's device, in
+            ``state_dict()``); ``None`` uses torch's global generator.
+        reduction: ``"pair_mean"`` (default, SimLAP) or ``"anchor_mean"`` (rankssl's variant).
+        pair_draw: ``"permutation"`` (default, SimLAP: the class of the row a random
+            permutation of the batch maps each row to) or ``"per_row"`` (variant: a
+            partner drawn for every row from ``ref_labels``).
         **kwargs: ``reducer``, ``embedding_regularizer``, ... as for any pml loss.
 
     Example:
@@ -91,6 +109,8 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         >>> loss = loss_fn(embeddings, labels)
         >>> loss.backward()
     """
+
+    _seed_offset_by_rank = False
 
     def __init__(
         self,
@@ -105,8 +125,8 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         class_pair_weight: Optional[torch.Tensor] = None,
         seed: Optional[int] = None,
         feature_filter: Optional[FeatureFilter] = None,
-        reduction: str = "anchor_mean",
-        pair_draw: str = "per_row",
+        reduction: str = "pair_mean",
+        pair_draw: str = "permutation",
         learn_scale: bool = False,
         **kwargs,
     ) -> None:
@@ -121,27 +141,16 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
             )
         check_hydra_settings(temperature, gate_penalty, pairing)
         check_variant_settings("all", reduction, pair_draw, pairing, 0)
-        self.reduction, self.pair_draw, self.learn_scale = reduction, pair_draw, bool(learn_scale)
-        if self.learn_scale:  # exp(s), s initialised at log(1 / temperature) (authors' v1)
-            self.log_scale = torch.nn.Parameter(torch.tensor(-math.log(float(temperature))))
+        self.reduction = reduction
         self.feature_filter = feature_filter_for(
             num_classes, embedding_size, embed_dim, hidden_dim, gate_mode, feature_filter
         )
-        self.class_pair_weight = checked_class_pair_weight(class_pair_weight, num_classes)
-        self.num_classes = num_classes
+        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
+                          pair_draw)
         self.embedding_size = embedding_size
-        self.temperature = float(temperature)
-        self.pairing = pairing
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self._pair_labels: Optional[torch.Tensor] = None
         self._ref_self_index: Optional[torch.Tensor] = None
         self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
-
-    @property
-    def scale(self) -> Union[float, torch.Tensor]:
-        """The logit scale: 1 / temperature, or the learned exp(s)."""
-        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
 
     def get_default_distance(self) -> CosineSimilarity:
         return CosineSimilarity()
@@ -156,31 +165,48 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
         """pml's ``forward`` plus optional (batch_size,) ``pair_labels`` (y2 per anchor) and
         ``ref_self_index`` (row of each anchor's own copy in ``ref_emb``, e.g. in a memory
         bank: never its own positive or partner)."""
+        self._check_settings()
         if indices_tuple is not None:
-            raise ValueError(
-                "HydraLoss takes its positives from class pairs and does not accept indices_tuple "
-                "(miners); pass labels (and optionally pair_labels)."
-            )
+            ref_self_index = self._self_index_of_all_pairs(embeddings, indices_tuple, ref_emb, ref_self_index)
+            indices_tuple = None
         if labels is None:
             check_class_labels(None, self.num_classes)
         if ref_emb is not None and ref_labels is None:
             raise ValueError("HydraLoss needs ref_labels whenever ref_emb is given.")
         if ref_self_index is not None:
-            rows = ref_emb.shape[0] if isinstance(ref_emb, torch.Tensor) else -1
-            if (
-                ref_emb is None or not isinstance(ref_self_index, torch.Tensor)
-                or ref_self_index.is_floating_point() or ref_self_index.shape != embeddings.shape[:1]
-                or bool((ref_self_index < 0).any()) or bool((ref_self_index >= rows).any())
-            ):
-                raise ValueError(
-                    f"ref_self_index must be an integer tensor of shape ({embeddings.shape[0]},) with rows of "
-                    f"ref_emb (0 <= index < {rows}), and needs ref_emb."
-                )
+            ref_self_index = self._checked_ref_self_index(ref_self_index, embeddings, ref_emb)
         self._pair_labels, self._ref_self_index = pair_labels, ref_self_index
         try:
             return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         finally:
             self._pair_labels = self._ref_self_index = None
+
+    @staticmethod
+    def _self_index_of_all_pairs(embeddings, indices_tuple, ref_emb, ref_self_index):
+        """``arange(B)`` for the all-pairs tuple of ``DistributedLossWrapper(efficient=True)``; refuse any other."""
+        rows = embeddings.shape[0] if isinstance(embeddings, torch.Tensor) else -1
+        refs = ref_emb.shape[0] if isinstance(ref_emb, torch.Tensor) else rows
+        parts = indices_tuple if isinstance(indices_tuple, (tuple, list)) else ()
+        sizes = [p.shape[0] if isinstance(p, torch.Tensor) and p.dim() == 1 else -1 for p in parts]
+        all_pairs = len(sizes) == 4 and min(sizes) >= 0 and sizes[0] + sizes[2] == rows * refs - rows and refs >= rows
+        if not all_pairs or ref_self_index is not None:
+            raise ValueError(
+                "HydraLoss takes its positives from class pairs and does not accept a miner's indices_tuple; "
+                "pass labels (and optionally pair_labels). Across processes use pml's "
+                "DistributedLossWrapper(loss) (efficient=False), DistributedLossWrapper(loss, efficient=True) "
+                "without a miner, or rankssl.losses.HydraLoss(gather_distributed=True)."
+            )
+        return torch.arange(rows, device=embeddings.device)
+
+    def _checked_ref_self_index(self, ref_self_index, embeddings, ref_emb):
+        rows = ref_emb.shape[0] if isinstance(ref_emb, torch.Tensor) else -1
+        message = (f"ref_self_index must be an integer tensor of shape ({embeddings.shape[0]},) with rows of "
+                   f"ref_emb (0 <= index < {rows}), and needs ref_emb.")
+        if (ref_emb is None or not isinstance(ref_self_index, torch.Tensor) or ref_self_index.is_floating_point()
+                or ref_self_index.shape != embeddings.shape[:1]):
+            raise ValueError(message)
+        defer_or_raise(((ref_self_index < 0) | (ref_self_index >= rows)).any(), message, ref_self_index)
+        return ref_self_index
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
@@ -190,35 +216,25 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 f"Embeddings have dim {embeddings.shape[1]} but the feature filter gates "
                 f"{self.embedding_size} dimensions."
             )
-        if torch.unique(torch.cat((labels, ref_labels))).numel() < 2:
-            # No partner class, so no pair: pml's zero loss, which still back-propagates.
-            return self.zero_losses()
-        self_index = torch.arange(embeddings.shape[0], device=embeddings.device) if ref_emb is embeddings else None
+        device = embeddings.device
+        self_index = torch.arange(embeddings.shape[0], device=device) if ref_emb is embeddings else None
         if self_index is None and self._ref_self_index is not None:
-            self_index = self._ref_self_index.to(embeddings.device)
-        pair_labels = self._pair_labels
-        if pair_labels is None and self.pair_draw == "permutation" and self.pairing == "arbitrary":
-            pair_labels = permutation_pair_labels(labels, self._generator)
-        elif pair_labels is None:
-            pair_labels = sample_pair_labels(
-                labels, self.pairing, ref_labels, self_index, self.class_pair_weight, self._generator
-            )
+            self_index = self._ref_self_index.to(device)
+        pair_labels, admissible = self._pair_labels, None
+        if pair_labels is None:
+            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index, 1)
         else:
-            pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0], name="pair_labels")
-            pair_labels = pair_labels.to(embeddings.device)
-        gates = self.feature_filter(labels, pair_labels)
-        core_args = (embeddings, ref_emb, gates, labels, pair_labels, ref_labels, self_index, self.scale)
-        if self.reduction == "pair_mean":
-            terms, positive = hydra_pair_term_matrix(*core_args)
-            anchors, positives = torch.nonzero(positive, as_tuple=True)
-            loss_dict = {"loss": {"losses": terms[anchors, positives], "indices": (anchors, positives),
-                                  "reduction_type": "pos_pair"}}
-        else:
-            losses, has_positive = hydra_pair_loss(*core_args)
-            anchors = torch.nonzero(has_positive).squeeze(1)
-            loss_dict = {"loss": {"losses": losses[anchors], "indices": anchors, "reduction_type": "element"}}
-        if not len(anchors):
-            loss_dict = {"loss": self.zero_loss()}
+            pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0],
+                                             name="pair_labels").to(device)
+        gates = self.feature_filter.gates(labels, pair_labels)
+        valid = None
+        if self_index is not None:
+            valid = torch.arange(ref_emb.shape[0], device=device)[None, :] != self_index[:, None]
+        if admissible is not None:
+            valid = admissible[:, None] if valid is None else valid & admissible[:, None]
+        terms, positive = _masked_terms(embeddings, ref_emb, gates, labels, pair_labels, ref_labels, valid,
+                                        self.scale)
+        loss_dict = {"loss": self._loss_entry(terms, positive)}
         if self.gate_penalty > 0:
             loss_dict["gate_penalty"] = {
                 "losses": self.gate_penalty * (gates * (1 - gates)).mean(),
@@ -226,3 +242,24 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 "reduction_type": "already_reduced",
             }
         return loss_dict
+
+    def _loss_entry(self, terms: torch.Tensor, positive: torch.Tensor) -> dict:
+        if type(self.reducer) is MeanReducer:  # pml's mean, computed here without a host sync
+            if self.reduction == "pair_mean":
+                loss = terms.sum() / positive.sum().clamp_min(1)
+            else:
+                counts = positive.sum(dim=1)
+                has = (counts > 0).float()
+                loss = (terms.sum(dim=1) / counts.clamp_min(1) * has).sum() / has.sum().clamp_min(1)
+            return {"losses": loss, "indices": None, "reduction_type": "already_reduced"}
+        if self.reduction == "pair_mean":
+            anchors, positives = torch.nonzero(positive, as_tuple=True)
+            if not len(anchors):
+                return self.zero_loss()
+            return {"losses": terms[anchors, positives], "indices": (anchors, positives), "reduction_type": "pos_pair"}
+        counts = positive.sum(dim=1)
+        anchors = torch.nonzero(counts > 0).squeeze(1)
+        if not len(anchors):
+            return self.zero_loss()
+        losses = terms.sum(dim=1)[anchors] / counts[anchors]
+        return {"losses": losses, "indices": anchors, "reduction_type": "element"}

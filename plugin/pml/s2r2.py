@@ -9,17 +9,18 @@ miner's ``indices_tuple``) instead of views, so it goes wherever a pml loss goes
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from pytorch_metric_learning.distances import CosineSimilarity
+from pytorch_metric_learning.distances import CosineSimilarity, DotProductSimilarity
 from pytorch_metric_learning.losses import BaseMetricLossFunction
+from pytorch_metric_learning.reducers import MeanReducer
 from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
-from rankssl.losses.s2r2 import ranking_ap_loss
-from rankssl.ops.average_precision import check_ap_estimator
-from rankssl.ops.validation import check_optional_positive_int
+from rankssl.losses.s2r2 import estimator_settings_from_arguments
+from rankssl.ops.average_precision import BATCH_RANGE, _average_precision, check_ap_estimator
+from rankssl.ops.validation import check_optional_positive_int, checks_lazily
 from rankssl.pml._checks import CheckedInputsMixin
 from rankssl.pml.distances import ScaleSafeCosineSimilarity
 
@@ -41,8 +42,17 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
 
     Scores come from ``distance`` (default :class:`CosineSimilarity`); a distance that
     is not inverted (smaller = closer) is negated into a score. The binned estimators
-    bin scores over ``score_range`` (default [-1, 1], for cosine): set it to the range
-    of other distances' scores.
+    bin scores over ``score_range``; without one they bin cosine similarities
+    (``CosineSimilarity``, normalised ``DotProductSimilarity``) over [-1, 1] and any other
+    distance's scores (``LpDistance``, ``SNRDistance``, unnormalised dot products) over
+    each batch's own detached range, since a fixed range would clamp them. A
+    ``score_range`` you give is checked on every call: scores outside it raise
+    ``ValueError`` (lazily under ``RANKSSL_VALIDATE``) rather than train silently clamped.
+
+    On the GPU path (lazy validation) with pml's default ``MeanReducer`` the loss issues
+    no host sync: every query is ranked and those without a relevant item are weighted 0
+    (see ``_sync_free_losses``); the ``sigmoid`` and ``sorting`` estimators read the most
+    relevant items of any query on the host (one sync).
 
     Args:
         estimator: ``"binned"`` (default), ``"sigmoid"`` (Smooth-AP), ``"sorting"`` or
@@ -82,18 +92,12 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
     ) -> None:
         super().__init__(**kwargs)
         check_optional_positive_int(chunk_size, "chunk_size")
-        settings: dict = {}
-        if estimator in ("binned", "fastap"):
-            if num_bins is not None:
-                settings["num_bins"] = num_bins
-            if score_range is not None:
-                settings["score_range"] = score_range if isinstance(score_range, str) else tuple(score_range)
-        elif estimator == "sigmoid":
-            settings["temperature"] = temperature
-        elif estimator == "sorting":
-            settings.update(steepness=steepness, sorting_network=sorting_network, distribution=distribution)
-        settings = {name: value for name, value in settings.items() if value is not None}
+        settings = estimator_settings_from_arguments(
+            estimator, num_bins=num_bins, score_range=score_range, temperature=temperature,
+            steepness=steepness, sorting_network=sorting_network, distribution=distribution,
+        )
         self.estimator_settings = check_ap_estimator(estimator, **settings)
+        self.score_range = settings.get("score_range")
         self.estimator = estimator
         self.chunk_size = chunk_size
         self.add_to_recordable_attributes(list_of_names=["num_queries_without_relevant"], is_stat=True)
@@ -102,33 +106,89 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         return ScaleSafeCosineSimilarity()
 
     def _scores(self, query_emb: torch.Tensor, db_emb: torch.Tensor) -> torch.Tensor:
-        scores = self.distance(query_emb, db_emb).float()
+        # pml's distances normalise the database once more unless it is passed as None.
+        scores = self.distance(query_emb, None if db_emb is query_emb else db_emb).float()
         return scores if self.distance.is_inverted else -scores
 
-    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
-        c_f.labels_or_indices_tuple_required(labels, indices_tuple)
+    def _cosine_scores(self) -> bool:
+        """Whether ``distance`` gives cosine similarities, bounded by [-1, 1]."""
+        distance = self.distance
+        return (
+            isinstance(distance, (CosineSimilarity, DotProductSimilarity))
+            and distance.is_inverted and distance.normalize_embeddings and distance.p == 2
+            and getattr(distance, "power", 1) == 1
+        )
+
+    def _settings(self) -> Tuple[Dict[str, object], bool]:
+        """The estimator's settings for this call and whether the scores are known to lie
+        in ``score_range``. A binned estimator without a ``score_range`` of the user's
+        bins cosine scores over [-1, 1] and any other distance's scores over the batch's
+        own range: a fixed range would clamp them (zero gradient, a wrong AP)."""
+        settings = self.estimator_settings
+        if "score_range" not in settings:
+            return settings, False
+        if self.score_range is not None:
+            return settings, False  # the user's range: checked on every call
+        if self._cosine_scores():
+            return settings, True
+        return {**settings, "score_range": BATCH_RANGE}, False
+
+    def _pairs(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        """(Q, N) relevance and valid masks, without a host sync when there are labels."""
+        if indices_tuple is None:
+            # pml's get_matches_and_diffs, in bool and without its byte copies.
+            relevance = labels[:, None] == ref_labels[None, :]
+            if ref_labels is not labels:
+                return relevance, torch.ones_like(relevance)
+            rows = torch.arange(labels.shape[0], device=labels.device)
+            not_self = rows[:, None] != rows[None, :]
+            return relevance & not_self, not_self
         a1, p, a2, n = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
         shape = (embeddings.shape[0], ref_emb.shape[0])
         relevance = torch.zeros(shape, dtype=torch.bool, device=embeddings.device)
         valid = torch.zeros(shape, dtype=torch.bool, device=embeddings.device)
         relevance[a1, p] = True
         valid[a2, n] = True
-        valid |= relevance
+        return relevance, valid | relevance
+
+    def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        c_f.labels_or_indices_tuple_required(labels, indices_tuple)
+        # Settings may have been changed after construction: re-checked (host-side, cheap).
+        check_optional_positive_int(self.chunk_size, "chunk_size")
+        check_ap_estimator(self.estimator, _warn=False, **self.estimator_settings)
+        relevance, valid = self._pairs(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         has_relevant = relevance.any(1)
+        settings, bounded = self._settings()
+        if type(self.reducer) is MeanReducer and checks_lazily(embeddings):
+            may_lack_valid = indices_tuple is not None or ref_emb.shape[0] < 2
+            return self._sync_free_losses(
+                embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded, may_lack_valid
+            )
         self.num_queries_without_relevant = int((~has_relevant).sum())
         if not bool(has_relevant.any()):
             return self.zero_losses()
         queries = torch.nonzero(has_relevant).squeeze(1)
         if queries.shape[0] < embeddings.shape[0]:
             embeddings, relevance, valid = embeddings[queries], relevance[queries], valid[queries]
-        losses = ranking_ap_loss(
-            embeddings,
-            ref_emb,
-            relevance,
-            valid,
-            self.estimator,
-            self._scores,
-            self.chunk_size,
-            **self.estimator_settings,
-        )
-        return {"loss": {"losses": losses, "indices": queries, "reduction_type": "element"}}
+        scores = self._scores(embeddings, ref_emb)
+        ap = _average_precision(scores, relevance, valid, self.estimator, self.chunk_size, settings, bounded=bounded)
+        return {"loss": {"losses": 1 - ap, "indices": queries, "reduction_type": "element"}}
+
+    def _sync_free_losses(self, embeddings, ref_emb, relevance, valid, has_relevant, settings, bounded, may_lack_valid):
+        """The same loss without a host sync (lazy validation, pml's ``MeanReducer``):
+        every query is ranked; a query without a relevant item ranks a stand-in (all its
+        items relevant, AP 1) and is weighted 0, the others by Q / #queries with a
+        relevant item, so that the reducer's mean over all Q rows is the mean over the
+        queries that have one. The per-query values handed to the reducer carry that
+        weight; other reducers see the unweighted losses of the kept queries instead."""
+        self.num_queries_without_relevant = (~has_relevant).sum()
+        stand_in = ~has_relevant[:, None]
+        if may_lack_valid:  # a query with no item at all ranks every item instead
+            valid = valid | (stand_in & ~valid.any(1, keepdim=True))
+        relevance = relevance | (stand_in & valid)
+        scores = self._scores(embeddings, ref_emb)
+        ap = _average_precision(scores, relevance, valid, self.estimator, self.chunk_size, settings, bounded=bounded)
+        kept = has_relevant.to(ap.dtype)
+        weight = kept * (embeddings.shape[0] / kept.sum().clamp_min(1.0))
+        queries = torch.arange(embeddings.shape[0], device=embeddings.device)
+        return {"loss": {"losses": (1 - ap) * weight, "indices": queries, "reduction_type": "element"}}

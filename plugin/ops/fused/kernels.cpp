@@ -12,15 +12,25 @@
 //   backward: g (gradient of P @ v) first to last gives dL/dalpha and dL/dv; then the
 //   value sweep is walked back, last to first, with f'(d).
 //
-// Plain C ABI (loaded with ctypes): no torch headers, so it builds in about a second.
+// Plain C ABI (loaded with ctypes): no torch headers, so it builds in seconds.
+//
+// Threads: no OpenMP runtime. A call with threads > 1 starts threads - 1 detached helpers
+// that take blocks from a shared counter, as the calling thread does; the caller sleeps
+// on a condition variable only until every block is done, never for a helper that has
+// not been scheduled yet. On a busy machine a late or descheduled helper therefore costs
+// nothing, where an OpenMP team waits at its barrier for every member (and spins while
+// it waits). `#pragma omp simd` only asks for vectorisation (-fopenmp-simd).
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__SSE__)
 #include <xmmintrin.h>
 #define RANKSSL_HAS_MXCSR 1
@@ -321,20 +331,61 @@ static void run_block(const Net& net, const Call<T>& c, int64_t row0, int mode, 
     for (int64_t i = 0; i < n; ++i) c.grad_x[(row0 + r) * n + i] = gx[i * R + r];
 }
 
+// Blocks handed out to the caller and its helpers; shared so that a helper that starts
+// after the call returned finds no block left and exits without touching the call.
+struct Progress {
+  explicit Progress(int64_t total) : blocks(total) {}
+  const int64_t blocks;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex mutex;
+  std::condition_variable finished;
+};
+
+template <typename T, int R, int K>
+static void take_blocks(const Net& net, const Call<T>& c, int mode, Progress& progress, Scratch<T, R>& sc) {
+  FlushSubnormals flush;
+  for (;;) {
+    const int64_t blk = progress.next.fetch_add(1);
+    if (blk >= progress.blocks) return;
+    run_block<T, R, K>(net, c, blk * R, mode, sc);
+    if (progress.done.fetch_add(1) + 1 == progress.blocks) {
+      std::lock_guard<std::mutex> guard(progress.mutex);
+      progress.finished.notify_all();
+    }
+  }
+}
+
+// A helper owns copies of the call's descriptors (pointers are only followed for a
+// claimed block, i.e. while the caller waits) and shares the progress counters.
+template <typename T, int R, int K>
+static void helper(Net net, Call<T> c, int mode, std::shared_ptr<Progress> progress) {
+  std::unique_ptr<Scratch<T, R>> sc;
+  try {
+    sc.reset(new Scratch<T, R>(net, c.m, mode != FORWARD));
+  } catch (...) {  // out of memory: claim nothing, the caller does the rest
+    return;
+  }
+  take_blocks<T, R, K>(net, c, mode, *progress, *sc);
+}
+
 template <typename T, int R, int K>
 static void run_all(const Net& net, const Call<T>& c, int mode, int threads) {
   const int64_t blocks = (c.rows + R - 1) / R;
   if (blocks == 0) return;
-  if (threads < 1) threads = 1;
-  if (threads > blocks) threads = static_cast<int>(blocks);
-#pragma omp parallel num_threads(threads)
-  {
-    FlushSubnormals flush;
-    Scratch<T, R> sc(net, c.m, mode != FORWARD);
-    // Dynamic: on a shared machine a descheduled thread must not hold the others back.
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t blk = 0; blk < blocks; ++blk) run_block<T, R, K>(net, c, blk * R, mode, sc);
+  threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
+  Scratch<T, R> sc(net, c.m, mode != FORWARD);  // may throw: before any helper exists
+  auto progress = std::make_shared<Progress>(blocks);
+  for (int t = 1; t < threads; ++t) {
+    try {
+      std::thread(helper<T, R, K>, net, c, mode, progress).detach();
+    } catch (...) {  // no thread available: the caller does the rest
+      break;
+    }
   }
+  take_blocks<T, R, K>(net, c, mode, *progress, sc);
+  std::unique_lock<std::mutex> lock(progress->mutex);
+  progress->finished.wait(lock, [&] { return progress->done.load() == blocks; });
 }
 
 template <typename T, int R>
@@ -359,14 +410,18 @@ static int entry(int64_t n, int64_t layers, int64_t comparators, const int32_t* 
   Call<T> c{static_cast<const T*>(x), static_cast<const T*>(v), v_batched != 0, mode == GROCO ? 1 : m, rows,
             static_cast<T>(s), static_cast<T>(lam), static_cast<const T*>(grad_out), static_cast<T*>(out),
             static_cast<T*>(grad_x), static_cast<T*>(grad_v), num_neg};
-  return dispatch<T, R>(net, c, kind, mode, threads);
+  try {
+    return dispatch<T, R>(net, c, kind, mode, threads);
+  } catch (...) {  // out of memory for the scratch: no exception crosses the C ABI
+    return 2;
+  }
 }
 
 }  // namespace
 
 extern "C" {
 
-int rankssl_abi_version() { return 1; }
+int rankssl_abi_version() { return 2; }
 
 // mode 0: out = P @ v; mode 1: grad_x (and grad_v per row if non-null) from grad_out;
 // mode 2: GroCo, out = per-row loss and grad_x = its gradient. Returns 0 on success.

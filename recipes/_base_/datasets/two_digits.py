@@ -19,6 +19,7 @@ model = dict(data_preprocessor=dict(type='MultiViewDataPreprocessor', mean=[0.2]
 train_dataloader = dict(
     batch_size=256,
     num_workers=0,
+    persistent_workers=False,  # mmpretrain's tools/train.py defaults it to True, which torch refuses at 0 workers
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
@@ -27,6 +28,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=512,
     num_workers=0,
+    persistent_workers=False,  # mmpretrain's tools/train.py defaults it to True, which torch refuses at 0 workers
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
     dataset=dict(
