@@ -56,6 +56,22 @@ def meta(*shape):
     return torch.empty(*shape, device="meta")
 
 
+def _with_env(**values):
+    """Run a call with environment variables set, then restore them."""
+    def run(call):
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            return call()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return run
+
+
 def views(n=2, b=8, d=4):
     return [torch.randn(b, d) for _ in range(n)]
 
@@ -99,6 +115,9 @@ OPS: List[Bad] = [
     bad("DiffSortNetwork", "nan", lambda: O.DiffSortNetwork("odd_even", 3)(nan_at((2, 3), 1)), ValueError, "row 1"),
     bad("get_network", "n-1", lambda: O.get_network("odd_even", 1), ValueError, ">= 2"),
     bad("get_network", "unknown", lambda: O.get_network("shell", 4), ValueError, "Unknown sorting network", "odd_even"),
+    # P for 100000 rows of 256 values with gradients: about 2.7 TB; refused before any work.
+    bad("soft_sort", "too-big", lambda: O.soft_sort(torch.randn(1, 256, requires_grad=True).expand(100000, 256)), ValueError, "GiB", "return_permutation=False", "soft_permutation_matmul", "bitonic"),
+    bad("soft_permutation_matmul", "kernels-env", lambda: _with_env(RANKSSL_KERNELS="gpu")(lambda: O.soft_permutation_matmul(torch.randn(2, 3), torch.ones(3, 1))), ValueError, "RANKSSL_KERNELS", "auto, torch, cpu, triton", "'gpu'"),
     bad("average_precision", "nan", lambda: O.average_precision(nan_at((3, 5), 2, 4), torch.ones(3, 5, dtype=torch.bool)), ValueError, "scores", "query 2", "column 4"),
     bad("average_precision", "nan-sorting", lambda: O.average_precision(nan_at((3, 5), 1), torch.ones(3, 5, dtype=torch.bool), estimator="sorting"), ValueError, "scores", "query 1"),
     bad("average_precision", "range-nan", lambda: O.average_precision(torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool), score_range=(math.nan, 1.0)), ValueError, "score_range"),

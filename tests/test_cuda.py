@@ -1,7 +1,7 @@
 """The losses on a CUDA device equal the CPU path (the fused C++ kernels where they apply).
 
-CUDA tensors take the pure-torch path, CPU tensors the fused kernels, so each case below
-compares two implementations as well as two devices. Skipped without a CUDA device; run on
+CUDA tensors take the Triton kernels (``RANKSSL_KERNELS=auto``), CPU tensors the fused C++
+kernels, so each case below compares two implementations as well as two devices. Skipped without a CUDA device; run on
 a lent GPU (benchmarks/RESULTS.md, section "On a GPU").
 """
 
@@ -86,3 +86,28 @@ def test_soft_sort_backward_matches_cpu(network):
         return leaf.grad.cpu()
 
     torch.testing.assert_close(grad_on("cuda"), grad_on("cpu"), atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("network", ["odd_even", "bitonic", "bitonic_mirrored"])
+def test_triton_kernels_on_cuda_match_the_torch_path(network, dtype, monkeypatch):
+    from rankssl.ops import fused, soft_permutation_matmul
+
+    assert fused.backend_for("cuda", dtype) == "triton"
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 23, generator=generator)
+    v = torch.randn(23, 3, generator=generator)
+    weights = torch.randn(300, 23, 3, generator=generator)
+
+    def run(device):
+        leaf = x.to(device, dtype).requires_grad_()
+        out = soft_permutation_matmul(leaf, v.to(device, dtype), network, "cauchy", 2.0)
+        (out.float() * weights.to(device)).sum().backward()
+        return out.float().cpu(), leaf.grad.float().cpu()
+
+    fast = run("cuda")
+    monkeypatch.setenv("RANKSSL_KERNELS", "torch")
+    reference = run("cuda")
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for got, expected in zip(fast, reference):
+        torch.testing.assert_close(got, expected, atol=tol, rtol=tol)

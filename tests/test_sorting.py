@@ -181,3 +181,22 @@ def test_cuda_matches_cpu():
     values, P = soft_sort(x.cuda())
     ref_values, ref_P = soft_sort(x)
     torch.testing.assert_close(P.cpu(), ref_P, atol=1e-5, rtol=0)
+
+
+def test_permutation_memory_estimate_and_refusal_names_the_cheaper_options():
+    from rankssl.ops.sorting import permutation_memory
+
+    x = torch.randn(2, 4)
+    assert permutation_memory(x, 4) == 3 * 2 * 16 * 4  # a few matrices at a time
+    assert permutation_memory(x.requires_grad_(True), 4) == (2 * 4 + 3) * 2 * 16 * 4  # two per layer kept
+    with torch.no_grad():
+        assert permutation_memory(x, 4) == 3 * 2 * 16 * 4
+    big = torch.randn(1, 64, dtype=torch.float64, requires_grad=True).expand(400000, 64)
+    with pytest.raises(ValueError) as error:
+        soft_sort(big)  # about 1 TB for P with autograd: refused before any work
+    message = str(error.value)
+    for words in ("(400000, 64)", "odd_even network, 64 layers", "GiB", "one kept per layer for autograd",
+                  "return_permutation=False", "soft_permutation_matmul", "'bitonic_mirrored' (21 layers instead of 64)"):
+        assert words in message, words
+    values, none = soft_sort(big[:3], return_permutation=False)
+    assert none is None and values.shape == (3, 64)

@@ -197,20 +197,40 @@ def _build_cpu(network: str, n: int) -> Tuple[ComparatorLayer, ...]:
     return tuple(_make_layer(n, comparators) for comparators in spec if comparators)
 
 
-_DEVICE_CACHE: Dict[Tuple[str, int, torch.device], Tuple[ComparatorLayer, ...]] = {}
+class Network(tuple):
+    """The layers of a network (a tuple of :class:`ComparatorLayer`) with its ``name``
+    and ``size``, so that code holding the layers can name the network (the fused
+    kernels are registered operators, which take the name, not the layers)."""
+
+    name: str
+    size: int
+
+    def __new__(cls, layers, name: str, size: int) -> "Network":
+        network = super().__new__(cls, layers)
+        network.name, network.size = name, size
+        return network
+
+    def __reduce__(self):
+        return (Network, (tuple(self), self.name, self.size))
+
+
+_DEVICE_CACHE: Dict[Tuple[str, int, torch.device], Network] = {}
 
 
 def check_network(network: str, name: str = "sorting_network") -> None:
     check_choice(network, name, NETWORKS, "sorting network")
 
 
-def get_network(network: str, n: int, device: torch.device | str = "cpu") -> Tuple[ComparatorLayer, ...]:
+def get_network(network: str, n: int, device: torch.device | str = "cpu") -> Network:
     """Return the layers of ``network`` for ``n`` wires on ``device``, built once and cached.
 
     Args:
         network: ``"odd_even"``, ``"bitonic"`` or ``"bitonic_mirrored"``.
         n: number of values to sort, at least 2.
         device: where the index tensors live.
+
+    Returns:
+        A :class:`Network`: the tuple of layers, with ``.name`` and ``.size``.
     """
     check_network(network)
     check_positive_int(n, "n (values to sort)", minimum=2)
@@ -218,6 +238,6 @@ def get_network(network: str, n: int, device: torch.device | str = "cpu") -> Tup
     key = (network, n, device)
     layers = _DEVICE_CACHE.get(key)
     if layers is None:
-        layers = tuple(layer.to(device) for layer in _build_cpu(network, n))
+        layers = Network((layer.to(device) for layer in _build_cpu(network, n)), network, n)
         _DEVICE_CACHE[key] = layers
     return layers

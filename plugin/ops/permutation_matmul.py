@@ -12,8 +12,13 @@ running product ``w_t`` (B, m, n). The backward pass walks the layers twice:
    of the input values.
 
 Compared with recording every elementary op for autograd this halves the work on the
-CPU, where a layer over a few thousand numbers costs its per-op overhead. First-order
-gradients only (``once_differentiable``).
+CPU, where a layer over a few thousand numbers costs its per-op overhead.
+
+Second derivatives (``create_graph=True``: Hessian-vector products, gradient
+penalties) are exact on every path: a backward pass that must itself be
+differentiable recomputes ``P @ v`` with plain autograd-recorded torch operations
+(:func:`composed_permutation_matmul`) and differentiates that, at the cost of one more
+network pass.
 """
 
 from __future__ import annotations
@@ -21,10 +26,8 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
-from torch.autograd.function import once_differentiable
-
 from rankssl.ops import fused
-from rankssl.ops.layers import mix_no_grad, split_pairs
+from rankssl.ops.layers import comparator_step, mix, mix_no_grad, split_pairs
 from rankssl.ops.networks import ComparatorLayer
 from rankssl.ops.relaxations import RELAXATION_DERIVATIVES, RELAXATIONS
 
@@ -61,15 +64,19 @@ class _PermutationMatmul(torch.autograd.Function):
         ctx.layers, ctx.distribution = layers, distribution
         ctx.steepness, ctx.art_lambda = steepness, art_lambda
         ctx.v_shape, ctx.v_dtype = v.shape, v.dtype
-        ctx.save_for_backward(*alphas, *diffs, *products)
+        ctx.save_for_backward(x, v, *alphas, *diffs, *products)
         return w.transpose(-1, -2)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_output):
         layers = ctx.layers
         num_layers = len(layers)
-        saved = ctx.saved_tensors
+        x, v, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the backward must be differentiable
+            return (*composed_permutation_matmul_vjp(
+                grad_output, x, v, layers, ctx.distribution, ctx.steepness, ctx.art_lambda,
+                ctx.needs_input_grad[:2],
+            ), None, None, None, None)
         alphas, diffs, products = saved[:num_layers], saved[num_layers : 2 * num_layers], saved[2 * num_layers :]
         derivative = RELAXATION_DERIVATIVES[ctx.distribution]
 
@@ -99,6 +106,39 @@ class _PermutationMatmul(torch.autograd.Function):
         return grad_x, grad_v, None, None, None, None
 
 
+def under_functorch(*tensors: torch.Tensor) -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, ...) wraps any of ``tensors``."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+
+
+def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
+    """``P(x) @ v`` recorded op by op by autograd: slow, but differentiable any number of
+    times. The backward passes of the fast paths use it when ``create_graph=True``."""
+    alphas = []
+    values = x
+    for layer in layers:
+        values, alpha = comparator_step(layer, values, distribution, steepness, art_lambda)
+        alphas.append(alpha)
+    w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:]).transpose(-1, -2)
+    for layer, alpha in zip(reversed(layers), reversed(alphas)):
+        w = mix(layer, w, alpha.unsqueeze(-2), transposed=True)
+    return w.transpose(-1, -2)
+
+
+def composed_permutation_matmul_vjp(grad_output, x, v, layers, distribution, steepness, art_lambda, needs=(True, True)):
+    """``(grad_x, grad_v)`` of ``P(x) @ v`` for ``grad_output``, itself differentiable
+    (``None`` where ``needs`` says the gradient is not wanted)."""
+    with torch.enable_grad():
+        inputs = [t if t.requires_grad else t.detach().requires_grad_(True) for t in (x, v)]
+        out = composed_permutation_matmul(inputs[0], inputs[1], layers, distribution, steepness, art_lambda)
+        grads = torch.autograd.grad(out, inputs, grad_output, create_graph=True, allow_unused=True)
+    return tuple(
+        (torch.zeros_like(t) if g is None else g) if need else None for g, t, need in zip(grads, (x, v), needs)
+    )
+
+
 def reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
     """The pure-torch path of :func:`permutation_matmul`, whatever the fused kernels' state."""
     return _PermutationMatmul.apply(x, v, layers, distribution, steepness, art_lambda)
@@ -110,6 +150,10 @@ def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> tor
     Takes the fused kernels of :mod:`rankssl.ops.fused` where they apply (CPU tensors,
     kernels built and not disabled), else the pure-torch path above.
     """
+    if under_functorch(x, v):
+        # torch.func transforms need autograd.Functions with setup_context; the recorded
+        # ops serve them (and vmap) at the cost of speed.
+        return composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     if out is None:
         out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)

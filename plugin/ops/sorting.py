@@ -23,6 +23,7 @@ Two entry points:
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -50,6 +51,59 @@ def _validated_layers(x, network, distribution, steepness, art_lambda):
     return get_network(network, x.shape[-1], x.device)
 
 
+_GIB = 1 << 30
+
+
+def _available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for new tensors on ``device``, or ``None`` where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def permutation_memory(x: torch.Tensor, num_layers: int) -> int:
+    """Bytes :func:`soft_sort` needs to build ``P`` for ``x`` (..., n) through ``num_layers``
+    layers: a few (..., n, n) matrices at a time, and, where autograd records the sort
+    (``x`` requires grad), about two of them per layer kept for the backward pass."""
+    matrix = x[..., :1].numel() * x.shape[-1] ** 2 * x.element_size()
+    recorded = torch.is_grad_enabled() and x.requires_grad
+    return matrix * (2 * num_layers + 3 if recorded else 3)
+
+
+def _check_permutation_memory(x: torch.Tensor, network: str, num_layers: int) -> None:
+    need = permutation_memory(x, num_layers)
+    if need < _GIB:  # small: no need to ask the device (on a GPU that would be a host sync)
+        return
+    free = _available_memory(x.device)
+    if free is None or need <= free:
+        return
+    n = x.shape[-1]
+    bitonic_layers = len(get_network("bitonic_mirrored", n, "cpu")) if network == "odd_even" else None
+    raise ValueError(
+        f"soft_sort with return_permutation=True on x of shape {tuple(x.shape)} ({network} network, "
+        f"{num_layers} layers) needs about {need / _GIB:.1f} GiB to build the relaxed permutation matrices "
+        f"{tuple(x.shape) + (n,)}" + (", one kept per layer for autograd" if x.requires_grad else "")
+        + f", more than the {free / _GIB:.1f} GiB available on {x.device}. Cheaper: "
+        "return_permutation=False (the sorted values only, O(n) per layer), "
+        "rankssl.ops.soft_permutation_matmul(x, v) for P @ v without forming P"
+        + (f", or network='bitonic' / 'bitonic_mirrored' ({bitonic_layers} layers instead of {num_layers})"
+           if bitonic_layers is not None else "")
+        + "."
+    )
+
+
 def soft_sort(
     x: torch.Tensor,
     network: str = "odd_even",
@@ -71,7 +125,11 @@ def soft_sort(
             ``reciprocal``, ``cauchy``, ``optimal``.
         steepness: inverse temperature of the relaxation, > 0.
         art_lambda: exponent of ``logistic_phi``.
-        return_permutation: also build the relaxed permutation matrix.
+        return_permutation: also build the relaxed permutation matrix. Its memory is
+            estimated first (:func:`permutation_memory`): a ``ValueError`` with the
+            estimate and the cheaper options refuses a call that needs more than the
+            device has free (e.g. ``n = 4096`` with gradients: 64 MiB per matrix,
+            about two per layer, 4096 odd-even layers).
 
     Returns:
         ``(sorted, P)``: sorted values (..., n) and ``P`` (..., n, n) with
@@ -88,6 +146,7 @@ def soft_sort(
     n = x.shape[-1]
     X = None
     if return_permutation:
+        _check_permutation_memory(x, network, len(layers))
         X = torch.eye(n, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n, n)
     for layer in layers:
         x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
@@ -138,7 +197,13 @@ def soft_permutation_matmul(
 
 
 class DiffSortNetwork(torch.nn.Module):
-    """Module form of :func:`soft_sort`, a drop-in for ``diffsort.DiffSortNet``.
+    """Module form of :func:`soft_sort` with rankssl's argument names and order.
+
+    Not a drop-in for ``diffsort.DiffSortNet``: the constructor here is ``(network, size,
+    steepness, distribution, art_lambda)``, diffsort's is ``(sorting_network_type, size,
+    device, steepness, art_lambda, ...)``. The drop-in is
+    :class:`rankssl.ops.DiffSortNet` (``from rankssl.ops import DiffSortNet``), which
+    takes diffsort's arguments and returns its values.
 
     Args:
         network: ``"odd_even"``, ``"bitonic"`` or ``"bitonic_mirrored"``.

@@ -1,32 +1,64 @@
-"""Fused sorting-network kernels: the default path for ``P @ v`` and GroCo on the CPU.
+"""Fused sorting-network kernels: one kernel per network pass for ``P @ v`` and GroCo.
 
 :func:`rankssl.ops.soft_permutation_matmul` and GroCo's core call
 :func:`permutation_matmul` and :func:`group_ordering_mass_loss` here first; each returns
-``None`` when the fused path does not apply (a non-CPU tensor, kernels disabled with
-``RANKSSL_DISABLE_FUSED=1`` or unavailable without a compiler), and the caller then takes
-the pure-torch reference path of :mod:`rankssl.ops.permutation_matmul`, which the tests
-hold equal to this one.
+``None`` when no fused kernel applies, and the caller then takes the pure-torch
+reference path of :mod:`rankssl.ops.permutation_matmul`, which the tests hold equal to
+both kernels.
 
-The CPU kernels (``kernels.cpp``, built on first use by :mod:`.build`) run all layers of
-a network for a block of rows in one pass and keep nothing between forward and backward
-but the inputs: the backward recomputes the sweeps in cache, which is cheaper than
-storing them. float32 and float64 run natively; float16 and bfloat16 inputs are
-computed in float32 and cast back.
+Which kernels run is set by the environment variable ``RANKSSL_KERNELS`` (read at
+every call):
+
+* ``auto`` (default): the C++ kernels (``kernels.cpp``, OpenMP, built on first use by
+  :mod:`.build`) for CPU tensors, the Triton kernels (:mod:`.triton_network`) for CUDA
+  tensors, the torch path where neither applies (no compiler, no Triton, float64 on
+  the GPU, a hand-made network);
+* ``torch``: always the pure-torch path (``RANKSSL_DISABLE_FUSED=1`` is an alias);
+* ``cpu``: the C++ kernels where the tensors are on the CPU, else the torch path;
+* ``triton``: the Triton kernels, for CUDA tensors and, with ``TRITON_INTERPRET=1`` set
+  before Triton is imported, for CPU tensors through Triton's interpreter: the code
+  path a CUDA tensor takes, run on the CPU (this is how CI tests it). Where Triton
+  cannot run, the torch path, with a warning.
+
+Both kernels run all layers of a network for a block of rows in one pass and keep
+nothing between forward and backward but the inputs; arithmetic is float32 for
+float16, bfloat16 and float32 inputs (float64 too on the CPU). Each kernel is a
+registered operator (``torch.ops.rankssl.permutation_matmul``,
+``torch.ops.rankssl.permutation_matmul_backward``,
+``torch.ops.rankssl.group_ordering_mass_loss``, see :mod:`.ops`), so ``torch.compile``
+keeps it as one opaque node, ``torch.func.grad`` differentiates through it, and second
+derivatives (``create_graph=True``) are computed exactly by recomputing the network
+with autograd-recorded torch operations.
+
+Example:
+    >>> import os, torch
+    >>> from rankssl.ops import soft_permutation_matmul
+    >>> x, v = torch.randn(4, 6), torch.randn(6, 2)
+    >>> os.environ["RANKSSL_KERNELS"] = "torch"
+    >>> reference = soft_permutation_matmul(x, v)
+    >>> os.environ["RANKSSL_KERNELS"] = "auto"
+    >>> torch.allclose(soft_permutation_matmul(x, v), reference, atol=1e-5)
+    True
 """
 
 from __future__ import annotations
 
-import ctypes
+import os
+import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from rankssl.ops.fused import build
 from rankssl.ops.networks import ComparatorLayer
 
-__all__ = ["available", "permutation_matmul", "group_ordering_mass_loss"]
+__all__ = [
+    "KERNEL_CHOICES", "available", "kernel_choice", "backend_for", "triton_available",
+    "permutation_matmul", "group_ordering_mass_loss",
+]
 
+#: Values of ``RANKSSL_KERNELS``.
+KERNEL_CHOICES = ("auto", "torch", "cpu", "triton")
 #: Relaxation names as the kernels number them.
 KINDS = {"logistic": 0, "logistic_phi": 1, "gaussian": 2, "reciprocal": 3, "cauchy": 4, "optimal": 5}
 _FORWARD, _BACKWARD, _GROCO = 0, 1, 2
@@ -34,15 +66,97 @@ _NATIVE = (torch.float32, torch.float64)
 # Rows x comparators below which one thread is faster than waking a team (~0.5 ms of work).
 _PARALLEL_WORK = 1 << 18
 _SUPPORTED = _NATIVE + (torch.float16, torch.bfloat16)
+_TRITON_SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
 
 Tables = Tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 _TABLES: Dict[int, Tuple[Sequence[ComparatorLayer], Tables]] = {}
+_triton_state: Dict[str, object] = {}
+
+
+def kernel_choice() -> str:
+    """The value of ``RANKSSL_KERNELS`` (``auto`` if unset; ``torch`` if
+    ``RANKSSL_DISABLE_FUSED=1``); ``ValueError`` for anything else."""
+    if build.disabled():
+        return "torch"
+    choice = os.environ.get("RANKSSL_KERNELS", "").strip().lower() or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise ValueError(
+            f"RANKSSL_KERNELS must be one of {', '.join(KERNEL_CHOICES)}, got {os.environ['RANKSSL_KERNELS']!r}."
+        )
+    return choice
 
 
 def available() -> bool:
     """Whether the fused CPU kernels are enabled and built (builds them on first call)."""
-    return build.load() is not None
+    return kernel_choice() != "torch" and build.load() is not None
 
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def triton_available() -> bool:
+    """Whether the Triton kernels can be imported (Triton installed); imports them."""
+    if "module" not in _triton_state:
+        try:
+            from rankssl.ops.fused import triton_network
+        except Exception as error:  # ImportError, or a Triton that fails to initialise
+            _triton_state["module"], _triton_state["error"] = None, error
+        else:
+            _triton_state["module"] = triton_network
+    return _triton_state["module"] is not None
+
+
+def _warn_triton_unusable(reason: str) -> None:
+    if not _triton_state.get("warned"):
+        _triton_state["warned"] = True
+        warnings.warn(
+            f"RANKSSL_KERNELS=triton but {reason}; rankssl uses the pure-torch path.", RuntimeWarning, stacklevel=4
+        )
+
+
+def backend_for(device_type: str, dtype: torch.dtype) -> Optional[str]:
+    """The kernels that run for tensors of this device type and dtype under the
+    current ``RANKSSL_KERNELS``: ``"cpu"``, ``"triton"`` or ``None`` (the torch path)."""
+    choice = kernel_choice()
+    if choice == "torch":
+        return None
+    if choice in ("auto", "cpu") and device_type == "cpu":
+        return "cpu" if dtype in _SUPPORTED and build.load() is not None else None
+    if choice == "cpu":
+        return None
+    if choice == "auto" and device_type != "cuda":
+        return None
+    if dtype not in _TRITON_SUPPORTED:
+        return None  # float64 and others: the torch path (float32 kernels only)
+    if choice == "triton" and device_type == "cpu" and not _interpreting():
+        _warn_triton_unusable("the tensors are on the CPU and TRITON_INTERPRET=1 is not set")
+        return None
+    if device_type not in ("cuda", "cpu"):
+        return None
+    if not triton_available():
+        if choice == "triton":
+            _warn_triton_unusable(f"Triton cannot be imported ({_triton_state.get('error')})")
+        return None
+    return "triton"
+
+
+def _backend(x: torch.Tensor, network) -> Optional[str]:
+    if getattr(network, "name", None) is None:
+        return None  # a hand-made tuple of layers: only the torch path knows it
+    if not torch.compiler.is_compiling() and torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return None  # torch.func transforms: the torch path records ops they can transform
+    # Every network get_network builds writes a comparator's outputs to its input wires,
+    # the form the Triton kernels take: no further check (which Dynamo would trace).
+    return backend_for(x.device.type, x.dtype)
+
+
+def _triton_network():
+    triton_available()
+    return _triton_state["module"]
+
+
+# ---------------------------------------------------------------- C++ kernels (CPU)
 
 def _tables(layers: Sequence[ComparatorLayer]) -> Tables:
     """The network as flat int32 comparator arrays (a, b, min wire, max wire), cached."""
@@ -94,82 +208,122 @@ def _run(
         raise RuntimeError(f"fused sorting-network kernel failed with status {status}")
 
 
-def _usable(*tensors: torch.Tensor) -> bool:
-    return all(t.device.type == "cpu" and t.dtype in _SUPPORTED for t in tensors) and available()
-
-
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in _NATIVE else torch.float32
 
 
-class _FusedPermutationMatmul(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, v, layers, distribution, steepness, art_lambda):
-        dtype = _compute_dtype(x.dtype)
-        n, m = x.shape[-1], v.shape[-1]
-        rows = x.reshape(-1, n).to(dtype).contiguous()
-        v_batched = v.dim() > 2
-        vectors = (v.expand(*x.shape[:-1], n, m) if v_batched else v).to(dtype).contiguous()
-        out = torch.empty(rows.shape[0], n, m, dtype=dtype)
-        if rows.shape[0] and m:
-            _run(layers, distribution, steepness, art_lambda, _FORWARD, rows, vectors, v_batched, m, out=out)
-        ctx.save_for_backward(rows, vectors)
-        ctx.layers, ctx.relaxation = layers, (distribution, steepness, art_lambda)
-        ctx.x_shape, ctx.x_dtype, ctx.v_shape, ctx.v_dtype = x.shape, x.dtype, v.shape, v.dtype
-        return out.view(*x.shape[:-1], n, m).to(x.dtype)
+def _rows_and_vectors(x: torch.Tensor, v: torch.Tensor, dtype: torch.dtype):
+    n = x.shape[-1]
+    rows = x.reshape(-1, n).to(dtype).contiguous()
+    if v.dim() > 2:
+        vectors = v.expand(*x.shape[:-1], n, v.shape[-1]).reshape(-1, n, v.shape[-1])
+    else:
+        vectors = v
+    return rows, vectors.to(dtype).contiguous()
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        rows, vectors = ctx.saved_tensors
-        n, m = rows.shape[-1], vectors.shape[-1]
-        grad_out = grad_output.reshape(-1, n, m).to(rows.dtype).contiguous()
-        grad_x = torch.zeros_like(rows)
-        want_v = ctx.needs_input_grad[1]
-        grad_v_rows = torch.zeros(rows.shape[0], n, m, dtype=rows.dtype) if want_v else None
-        if rows.shape[0] and m:
-            _run(
-                ctx.layers, *ctx.relaxation, _BACKWARD, rows, vectors, vectors.dim() > 2, m,
-                grad_out=grad_out, grad_x=grad_x, grad_v=grad_v_rows,
-            )
-        grad_v = None
-        if want_v:
-            grad_v = grad_v_rows.view(*ctx.x_shape[:-1], n, m)
-            if len(ctx.v_shape) == 2:
-                grad_v = grad_v.reshape(-1, n, m).sum(0)
-            grad_v = grad_v.to(ctx.v_dtype)
-        return grad_x.view(ctx.x_shape).to(ctx.x_dtype), grad_v, None, None, None, None
 
+def cpu_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
+    """``P(x) @ v`` (..., n, m) with the C++ kernels (CPU tensors)."""
+    dtype = _compute_dtype(x.dtype)
+    n, m = x.shape[-1], v.shape[-1]
+    rows, vectors = _rows_and_vectors(x, v, dtype)
+    out = torch.empty(rows.shape[0], n, m, dtype=dtype)
+    if rows.shape[0] and m:
+        _run(layers, distribution, steepness, art_lambda, _FORWARD, rows, vectors, v.dim() > 2, m, out=out)
+    return out.view(*x.shape[:-1], n, m).to(x.dtype)
+
+
+def cpu_permutation_matmul_backward(grad_output, x, v, layers, distribution, steepness, art_lambda, need_v):
+    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` with the C++ kernels."""
+    dtype = _compute_dtype(x.dtype)
+    n, m = x.shape[-1], v.shape[-1]
+    rows, vectors = _rows_and_vectors(x, v, dtype)
+    grad_out = grad_output.reshape(-1, n, m).to(dtype).contiguous()
+    grad_x = torch.zeros_like(rows)
+    grad_v_rows = torch.zeros(rows.shape[0], n, m, dtype=dtype) if need_v else None
+    if rows.shape[0] and m:
+        _run(
+            layers, distribution, steepness, art_lambda, _BACKWARD, rows, vectors, v.dim() > 2, m,
+            grad_out=grad_out, grad_x=grad_x, grad_v=grad_v_rows,
+        )
+    return grad_x.view(x.shape).to(x.dtype), _sum_grad_v(grad_v_rows, x, v)
+
+
+def _sum_grad_v(grad_v_rows, x, v):
+    if grad_v_rows is None:
+        return None
+    n, m = x.shape[-1], v.shape[-1]
+    if v.dim() == 2:
+        return grad_v_rows.reshape(-1, n, m).sum(0).to(v.dtype)
+    return grad_v_rows.view(*x.shape[:-1], n, m).to(v.dtype)
+
+
+def cpu_group_ordering(scores, num_neg, layers, distribution, steepness, art_lambda):
+    """GroCo's ``(loss (A,), grad (A, n))`` with the C++ kernels."""
+    dtype = _compute_dtype(scores.dtype)
+    rows = scores.to(dtype).contiguous()
+    loss = torch.empty(rows.shape[0], dtype=dtype)
+    grad = torch.empty_like(rows)
+    if rows.shape[0]:
+        _run(layers, distribution, steepness, art_lambda, _GROCO, rows, out=loss, grad_x=grad, num_neg=num_neg)
+    return loss.to(scores.dtype), grad.to(scores.dtype)
+
+
+# ---------------------------------------------------------------- Triton kernels
+
+def triton_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
+    """``P(x) @ v`` (..., n, m) with the Triton kernels."""
+    n, m = x.shape[-1], v.shape[-1]
+    rows, vectors = x.reshape(-1, n).contiguous(), _batched_vectors(x, v)
+    out = _triton_network().permutation_matmul(rows, vectors, layers, distribution, steepness, art_lambda)
+    return out.view(*x.shape[:-1], n, m)
+
+
+def _batched_vectors(x, v):
+    if v.dim() == 2:
+        return v.contiguous()
+    n, m = x.shape[-1], v.shape[-1]
+    return v.expand(*x.shape[:-1], n, m).reshape(-1, n, m).contiguous()
+
+
+def triton_permutation_matmul_backward(grad_output, x, v, layers, distribution, steepness, art_lambda, need_v):
+    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` with the Triton kernels."""
+    n, m = x.shape[-1], v.shape[-1]
+    rows, vectors = x.reshape(-1, n).contiguous(), _batched_vectors(x, v)
+    grad_out = grad_output.reshape(-1, n, m).contiguous()
+    grad_x, grad_v_rows = _triton_network().permutation_matmul_backward(
+        grad_out, rows, vectors, layers, distribution, steepness, art_lambda
+    )
+    return grad_x.view(x.shape), _sum_grad_v(grad_v_rows if need_v else None, x, v)
+
+
+def triton_group_ordering(scores, num_neg, layers, distribution, steepness, art_lambda):
+    """GroCo's ``(loss (A,), grad (A, n))`` with the Triton kernels."""
+    return _triton_network().group_ordering_mass_loss(
+        scores.contiguous(), num_neg, layers, distribution, steepness, art_lambda
+    )
+
+
+# ---------------------------------------------------------------- entry points
 
 def permutation_matmul(
     x: torch.Tensor, v: torch.Tensor, layers: Sequence[ComparatorLayer], distribution: str, steepness: float,
     art_lambda: float,
 ) -> Optional[torch.Tensor]:
-    """``P(x) @ v`` through the fused kernels, or ``None`` if they do not apply.
+    """``P(x) @ v`` through the fused kernels, or ``None`` if none applies.
 
-    Arguments as :func:`rankssl.ops.permutation_matmul.permutation_matmul` (validated).
+    Arguments as :func:`rankssl.ops.permutation_matmul.permutation_matmul` (validated);
+    ``layers`` as returned by :func:`rankssl.ops.get_network` (it carries the network's
+    name). ``v`` is cast to ``x``'s dtype first.
     """
-    if not _usable(x, v):
+    backend = _backend(x, layers)
+    if backend is None or (backend == "cpu" and v.device.type != "cpu"):
         return None
-    return _FusedPermutationMatmul.apply(x, v, layers, distribution, steepness, art_lambda)
-
-
-class _FusedGroupOrdering(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, scores, num_neg, layers, distribution, steepness, art_lambda):
-        rows = scores.contiguous()
-        loss = torch.empty(rows.shape[0], dtype=rows.dtype)
-        grad = torch.empty_like(rows)
-        if rows.shape[0]:
-            _run(layers, distribution, steepness, art_lambda, _GROCO, rows, out=loss, grad_x=grad, num_neg=num_neg)
-        ctx.save_for_backward(grad)
-        return loss
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return grad * grad_output.unsqueeze(-1), None, None, None, None, None
+    if v.dtype != x.dtype:
+        v = v.to(x.dtype)
+    return ops.permutation_matmul(
+        x, v, layers.name, distribution, float(steepness), float(art_lambda), backend
+    )
 
 
 def group_ordering_mass_loss(
@@ -179,8 +333,10 @@ def group_ordering_mass_loss(
     """GroCo's per-anchor loss from pre-ordered scores in one fused pass, or ``None``.
 
     Args:
-        scores: (A, n) float32/float64, ``[negatives ascending, positives ascending]``.
+        scores: (A, n) float32/float64 (float16/bfloat16 are computed in float32),
+            ``[negatives ascending, positives ascending]``.
         num_neg: K, the first K inputs are negatives.
+        layers: the network, as returned by :func:`rankssl.ops.get_network`.
 
     Returns:
         (A,) the mean over the n inputs of ``BCE(clamp(q, 0, 1), target)``, ``q`` the
@@ -189,6 +345,13 @@ def group_ordering_mass_loss(
         doubly stochastic (the negative-block mass is ``1 - q``). The gradient is computed
         in the same pass and saved; the backward only scales it.
     """
-    if scores.dtype not in _NATIVE or not _usable(scores):
+    backend = _backend(scores, layers)
+    if backend is None:
         return None
-    return _FusedGroupOrdering.apply(scores, num_neg, layers, distribution, steepness, art_lambda)
+    loss, _ = ops.group_ordering_mass_loss(
+        scores, int(num_neg), layers.name, distribution, float(steepness), float(art_lambda), backend
+    )
+    return loss
+
+
+from rankssl.ops.fused import ops  # noqa: E402  (registers the operators; needs the functions above)
