@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/rankssl demo
 
 test: install
-	$(BIN)/python -m pytest -q --durations=10
+	TRITON_INTERPRET=1 $(BIN)/python -m pytest -q --durations=10
 
 clean:
 	rm -rf $(VENV) work_dirs

@@ -1,3 +1,8 @@
+# Provenance: S2R2 (Varamesh et al., arXiv:2010.07258) has no public code and only its abstract is
+# on record: it fixes many views per image, every view a query ranking all other views of the batch,
+# loss 1 - mean AP, and STL-10 / MS-COCO as data. Everything else here is rankssl's choice, not the
+# paper's: the AP estimator (binned, FastAP-style) and its bins, the number and sizes of the views,
+# the backbone (ResNet-18 / SmallCNN), head, optimiser, learning rate and schedule.
 # S2R2 on Fashion-MNIST (60,000 train / 10,000 test, 28x28 grey): the digits recipe
 # (s2r2_smallcnn_1xb256-4v-50e_digits.py) point by point -- SmallCNN, MLP head, 4 views, binned
 # AP with 40 bins, learning rate, schedule -- on recipes/_base_/datasets/fashion_mnist.py (its
