@@ -666,8 +666,8 @@ class HydraLoss(HydraLossBase):
             keys, key_labels = dist.gather(z), dist.gather(y)
             offset = dist.local_row_offset(z.shape[0])
         self._check_classes(key_labels)
-        invalid = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
-        rows = torch.arange(z.shape[0], device=device) + offset if pair_labels is None and self.pair_draw == "per_row" else None
+        invalid, anchor_rows = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
+        rows = anchor_rows if pair_labels is None and self.pair_draw == "per_row" else None
         pair_labels, admissible = self._pair_labels(labels, y, pair_labels, key_labels, rows)
         if pair_labels.shape[0] == batch_size and num_views > 1:
             # one partner per image: its gates once per image (the filter's BatchNorm sees the
@@ -719,8 +719,9 @@ class HydraLoss(HydraLossBase):
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
 
-    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> torch.Tensor:
-        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other').
+    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other'),
+        and the (rows,) anchors' rows among the keys.
 
         Depends on shapes only, so it is built once per shape and device and kept."""
         key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
@@ -733,7 +734,7 @@ class HydraLoss(HydraLossBase):
             else:  # a key is visible to the anchors of the other views only
                 invalid = ((key_rows % rows) // batch_size)[None, :] == ((anchor_rows % rows) // batch_size)[:, None]
             cache.clear()
-            cache[key] = invalid
+            cache[key] = (invalid, anchor_rows)
         return cache[key]
 
     def _check_classes(self, key_labels: torch.Tensor) -> None:
