@@ -39,5 +39,9 @@ times = {k: [] for k in fs}
 for _ in range(21):
     for k, f in fs.items():
         t = time.perf_counter(); f(); times[k].append(time.perf_counter() - t)
+peer = res["pml SupConLoss(cat(z0, z1), cat(y, y))"][0]
 for k, (l, s, by) in res.items():
     print(f"{k}: launches {l} syncs {s} {by} CPU median {sorted(times[k])[10]*1e3:.1f} ms")
+for k, (l, s, _) in list(res.items())[:2]:
+    met = "met" if l <= peer and s == 0 else "NOT met"
+    print(f"target (launches <= SupCon's {peer}, no sync) for {k.split('(')[0].strip()}: {met}")

@@ -36,12 +36,13 @@ def _views(seed=0, b=B, d=D):
             torch.arange(b) % C)
 
 
-@pytest.mark.parametrize("front_end", ["lightly", "pml"])
-def test_no_host_sync_and_launches_near_supcon_at_batch_256(front_end):
+@pytest.mark.parametrize("front_end", ["lightly", "lightly-variant", "pml"])
+def test_no_host_sync_and_launches_at_most_supcon_at_batch_256(front_end):
     z0, z1, y = _views()
     z, yy = torch.cat([z0, z1]), torch.cat([y, y])
-    loss_fn = HydraLoss(C, D, embed_dim=16, hidden_dim=16, seed=0) if front_end == "lightly" else \
-        PMLHydraLoss(C, D, embed_dim=16, hidden_dim=16, seed=0)
+    variant = RANKSSL_VARIANT if front_end == "lightly-variant" else {}
+    loss_fn = PMLHydraLoss(C, D, embed_dim=16, hidden_dim=16, seed=0) if front_end == "pml" else \
+        HydraLoss(C, D, embed_dim=16, hidden_dim=16, seed=0, **variant)
     supcon = SupConLoss()
 
     def clear():
@@ -51,7 +52,7 @@ def test_no_host_sync_and_launches_near_supcon_at_batch_256(front_end):
 
     def hydra_step():
         clear()
-        (loss_fn([z0, z1], y) if front_end == "lightly" else loss_fn(z, yy)).backward()
+        (loss_fn(z, yy) if front_end == "pml" else loss_fn([z0, z1], y)).backward()
 
     def supcon_step():
         clear()
@@ -62,9 +63,34 @@ def test_no_host_sync_and_launches_near_supcon_at_batch_256(front_end):
         peer = _count(supcon_step)
         flush()
     assert hydra.syncs == 0, dict(hydra.syncs_by_name)
-    # Measured 124 (lightly) and 110 (pml) against SupCon's 99: the input checks (about 17) and the
-    # feature filter's MLP with BatchNorm (about 25) are what SupCon does not run.
-    assert hydra.launches <= 1.3 * peer.launches, (hydra.launches, peer.launches)
+    # Measured 97 (lightly), 99 (lightly, rankssl's variant) and 89 (pml) against SupCon's 97 on
+    # these views (99 on the benchmark's), the feature filter's MLP included.
+    # SupCon's own count depends on the data (97 to 99); the variant's (V*B, V*B) masks cost 2 more
+    slack = 2 if front_end == "lightly-variant" else 0
+    assert hydra.launches <= peer.launches + slack, (hydra.launches, peer.launches, dict(hydra.by_name))
+    # every lazy verdict of the call reaches the host in one copy
+    assert hydra.by_name["aten::_to_copy"] == 1, dict(hydra.by_name)
+
+
+@pytest.mark.parametrize("front_end", ["lightly", "pml"])
+def test_collected_lazy_checks_raise_the_first_failure(front_end):
+    """The checks a call collects travel to the host together and are still raised, in order."""
+    loss_fn = HydraLoss(C, D, embed_dim=8, hidden_dim=8) if front_end == "lightly" else \
+        PMLHydraLoss(C, D, embed_dim=8, hidden_dim=8)
+    z0, z1, _ = _views(b=8)
+    z1 = z1.detach().clone()
+    z1[3, 2] = float("nan")
+    one_class = torch.zeros(8, dtype=torch.long)  # a second failure for the lightly-style loss
+    with validation_mode("lazy"), pytest.raises(ValueError, match="non-finite value at row 3, column 2"):
+        if front_end == "lightly":
+            loss_fn([z0, z1], one_class)
+        else:
+            loss_fn(torch.cat([z1, z0]), torch.cat([one_class, one_class + 1]))
+        flush()
+    if front_end == "lightly":
+        with validation_mode("lazy"), pytest.raises(ValueError, match="single class"):
+            loss_fn([z0, z0], one_class)
+            flush()
 
 
 def test_lazy_checks_still_raise():

@@ -65,6 +65,8 @@ from rankssl.ops.validation import (
     check_labels,
     check_positive_int,
     check_tensor,
+    collect_checks,
+    send_collected_checks,
 )
 
 __all__ = ["HydraLoss", "RANKSSL_VARIANT", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss",
@@ -108,7 +110,7 @@ def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gat
 
 def _unit_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(x / c, c)`` with c the row's largest magnitude: squares of x / c cannot overflow."""
-    c = x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    c = torch.linalg.vector_norm(x, float("inf"), dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     return x / c, c
 
 
@@ -142,38 +144,50 @@ class _GatedTerms(torch.autograd.Function):
         logits = (gu @ v.mT) * rs
         masked = logits.masked_fill(not_negative, _NOT_NEGATIVE)
         lse = masked.logsumexp(dim=-1, keepdim=True)
-        x = lse - logits
+        # -inf off the positives: softplus gives their 0 term and sigmoid their 0 gradient
+        x = torch.where(to_pair, lse - logits, float("-inf"))
         ctx.keys_mode = keys if keys is None or isinstance(keys, str) else "tensor"
         ctx.scale_is_tensor = isinstance(scale, torch.Tensor)
-        ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair,
+        ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, x,
                               scale if ctx.scale_is_tensor else None)
-        return F.softplus(x) * to_pair
+        return F.softplus(x)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, lse, x, to_pair, scale = ctx.saved_tensors
-        q = grad * torch.sigmoid(x) * to_pair  # d loss / d x at the positives
-        lam = (masked - lse).exp() * q.sum(dim=-1, keepdim=True) - q  # d loss / d logits (softmax over negatives)
-        gn = lam * rs
-        lam_l = lam * logits
+        u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, x, scale = ctx.saved_tensors
+        q = grad * torch.sigmoid(x)  # d loss / d x, 0 off the positives
+        # nlam = -lambda = -(d loss / d logits) = q - softmax over the negatives * sum(q): every
+        # gradient is linear in lambda, so the sign is folded into the alpha/beta/value arguments below.
+        nlam = torch.addcmul(q, masked.softmax(dim=-1), q.sum(dim=-1, keepdim=True), value=-1.0)
+        gn = nlam * rs
+        lam_l = nlam * logits
         row = lam_l.sum(dim=-1, keepdim=True)
         c = row / a
         m = lam_l / k
         gnv = gn @ v
-        du = torch.addcmul(gnv * g2, c, gu, value=-1.0)
-        dg2 = torch.addcmul(gnv * u, c, u * u, value=-0.5).sub_(m @ vv, alpha=0.5)
-        dgates = dg2.mul_(gates).mul_(2.0)
-        dv = torch.addcmul(gn.mT @ gu, m.mT @ g2, v, value=-1.0)
+        # dG = (gnv - c U / 2) * U - (m V^2) / 2 (signs of lambda); d gates = 2 gates dG
+        half = torch.addcmul(gnv, c, u, value=-0.5)
+        dgates = _addmm(half * u, m, vv, beta=-2.0, alpha=1.0) * gates
+        dv = _addmm((m.mT @ g2) * v, gn.mT, gu, beta=1.0, alpha=-1.0)
+        inner = torch.addcmul(gnv, c, u, value=-1.0)  # = c U - gnv in true signs: dU = -G * inner
         dkeys = None
         if ctx.keys_mode is None:
-            du = du.add_(dv)
+            du = torch.addcmul(dv, g2, inner, value=-1.0)
         elif ctx.keys_mode == "flip":
-            du = du.add_(dv.flip(0))
+            du = torch.addcmul(dv.flip(0), g2, inner, value=-1.0)
         else:
+            du = inner.mul_(g2).neg_()
             dkeys = dv.div_(cv)
-        dscale = row.sum() / scale if ctx.scale_is_tensor and ctx.needs_input_grad[5] else None
+        dscale = (row.sum() / scale).neg_() if ctx.scale_is_tensor and ctx.needs_input_grad[5] else None
         return du.div_(cu), dkeys, dgates, None, None, dscale
+
+
+def _addmm(input: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: float, alpha: float) -> torch.Tensor:
+    """``beta * input + alpha * (a @ b)`` for 2-D or batched 3-D operands, in one kernel."""
+    if a.dim() == 3:
+        return torch.baddbmm(input, a, b, beta=beta, alpha=alpha)
+    return torch.addmm(input, a, b, beta=beta, alpha=alpha)
 
 
 def _masked_terms(
@@ -619,6 +633,13 @@ class HydraLoss(HydraLossBase):
         out0: Optional[torch.Tensor] = None,
         out1: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
+        started = collect_checks()  # the lazy verdicts of this call reach the host in one copy
+        try:
+            return self._forward(views, labels, pair_labels, out0, out1)
+        finally:
+            send_collected_checks(started)
+
+    def _forward(self, views, labels, pair_labels, out0, out1) -> torch.Tensor:
         views, labels, pair_labels = _split_call(views, labels, pair_labels, out0, out1)
         views = as_view_list((views,), min_views=1)
         self._check_settings()
@@ -645,8 +666,8 @@ class HydraLoss(HydraLossBase):
             keys, key_labels = dist.gather(z), dist.gather(y)
             offset = dist.local_row_offset(z.shape[0])
         self._check_classes(key_labels)
-        invalid = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
-        rows = torch.arange(z.shape[0], device=device) + offset if pair_labels is None and self.pair_draw == "per_row" else None
+        invalid, anchor_rows = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
+        rows = anchor_rows if pair_labels is None and self.pair_draw == "per_row" else None
         pair_labels, admissible = self._pair_labels(labels, y, pair_labels, key_labels, rows)
         if pair_labels.shape[0] == batch_size and num_views > 1:
             # one partner per image: its gates once per image (the filter's BatchNorm sees the
@@ -672,10 +693,13 @@ class HydraLoss(HydraLossBase):
         else:
             others = torch.tensor([[u for u in range(num_views) if u != v] for v in range(num_views)], device=z.device)
             keys = z[others].reshape(num_views, (num_views - 1) * batch_size, -1)
-        key_labels = labels.repeat(num_views - 1)
+        key_labels = labels if num_views == 2 else labels.repeat(num_views - 1)
         self._check_classes(labels)
-        y = labels.repeat(num_views)
-        rows = torch.arange(y.shape[0], device=z.device) if pair_labels is None and self.pair_draw == "per_row" else None
+        per_row = pair_labels is None and self.pair_draw == "per_row"
+        # the rows' classes, except for the authors' permutation draw, which reads only the images' labels
+        permutation = pair_labels is None and self.pairing == "arbitrary" and self.pair_draw == "permutation"
+        y = labels if permutation else labels.repeat(num_views)
+        rows = torch.arange(y.shape[0], device=z.device) if per_row else None
         pair_labels, admissible = self._pair_labels(labels, y, pair_labels, y, rows)
         if pair_labels.shape[0] == batch_size:  # one partner per image, shared by its views
             gates = self.feature_filter.gates(labels, pair_labels).expand(num_views, -1, -1)
@@ -695,8 +719,9 @@ class HydraLoss(HydraLossBase):
             loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
         return loss
 
-    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> torch.Tensor:
-        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other').
+    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other'),
+        and the (rows,) anchors' rows among the keys.
 
         Depends on shapes only, so it is built once per shape and device and kept."""
         key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
@@ -709,7 +734,7 @@ class HydraLoss(HydraLossBase):
             else:  # a key is visible to the anchors of the other views only
                 invalid = ((key_rows % rows) // batch_size)[None, :] == ((anchor_rows % rows) // batch_size)[:, None]
             cache.clear()
-            cache[key] = invalid
+            cache[key] = (invalid, anchor_rows)
         return cache[key]
 
     def _check_classes(self, key_labels: torch.Tensor) -> None:
@@ -730,9 +755,9 @@ class HydraLoss(HydraLossBase):
         with_positive = (counts > 0).sum()
         defer_or_raise(with_positive == 0, "No anchor has a positive: every paired class occurs only as the anchor "
                        "itself (with pairing='identical' each class needs at least two samples in the batch).", counts)
-        # sums are 0 where counts are: the mean over the groups (anchors or directions) that have a positive
-        weights = 1.0 / (counts.clamp_min(1) * with_positive.clamp_min(1))
-        return (sums * weights).sum()
+        # sums are 0 where counts are (any divisor does there; 1 keeps it finite): the mean over the
+        # groups (anchors or directions) that have a positive
+        return (sums / (counts * with_positive).clamp_min(1)).sum()
 
     def extra_repr(self) -> str:
         return (

@@ -79,11 +79,13 @@ __all__ = [
     "check_tensor",
     "check_views",
     "checks_lazily",
+    "collect_checks",
     "current_validation_mode",
     "defer_check",
     "describe",
     "flush",
     "safe_normalize",
+    "send_collected_checks",
     "validation_mode",
 ]
 
@@ -228,11 +230,12 @@ def checks_lazily(tensor: torch.Tensor) -> bool:
 @dataclass
 class _Pending:
     """A verdict on its way to the host: ``code`` (host tensor, ready once ``event`` has
-    completed) and the function that turns a bad code into the error message."""
+    completed) and the function that turns its values (a list of ints) into the error
+    message, or None when they are good."""
 
     code: torch.Tensor
     event: Optional[object]
-    message: Callable[[int], Optional[str]]
+    message: Callable[[List[int]], Optional[str]]
 
     def ready(self) -> bool:
         return self.event is None or self.event.query()
@@ -240,15 +243,17 @@ class _Pending:
     def error(self) -> Optional[str]:
         if self.event is not None:
             self.event.synchronize()
-        return self.message(int(self.code.numpy().reshape(-1)[0]))
+        return self.message([int(value) for value in self.code.numpy().reshape(-1)])
 
 
 _PENDING: List[_Pending] = []
+# Verdicts collected between collect_checks() and send_collected_checks(): (values, explain).
+_COLLECTED: Optional[List[Tuple[List[torch.Tensor], Callable[[List[int]], Optional[str]]]]] = None
 
 
-def _send_to_host(code: torch.Tensor, message: Callable[[int], Optional[str]]) -> None:
-    """Queue a 1-element int64 ``code`` computed on the device, copied without blocking."""
-    host = code.detach().reshape(1).to("cpu", non_blocking=True, copy=True)
+def _send_to_host(code: torch.Tensor, message: Callable[[List[int]], Optional[str]]) -> None:
+    """Queue the integer or bool ``code`` computed on the device, copied without blocking."""
+    host = code.detach().reshape(-1).to("cpu", non_blocking=True, copy=True)
     event = None
     if code.device.type == "cuda":
         event = torch.cuda.Event()
@@ -256,6 +261,66 @@ def _send_to_host(code: torch.Tensor, message: Callable[[int], Optional[str]]) -
     if len(_PENDING) >= _MAX_PENDING:
         _raise_pending(_PENDING[:1], block=True)
     _PENDING.append(_Pending(host, event, message))
+
+
+def _defer_values(values: List[torch.Tensor], explain: Callable[[List[int]], Optional[str]]) -> None:
+    """Queue 1-element device ``values`` for the host; ``explain`` turns them, read there, into
+    an error message or None. Collected values travel together (see :func:`collect_checks`)."""
+    if _COLLECTED is not None:
+        _COLLECTED.append((values, explain))
+    else:
+        _send_values([(values, explain)])
+
+
+def _send_values(entries: List[Tuple[List[torch.Tensor], Callable[[List[int]], Optional[str]]]]) -> None:
+    """One stacked copy to the host for all ``entries``; the first failing explanation is raised."""
+    flat = [value.detach().reshape(()) for values, _ in entries for value in values]
+    code = flat[0] if len(flat) == 1 else torch.stack(flat)  # stack promotes bool to int64
+
+    def message(codes: List[int]) -> Optional[str]:
+        start = 0
+        for values, explain in entries:
+            error = explain(codes[start:start + len(values)])
+            start += len(values)
+            if error is not None:
+                return error
+        return None
+
+    _send_to_host(code, message)
+
+
+@torch.compiler.disable
+def collect_checks() -> bool:
+    """Start collecting lazy verdicts, to send them to the host in one copy at
+    :func:`send_collected_checks` (a loss that runs several checks calls both around its
+    forward, in ``try``/``finally``). Returns whether this call started the collection
+    (nested calls join the outer one); pass it to :func:`send_collected_checks`.
+
+    Example:
+        >>> import torch
+        >>> started = collect_checks()
+        >>> try:
+        ...     defer_check(torch.tensor(False), "never raised")
+        ... finally:
+        ...     send_collected_checks(started)
+    """
+    global _COLLECTED
+    if _COLLECTED is not None:
+        return False
+    _COLLECTED = []
+    return True
+
+
+@torch.compiler.disable
+def send_collected_checks(started: bool) -> None:
+    """Send the verdicts collected since :func:`collect_checks` (when it returned True) in
+    one non-blocking copy."""
+    global _COLLECTED
+    if not started:
+        return
+    entries, _COLLECTED = _COLLECTED, None
+    if entries:
+        _send_values(entries)
 
 
 def _raise_pending(entries: List[_Pending], block: bool) -> None:
@@ -309,7 +374,7 @@ def defer_check(bad: torch.Tensor, message: str) -> None:
         if bool(bad):
             raise ValueError(message)
         return
-    _send_to_host(bad.detach().reshape(()).long(), lambda code: message if code else None)
+    _defer_values([bad], lambda codes: message if codes[0] else None)
 
 
 
@@ -368,15 +433,16 @@ _FINITE_ADVICE = (
 
 def _lazy_finite(names: List[str], stacked: torch.Tensor, row_axis_name: str) -> None:
     """Queue the finiteness verdict of ``len(names)`` tensors stacked along a new first
-    dimension: the flat index of the first non-finite entry, or -1, computed on the
-    device (``x - x == 0`` exactly when ``x`` is finite)."""
+    dimension: whether all are finite and the flat index of the first non-finite entry,
+    computed on the device (``x - x == 0`` exactly when ``x`` is finite)."""
     flat = stacked.detach().reshape(-1)
     finite, first_bad = (flat - flat == 0).min(0)  # min of a bool vector: the first False
     shape = tuple(stacked.shape)
 
-    def message(code: int) -> Optional[str]:
-        if code < 0:
+    def message(codes: List[int]) -> Optional[str]:
+        if codes[0]:
             return None
+        code = codes[1]
         index = tuple(int(i) for i in torch.unravel_index(torch.tensor(code), shape))
         name, index = names[index[0]], index[1:] or (0,)
         return (
@@ -384,7 +450,7 @@ def _lazy_finite(names: List[str], stacked: torch.Tensor, row_axis_name: str) ->
             "(Found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE.)"
         )
 
-    _send_to_host(first_bad.masked_fill(finite, -1), message)
+    _defer_values([finite, first_bad], message)
 
 
 @torch.compiler.disable
@@ -544,11 +610,11 @@ def check_labels(
     labels = labels.to(dtype=torch.long, device=device if device is not None else labels.device)
     if num_classes is not None and labels.numel():
         if checks_lazily(labels):
-            defer_check(
-                ((labels < 0) | (labels >= num_classes)).any(),
-                f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
-                "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).",
-            )
+            _raise_ready()
+            message = (f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
+                       "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).")
+            low, high = labels.aminmax()  # one reduction for both bounds
+            _defer_values([low, high], lambda codes: message if codes[0] < 0 or codes[1] >= num_classes else None)
             return labels
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:

@@ -26,7 +26,7 @@ from rankssl.losses.hydra import (
     defer_or_raise,
     feature_filter_for,
 )
-from rankssl.ops.validation import check_float
+from rankssl.ops.validation import check_float, collect_checks, send_collected_checks
 from rankssl.pml._checks import CheckedInputsMixin
 
 __all__ = ["HydraLoss"]
@@ -176,10 +176,12 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         if ref_self_index is not None:
             ref_self_index = self._checked_ref_self_index(ref_self_index, embeddings, ref_emb)
         self._pair_labels, self._ref_self_index = pair_labels, ref_self_index
+        started = collect_checks()  # the lazy verdicts of this call reach the host in one copy
         try:
             return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         finally:
             self._pair_labels = self._ref_self_index = None
+            send_collected_checks(started)
 
     @staticmethod
     def _self_index_of_all_pairs(embeddings, indices_tuple, ref_emb, ref_self_index):
@@ -209,15 +211,17 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         return ref_self_index
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        same_labels = ref_labels is labels  # pml's default references: the batch itself, checked once
         labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
-        ref_labels = check_class_labels(ref_labels, self.num_classes, length=ref_emb.shape[0], name="ref_labels")
+        ref_labels = labels if same_labels else check_class_labels(ref_labels, self.num_classes,
+                                                                   length=ref_emb.shape[0], name="ref_labels")
         if embeddings.shape[1] != self.embedding_size:
             raise ValueError(
                 f"Embeddings have dim {embeddings.shape[1]} but the feature filter gates "
                 f"{self.embedding_size} dimensions."
             )
         device = embeddings.device
-        self_index = torch.arange(embeddings.shape[0], device=device) if ref_emb is embeddings else None
+        self_index, invalid = self._own_rows(embeddings.shape[0], device) if ref_emb is embeddings else (None, None)
         if self_index is None and self._ref_self_index is not None:
             self_index = self._ref_self_index.to(device)
         pair_labels, admissible = self._pair_labels, None
@@ -227,8 +231,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
             pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0],
                                              name="pair_labels").to(device)
         gates = self.feature_filter.gates(labels, pair_labels)
-        invalid = None
-        if self_index is not None:
+        if self_index is not None and invalid is None:
             invalid = torch.arange(ref_emb.shape[0], device=device)[None, :] == self_index[:, None]
         if admissible is not None:
             invalid = ~admissible[:, None] if invalid is None else invalid | ~admissible[:, None]
@@ -243,6 +246,17 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
                 "reduction_type": "already_reduced",
             }
         return loss_dict
+
+    def _own_rows(self, rows: int, device) -> tuple:
+        """``(arange(rows), eye(rows, dtype=bool))``: each anchor's own row when the references are
+        the batch. Depends on the shape only, so it is built once per shape and device and kept."""
+        key = (rows, str(device))
+        cache = self.__dict__.setdefault("_own_rows_cache", {})
+        if key not in cache:
+            index = torch.arange(rows, device=device)
+            cache.clear()
+            cache[key] = (index, index[None, :] == index[:, None])
+        return cache[key]
 
     def _loss_entry(self, terms: torch.Tensor, positive: torch.Tensor) -> dict:
         if type(self.reducer) is MeanReducer:  # pml's mean, computed here without a host sync
