@@ -11,11 +11,15 @@ import launches  # noqa: E402
 
 # Rows whose target is not met yet, with the reason (strict: a fix makes the test say so).
 NOT_YET = {
-    "pml GroCoLoss": "anchors are grouped by their (P, K) sizes on the host (unique/nonzero)",
+    "pml GroCoLoss": "one host sync: the anchors' sorted (P, K) keys are copied to the host (each P + K needs its "
+                     "own sorting network, so the shapes depend on the labels' values)",
     "S2R2Loss sorting": "carries relevance through the network layer by layer (the fused P @ v path gave a biased "
                         "estimate, -0.01 to -0.06, and was reverted)",
-    "pml S2R2Loss": "no sync, but pml's distance and reducer path costs ~15 launches more than FastAPLoss",
 }
+
+# Host syncs that LaunchCounter cannot see on CPU tensors (a ``.tolist()`` copies without an
+# aten operator there; on CUDA it waits for the device), added to the counted ones.
+UNCOUNTED_SYNCS = {"pml GroCoLoss": 1}
 
 
 def _params():
@@ -28,8 +32,8 @@ def _params():
 @pytest.mark.parametrize("row", list(_params()))
 def test_no_host_sync_and_no_more_launches_than_the_peer(row):
     (result,) = launches.measure([row], batch_size=64, dim=32)
-    assert result["syncs"] == 0, result
     assert result["launches"] <= result["peer_launches"], result
+    assert result["syncs"] + UNCOUNTED_SYNCS.get(row.name, 0) == 0, result
 
 
 def test_markdown_table_lists_every_row():

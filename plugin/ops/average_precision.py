@@ -308,7 +308,7 @@ def _binned_weights(s: torch.Tensor, num_bins: int, score_range: Sequence):
     else:
         low, high = float(low), float(high)
         position = (high - s.clamp(low, high)) * (num_bins / (high - low))
-    index = position.detach().floor().clamp(max=num_bins - 1).long()
+    index = position.detach().long().clamp(max=num_bins - 1)  # position >= 0: truncation is the floor
     return index, position - index
 
 
@@ -318,7 +318,7 @@ def _histograms(s, rel, valid, num_bins, score_range):
     with the kernel of every item (``index``, ``t``) as :func:`_binned_weights`."""
     index, t = _binned_weights(s, num_bins, score_range)
     num_centres = num_bins + 1
-    masked = torch.stack((index.masked_fill(~rel, num_centres), index.masked_fill(~valid, num_centres)), dim=1)
+    masked = index.unsqueeze(1).expand(-1, 2, -1).masked_fill(~torch.stack((rel, valid), dim=1), num_centres)
     hist = torch.zeros(s.shape[0], 2, num_centres + 2, dtype=t.dtype, device=s.device)
     below = t.unsqueeze(1).expand_as(masked)
     hist = hist.scatter_add(2, masked, 1 - below).scatter_add(2, masked + 1, below)
@@ -337,7 +337,7 @@ def _binned_ap(s, rel, valid, num_bins, score_range, max_relevant=None):
     counts = not_own + read
     # For a relevant item both counts are >= 1; the clamp guards the others (masked out).
     precision = counts[:, 0] / counts[:, 1].clamp_min(1e-6)
-    return precision.masked_fill(~rel, 0.0).sum(1) / rel.sum(1)
+    return (precision * rel).sum(1) / rel.sum(1)
 
 
 def _fastap(s, rel, valid, num_bins, score_range, max_relevant=None):

@@ -699,5 +699,5 @@ def safe_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     ``c * x`` is that with respect to ``x`` divided by ``c``.
     """
     # A zero row stays zero (divided by the clamp); a subnormal one is scaled up to ~1e-2.
-    scale = x.detach().abs().amax(dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    scale = torch.linalg.vector_norm(x.detach(), ord=float("inf"), dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
     return torch.nn.functional.normalize(x / scale, dim=dim)

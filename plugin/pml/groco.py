@@ -8,7 +8,7 @@ of views, so it goes wherever a pytorch-metric-learning loss goes.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
@@ -16,10 +16,10 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 
-from rankssl.losses.groco import check_gradient_scale, group_ordering_loss, scale_gradient
+from rankssl.losses.groco import _ordered_group_ordering_loss, check_gradient_scale, scale_gradient
 from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
-from rankssl.ops.validation import check_optional_positive_int, check_positive_int
+from rankssl.ops.validation import check_finite, check_optional_positive_int, check_positive_int
 from rankssl.pml._checks import CheckedInputsMixin
 from rankssl.pml.distances import ScaleSafeCosineSimilarity
 
@@ -111,35 +111,75 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         scores = self.distance(embeddings, keys).float()
         if not self.distance.is_inverted:
             scores = -scores
-        a1, p, a2, n = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
-        is_positive = torch.zeros_like(scores, dtype=torch.bool)
-        is_negative = torch.zeros_like(scores, dtype=torch.bool)
-        is_positive[a1, p] = True
-        is_negative[a2, n] = True
+        is_positive, is_negative = self._pair_masks(scores, labels, indices_tuple, ref_labels)
 
         num_pos = is_positive.sum(1)
         if self.n_positives is not None:
             num_pos = num_pos.clamp(max=self.n_positives)
         num_neg = is_negative.sum(1).clamp(max=self.n_negatives)
-        valid = (num_pos > 0) & (num_neg > 0)
-        if not valid.any():
+        # Anchors are grouped by (P, K), since each size has its own sorting network: the
+        # one host sync is the copy of the sorted group keys (-1: no positive or no negative).
+        key = torch.where((num_pos > 0) & (num_neg > 0), num_pos * (self.n_negatives + 1) + num_neg, -1)
+        sorted_keys, order = key.sort(stable=True)
+        groups = _runs(sorted_keys.tolist())
+        if not groups:
             return self.zero_losses()
 
-        # Hardest first: positives by ascending score, negatives by descending score.
+        # Hardest first, each group ascending: the first P of the positives sorted
+        # ascending, the last K of the negatives sorted ascending.
         positives = scores.masked_fill(~is_positive, float("inf")).sort(dim=1).values
-        negatives = scores.masked_fill(~is_negative, float("-inf")).sort(dim=1, descending=True).values
-        anchor_losses = torch.zeros(scores.shape[0], dtype=scores.dtype, device=scores.device)
-        group_sizes = torch.stack((num_pos, num_neg), dim=1)[valid]
-        for pos_count, neg_count in torch.unique(group_sizes, dim=0).tolist():
-            rows = torch.nonzero(valid & (num_pos == pos_count) & (num_neg == neg_count)).squeeze(1)
-            anchor_losses[rows] = group_ordering_loss(
-                positives[rows, :pos_count], negatives[rows, :neg_count], **self.sort_kwargs
-            )
-        anchors = torch.nonzero(valid).squeeze(1)
+        negatives = scores.masked_fill(~is_negative, float("-inf")).sort(dim=1).values
+        check_finite([("scores", scores)], "anchor")
+        num_ref = scores.shape[1]
+        losses = []
+        for group_key, begin, end in groups:
+            pos_count, neg_count = divmod(group_key, self.n_negatives + 1)
+            rows = order[begin:end]
+            if end - begin == scores.shape[0]:  # every anchor: no gather
+                pos, neg = positives[:, :pos_count], negatives[:, num_ref - neg_count:]
+            else:
+                pos, neg = positives[rows, :pos_count], negatives[rows, num_ref - neg_count:]
+            losses.append(_ordered_group_ordering_loss(neg, pos, **self.sort_kwargs))
+        anchors = order[groups[0][1]:]
         return {
             "loss": {
-                "losses": scale_gradient(anchor_losses[anchors], self.gradient_scale),
+                "losses": scale_gradient(losses[0] if len(losses) == 1 else torch.cat(losses), self.gradient_scale),
                 "indices": anchors,
                 "reduction_type": "element",
             }
         }
+
+    @staticmethod
+    def _pair_masks(scores, labels, indices_tuple, ref_labels):
+        """(A, N) positive and negative masks; from labels without a host sync."""
+        if indices_tuple is None:
+            # pml's get_all_pairs_indices as masks (its torch.where would be a host sync).
+            is_positive = labels[:, None] == ref_labels[None, :]
+            is_negative = ~is_positive
+            if ref_labels is labels:
+                rows = torch.arange(labels.shape[0], device=labels.device)
+                is_positive = is_positive & (rows[:, None] != rows[None, :])
+            return is_positive, is_negative
+        a1, p, a2, n = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
+        is_positive = torch.zeros_like(scores, dtype=torch.bool)
+        is_negative = torch.zeros_like(scores, dtype=torch.bool)
+        is_positive[a1, p] = True
+        is_negative[a2, n] = True
+        return is_positive, is_negative
+
+
+def _runs(sorted_keys: List[int]) -> List[Tuple[int, int, int]]:
+    """``(key, begin, end)`` of each run of equal non-negative keys in a sorted list.
+
+    >>> _runs([-1, 3, 3, 7])
+    [(3, 1, 3), (7, 3, 4)]
+    """
+    runs: List[Tuple[int, int, int]] = []
+    for index, key in enumerate(sorted_keys):
+        if key < 0:
+            continue
+        if runs and runs[-1][0] == key:
+            runs[-1] = (key, runs[-1][1], index + 1)
+        else:
+            runs.append((key, index, index + 1))
+    return runs

@@ -140,8 +140,7 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
             relevance = labels[:, None] == ref_labels[None, :]
             if ref_labels is not labels:
                 return relevance, torch.ones_like(relevance)
-            rows = torch.arange(labels.shape[0], device=labels.device)
-            not_self = rows[:, None] != rows[None, :]
+            not_self = _not_self(labels.shape[0], labels.device)
             return relevance & not_self, not_self
         a1, p, a2, n = lmu.convert_to_pairs(indices_tuple, labels, ref_labels)
         shape = (embeddings.shape[0], ref_emb.shape[0])
@@ -181,14 +180,37 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         relevant item, so that the reducer's mean over all Q rows is the mean over the
         queries that have one. The per-query values handed to the reducer carry that
         weight; other reducers see the unweighted losses of the kept queries instead."""
-        self.num_queries_without_relevant = (~has_relevant).sum()
-        stand_in = ~has_relevant[:, None]
+        num_kept = has_relevant.sum()
+        self.num_queries_without_relevant = embeddings.shape[0] - num_kept
         if may_lack_valid:  # a query with no item at all ranks every item instead
-            valid = valid | (stand_in & ~valid.any(1, keepdim=True))
-        relevance = relevance | (stand_in & valid)
+            valid = valid | (~has_relevant[:, None] & ~valid.any(1, keepdim=True))
+        # A query without a relevant item has an all-False relevance row: its stand-in is its valid row.
+        relevance = torch.where(has_relevant[:, None], relevance, valid)
         scores = self._scores(embeddings, ref_emb)
         ap = _average_precision(scores, relevance, valid, self.estimator, self.chunk_size, settings, bounded=bounded)
-        kept = has_relevant.to(ap.dtype)
-        weight = kept * (embeddings.shape[0] / kept.sum().clamp_min(1.0))
-        queries = torch.arange(embeddings.shape[0], device=embeddings.device)
+        weight = has_relevant / (num_kept.clamp_min(1) / embeddings.shape[0])
+        queries = _rows(embeddings.shape[0], embeddings.device)
         return {"loss": {"losses": (1 - ap) * weight, "indices": queries, "reduction_type": "element"}}
+
+
+_CACHE: Dict[Tuple[str, int, torch.device], torch.Tensor] = {}
+
+
+def _cached(kind: str, n: int, device: torch.device, make) -> torch.Tensor:
+    """A constant index tensor, built once per (kind, n, device) (keeps a launch off every call)."""
+    key = (kind, n, torch.device(device))
+    if key not in _CACHE:
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def _rows(n: int, device: torch.device) -> torch.Tensor:
+    """(n,) int64 ``0 .. n-1`` on ``device``."""
+    return _cached("rows", n, device, lambda: torch.arange(n, device=device))
+
+
+def _not_self(n: int, device: torch.device) -> torch.Tensor:
+    """(n, n) bool, False on the diagonal."""
+    return _cached("not_self", n, device, lambda: ~torch.eye(n, dtype=torch.bool, device=device))
