@@ -117,6 +117,8 @@ OPS: List[Bad] = [
     bad("get_network", "unknown", lambda: O.get_network("shell", 4), ValueError, "Unknown sorting network", "odd_even"),
     # P for 100000 rows of 256 values with gradients: about 2.7 TB; refused before any work.
     bad("soft_sort", "too-big", lambda: O.soft_sort(torch.randn(1, 256, requires_grad=True).expand(100000, 256)), ValueError, "GiB", "return_permutation=False", "soft_permutation_matmul", "bitonic"),
+    # P for one row of 4096 values without gradients: 192 MiB, but 2^36 entry updates (over an hour on a CPU).
+    bad("soft_sort", "too-slow", lambda: O.soft_sort(torch.randn(1, 4096)), ValueError, "matrix-entry updates", "MAX_CPU_PERMUTATION_WORK", "return_permutation=False", "78 layers instead of 4096"),
     bad("soft_permutation_matmul", "kernels-env", lambda: _with_env(RANKSSL_KERNELS="gpu")(lambda: O.soft_permutation_matmul(torch.randn(2, 3), torch.ones(3, 1))), ValueError, "RANKSSL_KERNELS", "auto, torch, cpu, triton", "'gpu'"),
     bad("average_precision", "nan", lambda: O.average_precision(nan_at((3, 5), 2, 4), torch.ones(3, 5, dtype=torch.bool)), ValueError, "scores", "query 2", "column 4"),
     bad("average_precision", "nan-sorting", lambda: O.average_precision(nan_at((3, 5), 1), torch.ones(3, 5, dtype=torch.bool), estimator="sorting"), ValueError, "scores", "query 1"),

@@ -200,3 +200,38 @@ def test_permutation_memory_estimate_and_refusal_names_the_cheaper_options():
         assert words in message, words
     values, none = soft_sort(big[:3], return_permutation=False)
     assert none is None and values.shape == (3, 64)
+
+
+@pytest.mark.parametrize("network", ["odd_even", "bitonic", "bitonic_mirrored"])
+def test_network_depth_bounds_the_built_network_without_building_it(network):
+    from rankssl.ops.networks import get_network, network_depth
+
+    for n in (2, 3, 5, 8, 13, 64, 100, 257):
+        built = len(get_network(network, n))
+        assert built <= network_depth(network, n) <= built + 1, (network, n)
+    assert network_depth("bitonic_mirrored", 4096) == 78 and network_depth("odd_even", 4096) == 4096
+
+
+def test_soft_sort_refuses_hours_of_cpu_work_up_front(monkeypatch):
+    import time
+
+    from rankssl.ops import sorting
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as error:
+        soft_sort(torch.randn(1, 4096))  # 192 MiB of matrices, but 2^36 entry updates: over an hour
+    assert time.perf_counter() - start < 5.0  # refused before the network is built or any matrix made
+    message = str(error.value)
+    for words in ("(1, 4096)", "odd_even network, 4096 layers", "6.87e+10 matrix-entry updates",
+                  "MAX_CPU_PERMUTATION_WORK", "return_permutation=False", "soft_permutation_matmul",
+                  "(78 layers instead of 4096)"):
+        assert words in message, words
+    values, none = soft_sort(torch.randn(1, 4096), network="bitonic_mirrored", return_permutation=False)
+    assert none is None and values.shape == (1, 4096)
+    # The limit is a module attribute a user can raise; the check reads it per call.
+    small = torch.randn(2, 16)
+    monkeypatch.setattr(sorting, "MAX_CPU_PERMUTATION_WORK", 2 * 16 * 16 * 16 - 1)
+    with pytest.raises(ValueError, match="matrix-entry updates"):
+        soft_sort(small)
+    monkeypatch.setattr(sorting, "MAX_CPU_PERMUTATION_WORK", 2 * 16 * 16 * 16)
+    assert soft_sort(small)[1].shape == (2, 16, 16)

@@ -166,6 +166,18 @@ def bitonic_mirrored_comparators(n: int) -> List[List[Comparator]]:
     return layers
 
 
+def network_depth(network: str, n: int) -> int:
+    """Layers of ``network`` for ``n`` wires, at most (layers left without a comparator
+    are dropped when the network is built), computed without building it: ``n`` for
+    odd-even, ``k (k + 1) / 2`` with ``k = ceil(log2 n)`` for both bitonic networks."""
+    check_network(network)
+    check_positive_int(n, "n (values to sort)", minimum=2)
+    if network == "odd_even":
+        return n
+    blocks = math.ceil(math.log2(n))
+    return blocks * (blocks + 1) // 2
+
+
 def _sorts_hard(layers: List[List[Comparator]], n: int, trials: int = 64) -> bool:
     """Whether the unrelaxed network sorts ``trials`` random permutations (seeded)."""
     generator = torch.Generator().manual_seed(0)

@@ -29,7 +29,7 @@ from typing import Optional, Tuple
 import torch
 
 from rankssl.ops.layers import comparator_step, mix
-from rankssl.ops.networks import check_network, get_network
+from rankssl.ops.networks import check_network, get_network, network_depth
 from rankssl.ops.permutation_matmul import permutation_matmul
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import check_finite, check_positive_int, check_tensor
@@ -82,26 +82,58 @@ def permutation_memory(x: torch.Tensor, num_layers: int) -> int:
     return matrix * (2 * num_layers + 3 if recorded else 3)
 
 
-def _check_permutation_memory(x: torch.Tensor, network: str, num_layers: int) -> None:
-    need = permutation_memory(x, num_layers)
-    if need < _GIB:  # small: no need to ask the device (on a GPU that would be a host sync)
-        return
-    free = _available_memory(x.device)
-    if free is None or need <= free:
-        return
-    n = x.shape[-1]
-    bitonic_layers = len(get_network("bitonic_mirrored", n, "cpu")) if network == "odd_even" else None
-    raise ValueError(
-        f"soft_sort with return_permutation=True on x of shape {tuple(x.shape)} ({network} network, "
-        f"{num_layers} layers) needs about {need / _GIB:.1f} GiB to build the relaxed permutation matrices "
-        f"{tuple(x.shape) + (n,)}" + (", one kept per layer for autograd" if x.requires_grad else "")
-        + f", more than the {free / _GIB:.1f} GiB available on {x.device}. Cheaper: "
-        "return_permutation=False (the sorted values only, O(n) per layer), "
-        "rankssl.ops.soft_permutation_matmul(x, v) for P @ v without forming P"
-        + (f", or network='bitonic' / 'bitonic_mirrored' ({bitonic_layers} layers instead of {num_layers})"
-           if bitonic_layers is not None else "")
-        + "."
+#: Matrix-entry updates (rows x n^2 x layers) above which :func:`soft_sort` refuses to
+#: build ``P`` on the CPU: 2^34 of them already take minutes there, and the defaults at
+#: ``n = 4096`` (4096 odd-even layers) would take hours without running out of memory.
+#: Raise it (``rankssl.ops.sorting.MAX_CPU_PERMUTATION_WORK = ...``) to accept such a run.
+MAX_CPU_PERMUTATION_WORK = 1 << 34
+
+
+def permutation_work(x: torch.Tensor, num_layers: int) -> int:
+    """Matrix-entry updates :func:`soft_sort` makes to build ``P`` for ``x`` (..., n):
+    every layer mixes the columns of one (n, n) matrix per row of ``x``."""
+    return x[..., :1].numel() * x.shape[-1] ** 2 * num_layers
+
+
+def _cheaper_options(network: str, n: int, num_layers: int) -> str:
+    bitonic = (
+        f", or network='bitonic' / 'bitonic_mirrored' ({network_depth('bitonic_mirrored', n)} layers "
+        f"instead of {num_layers})"
+        if network == "odd_even"
+        else ""
     )
+    return (
+        "Cheaper: return_permutation=False (the sorted values only, O(n) per layer), "
+        f"rankssl.ops.soft_permutation_matmul(x, v) for P @ v without forming P{bitonic}."
+    )
+
+
+def _check_permutation_cost(x: torch.Tensor, network: str) -> None:
+    """Refuse, before any work, a ``P`` that does not fit in memory or, on the CPU,
+    would take hours (:data:`MAX_CPU_PERMUTATION_WORK`)."""
+    n = x.shape[-1]
+    num_layers = network_depth(network, n)
+    shape = f"x of shape {tuple(x.shape)} ({network} network, {num_layers} layers)"
+    need = permutation_memory(x, num_layers)
+    # Small: no need to ask the device (on a GPU that would be a host sync).
+    free = _available_memory(x.device) if need >= _GIB else None
+    if free is not None and need > free:
+        raise ValueError(
+            f"soft_sort with return_permutation=True on {shape} needs about {need / _GIB:.1f} GiB to build the "
+            f"relaxed permutation matrices {tuple(x.shape) + (n,)}"
+            + (", one kept per layer for autograd" if x.requires_grad else "")
+            + f", more than the {free / _GIB:.1f} GiB available on {x.device}. "
+            + _cheaper_options(network, n, num_layers)
+        )
+    work = permutation_work(x, num_layers)
+    if x.device.type == "cpu" and work > MAX_CPU_PERMUTATION_WORK:
+        raise ValueError(
+            f"soft_sort with return_permutation=True on {shape} makes about {work:.2e} matrix-entry "
+            f"updates to build the relaxed permutation matrices {tuple(x.shape) + (n,)}: far too slow on the "
+            "CPU (2^34 take minutes; n = 4096 with the defaults, 2^36, over an hour) "
+            f"(the limit, rankssl.ops.sorting.MAX_CPU_PERMUTATION_WORK, is {MAX_CPU_PERMUTATION_WORK:.2e}). "
+            + _cheaper_options(network, n, num_layers)
+        )
 
 
 def soft_sort(
@@ -126,10 +158,12 @@ def soft_sort(
         steepness: inverse temperature of the relaxation, > 0.
         art_lambda: exponent of ``logistic_phi``.
         return_permutation: also build the relaxed permutation matrix. Its memory is
-            estimated first (:func:`permutation_memory`): a ``ValueError`` with the
-            estimate and the cheaper options refuses a call that needs more than the
-            device has free (e.g. ``n = 4096`` with gradients: 64 MiB per matrix,
-            about two per layer, 4096 odd-even layers).
+            estimated first (:func:`permutation_memory`, :func:`permutation_work`): a
+            ``ValueError`` with the estimate and the cheaper options refuses a call that
+            needs more memory than the device has free (e.g. ``n = 4096`` with gradients:
+            64 MiB per matrix, about two per layer, 4096 odd-even layers) or, on the CPU,
+            more than :data:`MAX_CPU_PERMUTATION_WORK` matrix-entry updates (the same
+            ``n = 4096`` without gradients: 2^36, hours).
 
     Returns:
         ``(sorted, P)``: sorted values (..., n) and ``P`` (..., n, n) with
@@ -142,11 +176,15 @@ def soft_sort(
         >>> P.argmax(dim=-1)  # the rank of each input
         tensor([[2, 0, 1]])
     """
-    layers = _validated_layers(x, network, distribution, steepness, art_lambda)
+    _check_values(x)
+    check_network(network)
+    check_relaxation(distribution, steepness, art_lambda)
+    if return_permutation:
+        _check_permutation_cost(x, network)  # before the network is built: n = 4096 odd-even is slow to build
+    layers = get_network(network, x.shape[-1], x.device)
     n = x.shape[-1]
     X = None
     if return_permutation:
-        _check_permutation_memory(x, network, len(layers))
         X = torch.eye(n, dtype=x.dtype, device=x.device).expand(*x.shape[:-1], n, n)
     for layer in layers:
         x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
