@@ -30,6 +30,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from rankssl._files import fsync_directory
+
 _DONE = False
 
 
@@ -83,20 +85,6 @@ class CheckpointError(ValueError):
     """A file that is not a loadable checkpoint: empty, truncated, damaged or of another kind."""
 
 
-def fsync_dir(folder: str) -> None:
-    """Make a rename inside ``folder`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def temporary_path(path: str) -> str:
     """A hidden name in ``path``'s folder for writing ``path`` before the rename (``.NAME.<pid>.tmp``)."""
     folder, name = os.path.split(os.path.abspath(path))
@@ -108,7 +96,7 @@ def publish(tmp: str, path: str) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -34,6 +34,8 @@ import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
+from rankssl._files import fsync_directory
+
 try:
     import fcntl
 except ImportError:  # not POSIX: builds are not serialised across processes
@@ -95,19 +97,6 @@ class CacheUnwritable(OSError):
     """The cache directory cannot be created or written."""
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_atomically(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` so that readers see the old file or all of the new one."""
     fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -121,7 +110,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def record_path(target: Path) -> Path:
@@ -191,7 +180,7 @@ def build(compiler: str, target: Path) -> None:
                 os.fsync(handle.fileno())
             os.chmod(temporary, 0o755)
             os.replace(temporary, target)
-            _fsync_directory(target.parent)
+            fsync_directory(target.parent)
             _write_atomically(record_path(target), json.dumps(_describe(data)).encode())
         except OSError as error:  # e.g. the disk filled up
             raise CacheUnwritable(f"cannot write the kernel cache {target.parent} ({error})") from error
