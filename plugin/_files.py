@@ -8,7 +8,7 @@ import os
 __all__ = ["fsync_directory"]
 
 
-def fsync_directory(folder: "str | os.PathLike[str]") -> None:
+def fsync_directory(folder: str | os.PathLike[str]) -> None:
     """Make a rename inside ``folder`` durable; a no-op where directories cannot be
     opened or synced (some platforms and file systems do not allow it)."""
     try:

@@ -1,7 +1,14 @@
 """Register datasets, transforms and data samplers (imported lazily through ``locations``)."""
 
 from rankssl.mm.datasets import (
-    CIFAR10, STL10, DigitsCanvas, FakeImageDataset, ImageFolder, KNNEvalDataset, TwoDigitCanvas)
+    CIFAR10,
+    STL10,
+    DigitsCanvas,
+    FakeImageDataset,
+    ImageFolder,
+    KNNEvalDataset,
+    TwoDigitCanvas,
+)
 from rankssl.mm.fashion_mnist import FashionMNIST
 from rankssl.mm.own_images import UnlabelledImages
 from rankssl.mm.samplers import MPerClassSampler

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rankssl.ops import dist
-from rankssl.ops import fused
+from rankssl.losses._views import Views, as_view_list, views_from_call
+from rankssl.ops import dist, fused
 from rankssl.ops.networks import check_network, get_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.sorting import soft_permutation_matmul
@@ -30,7 +30,6 @@ from rankssl.ops.validation import (
     check_tensor,
     safe_normalize,
 )
-from rankssl.losses._views import Views, as_view_list, views_from_call
 
 __all__ = ["GroCoLoss", "group_ordering_loss", "check_gradient_scale", "scale_gradient"]
 

@@ -24,8 +24,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from rankssl.ops.validation import check_choice
 from rankssl.losses._deferred import defer_check, is_lazy
+from rankssl.ops.validation import check_choice
 
 __all__ = ["PAIRINGS", "draw_partners", "permutation_pair_labels", "sample_pair_labels"]
 

@@ -22,10 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from rankssl.losses._views import Views, as_view_list, views_from_call
 from rankssl.ops import dist
 from rankssl.ops.average_precision import BATCH_RANGE, _average_precision, average_precision, check_ap_estimator
 from rankssl.ops.validation import check_choice, check_embeddings, check_optional_positive_int, safe_normalize
-from rankssl.losses._views import Views, as_view_list, views_from_call
 
 __all__ = ["S2R2Loss", "ranking_ap_loss"]
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 
 __all__ = ["ResumeReport", "check_resume", "compare_state_dicts", "config_differences", "recipe_of"]
 

@@ -39,7 +39,7 @@ __all__ = ["LOCK_NAME", "WorkDirInUseError", "WorkDirLock", "hold_work_dir", "lo
 
 LOCK_NAME = ".rankssl.lock"
 
-_HELD: Dict[str, "WorkDirLock"] = {}  # real path of the work dir -> this process's lock
+_HELD: Dict[str, WorkDirLock] = {}  # real path of the work dir -> this process's lock
 
 
 class WorkDirInUseError(RuntimeError):
@@ -76,13 +76,13 @@ class WorkDirLock:
         self.key = os.path.realpath(work_dir)
         self._fd: Optional[int] = None
         self._count = 0
-        self._owner: Optional["WorkDirLock"] = None  # the process's lock this one re-entered
+        self._owner: Optional[WorkDirLock] = None  # the process's lock this one re-entered
 
     @property
     def held(self) -> bool:
         return self._count > 0
 
-    def acquire(self) -> "WorkDirLock":
+    def acquire(self) -> WorkDirLock:
         """Take the lock or raise :class:`WorkDirInUseError` naming the holder; returns the lock held."""
         held = _HELD.get(self.key)
         if held is not None:
@@ -132,7 +132,7 @@ class WorkDirLock:
                 pass
             os.close(fd)  # closing the only descriptor drops the flock
 
-    def __enter__(self) -> "WorkDirLock":
+    def __enter__(self) -> WorkDirLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -152,7 +152,7 @@ def hold_work_dir(work_dir: str, rank: Optional[int] = None) -> WorkDirLock:
 
 
 class _NoLock(WorkDirLock):
-    def acquire(self) -> "WorkDirLock":
+    def acquire(self) -> WorkDirLock:
         self._count += 1
         return self
 

@@ -61,7 +61,7 @@ class ComparatorLayer:
     output_inverse: torch.Tensor
     adjacent_start: Optional[int] = None
 
-    def to(self, device: torch.device) -> "ComparatorLayer":
+    def to(self, device: torch.device) -> ComparatorLayer:
         return ComparatorLayer(
             self.num_comparators,
             self.input_order.to(device),
@@ -191,7 +191,7 @@ def _sorts_hard(layers: List[List[Comparator]], n: int, trials: int = 64) -> boo
     return bool((x == torch.arange(n)).all())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build_cpu(network: str, n: int) -> Tuple[ComparatorLayer, ...]:
     builders = {
         "odd_even": odd_even_comparators,
@@ -217,7 +217,7 @@ class Network(tuple):
     name: str
     size: int
 
-    def __new__(cls, layers, name: str, size: int) -> "Network":
+    def __new__(cls, layers, name: str, size: int) -> Network:
         network = super().__new__(cls, layers)
         network.name, network.size = name, size
         return network

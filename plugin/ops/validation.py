@@ -209,7 +209,7 @@ class validation_mode:
         self._previous = _override
         _override = self.mode
 
-    def __enter__(self) -> "validation_mode":
+    def __enter__(self) -> validation_mode:
         return self
 
     def __exit__(self, *exc_info) -> None:

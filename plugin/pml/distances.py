@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
 
-from rankssl.ops.validation import safe_normalize
-
 __all__ = ["ScaleSafeCosineSimilarity"]
 
 
