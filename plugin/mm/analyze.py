@@ -167,14 +167,14 @@ def analyze_checkpoint(
         dim = table["gates"].shape[1]
         writer.writerow(["class_a", "class_b", "name_a", "name_b", "open_fraction", "mean_gate"]
                         + [f"g_{d}" for d in range(dim)])
-        for (a, b), gate in zip(table["pairs"].tolist(), table["gates"]):
+        for (a, b), gate in zip(table["pairs"].tolist(), table["gates"], strict=True):
             i, j = k_index[a], k_index[b]
             writer.writerow([a, b, names[a], names[b], f"{float(table['open_fraction'][i, j]):.6g}",
                              f"{float(table['mean_gate'][i, j]):.6g}"] + [f"{float(g):.6g}" for g in gate])
     with open(written["overlap_csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["pair"] + pair_names)
-        for name, row in zip(pair_names, table["overlap"]):
+        for name, row in zip(pair_names, table["overlap"], strict=True):
             writer.writerow([name] + [f"{float(v):.6g}" for v in row])
     if plot:
         written["open_fraction_png"] = os.path.join(out_dir, "open_fraction.png")

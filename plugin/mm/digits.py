@@ -183,7 +183,7 @@ def make_two_digit_canvas(
         rows, slots = np.nonzero(sizes == size)
         small = torch.from_numpy(digits[sources[rows, slots]]).unsqueeze(1)
         resized = F.interpolate(small, size=(int(size), int(size)), mode="bilinear", align_corners=False)[:, 0].numpy()
-        for digit, i, slot in zip(resized, rows, slots):
+        for digit, i, slot in zip(resized, rows, slots, strict=True):
             top, left = tops[i, slot], lefts[i, slot]
             images[i, top : top + size, left : left + size] += digit
     images = np.clip(images, 0, 255).astype(np.uint8)

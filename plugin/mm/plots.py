@@ -103,7 +103,7 @@ def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs:
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
     epochs = [r["epoch"] for r in val]
     right = max([max_epochs or 0] + epochs) or 1
-    for ax, group in zip(axes[0], panels):
+    for ax, group in zip(axes[0], panels, strict=True):
         for key in group:
             ax.plot([r["epoch"] for r in val if key in r], [r[key] for r in val if key in r], marker="o", label=key)
         for name, value in sorted((baselines or {}).items()):

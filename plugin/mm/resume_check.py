@@ -73,7 +73,7 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> List[Tuple[str, 
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         out = []
-        for i, (a, b) in enumerate(zip(old, new)):
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
             out += config_differences(a, b, f"{prefix}[{i}]")
         return out
     return [] if old == new else [(prefix, old, new)]

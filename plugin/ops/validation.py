@@ -648,7 +648,7 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
         else ("anchors_p", "positives", "anchors_n", "negatives")
     )
     out = []
-    for part, part_name in zip(indices_tuple, names):
+    for part, part_name in zip(indices_tuple, names, strict=True):
         name = f"indices_tuple[{len(out)}] ({part_name})"
         if not isinstance(part, torch.Tensor):
             try:
