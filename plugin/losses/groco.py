@@ -265,11 +265,11 @@ class GroCoLoss(nn.Module):
 
     def forward(self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None) -> torch.Tensor:
         views = views_from_call(views, out0, out1, "GroCoLoss")
-        views = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
+        view_list = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
         self._check_settings()
         # Scores in float32 as documented, also under autocast (bf16 scores would blur ranks).
-        with torch.autocast(views[0].device.type, enabled=False):
-            return self._forward(views)
+        with torch.autocast(view_list[0].device.type, enabled=False):
+            return self._forward(view_list)
 
     def _forward(self, views: List[torch.Tensor]) -> torch.Tensor:
         # One normalisation for all views (one set of launches, not one per view).

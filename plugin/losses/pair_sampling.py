@@ -52,7 +52,7 @@ def draw_partners(
     self_index: Optional[torch.Tensor] = None,
     class_pair_weight: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The partner classes and which anchors had an admissible partner, without a host sync.
 
     Arguments as for :func:`sample_pair_labels` (labels, pool and generator on one device).

@@ -17,7 +17,7 @@ rankssl's reading, not figures taken from the paper's text) and the batch compos
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -127,7 +127,7 @@ ESTIMATOR_ARGUMENTS = {
 }
 
 
-def estimator_settings_from_arguments(estimator: str, **arguments) -> Dict[str, object]:
+def estimator_settings_from_arguments(estimator: str, **arguments) -> Dict[str, Any]:
     """The estimator's settings from the loss's constructor arguments (None: default).
 
     An argument the estimator does not use is refused (``S2R2Loss(temperature=0.01)``

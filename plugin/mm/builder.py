@@ -10,7 +10,7 @@ layer never imports the registry (layer 6) itself.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, overload
 
 from torch import nn
 
@@ -38,6 +38,14 @@ def build_from_config(cfg: Union[dict, Any], kind: str = "MODELS", default_args:
             if f"{cfg['type']}" in str(exc) or str(exc).startswith("Building "):
                 raise
             raise type(exc)(f"Building {cfg['type']!r} ({SCOPE} scope, {registry.name} registry): {exc}") from exc
+
+
+@overload
+def build_module(cfg: Union[dict, nn.Module]) -> nn.Module: ...
+@overload
+def build_module(cfg: None) -> None: ...
+@overload
+def build_module(cfg: Union[dict, nn.Module, None]) -> Optional[nn.Module]: ...
 
 
 def build_module(cfg: Union[dict, nn.Module, None]) -> Optional[nn.Module]:

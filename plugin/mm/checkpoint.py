@@ -19,13 +19,14 @@ that passes :func:`verify_checkpoint`, ignoring an empty or dangling ``last_chec
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -35,15 +36,14 @@ from rankssl._files import fsync_directory
 _DONE = False
 
 
-def mmengine_checkpoint_types() -> List[object]:
+def mmengine_checkpoint_types() -> List[Callable[..., Any]]:
     """The non-tensor types found in mmengine 0.10 checkpoints (message hub, meta)."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
-    if int(np.__version__.split(".")[0]) >= 2:
-        import numpy._core.multiarray as multiarray
-    else:  # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
-        import numpy.core.multiarray as multiarray
+    types: List[Callable[..., Any]] = [HistoryBuffer, np.ndarray, np.dtype]
+    # NumPy 1.x (the `mmpretrain` extra pins it) has numpy.core; numpy._core is only a shim there.
+    numpy_core = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+    multiarray = importlib.import_module(f"{numpy_core}.multiarray")
     types.append(multiarray.scalar)
     types.append(multiarray._reconstruct)
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType", "UInt8DType"):
@@ -223,7 +223,7 @@ def select_resume_checkpoint(work_dir: str) -> ResumeChoice:
         True
     """
     choice = ResumeChoice(work_dir=work_dir, path=None)
-    candidates = set()
+    candidates: Set[str] = set()
     if os.path.isdir(work_dir):
         candidates.update(os.path.join(work_dir, n) for n in os.listdir(work_dir) if _is_resume_candidate(n))
     marker = os.path.join(work_dir, "last_checkpoint")
@@ -253,7 +253,7 @@ def select_resume_checkpoint(work_dir: str) -> ResumeChoice:
 
 def remove_stale_temporaries(folder: str) -> List[str]:
     """Delete temporary files left by writes that a kill interrupted; return their paths."""
-    removed = []
+    removed: List[str] = []
     if not os.path.isdir(folder):
         return removed
     for name in os.listdir(folder):

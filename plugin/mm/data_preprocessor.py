@@ -35,7 +35,7 @@ class MultiViewDataPreprocessor(BaseDataPreprocessor):
         if (mean is None) != (std is None):
             raise ValueError("Give both mean and std, or neither.")
         self._normalize = mean is not None
-        if self._normalize:
+        if mean is not None and std is not None:
             if any(s <= 0 for s in std):
                 raise ValueError(f"std must be positive, got {list(std)}.")
             self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1), False)

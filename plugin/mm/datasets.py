@@ -30,7 +30,7 @@ class _ImageDataset(BaseDataset):
         super().__init__(ann_file="", pipeline=pipeline, indices=indices, serialize_data=False,
                          test_mode=test_mode, lazy_init=lazy_init, max_refetch=max_refetch)
 
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         raise NotImplementedError
 
     def _load_image(self, index: int) -> Any:
@@ -68,7 +68,7 @@ class DigitsCanvas(_ImageDataset):
         self.images, self.labels = make_digits_canvas(split, canvas, min_size, max_size, noise, seed)
         super().__init__(**kwargs)
 
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         return self.labels
 
     def _load_image(self, index: int) -> np.ndarray:
@@ -95,7 +95,7 @@ class TwoDigitCanvas(_ImageDataset):
         self.images, self.labels = make_two_digit_canvas(split, per_class, canvas, min_size, max_size, noise, seed)
         super().__init__(**kwargs)
 
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         return self.labels
 
     def _load_image(self, index: int) -> np.ndarray:
@@ -117,7 +117,7 @@ class FakeImageDataset(_ImageDataset):
         self.labels = np.arange(num_samples) % num_classes
         super().__init__(**kwargs)
 
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         return self.labels
 
     def _load_image(self, index: int) -> np.ndarray:
@@ -133,7 +133,7 @@ def _missing(name: str, root: str, how: str) -> FileNotFoundError:
 
 
 class _TorchvisionDataset(_ImageDataset):
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         return self._targets
 
     def _load_image(self, index: int) -> Any:

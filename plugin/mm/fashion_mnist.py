@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class FashionMNIST(_ImageDataset):
                              f"{self.labels.shape} labels; expected (N, 28, 28) and (N,).")
         super().__init__(**kwargs)
 
-    def _labels(self) -> Sequence[int]:
+    def _labels(self) -> Union[Sequence[int], np.ndarray]:
         return self.labels
 
     def _load_image(self, index: int) -> np.ndarray:

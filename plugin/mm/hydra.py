@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -90,35 +90,37 @@ class Hydra(SelfSupervisedAlgorithm):
     def _loss_config(loss: Optional[ConfigType], num_classes: Optional[int], neck: ConfigType) -> ConfigType:
         if isinstance(loss, nn.Module):
             return loss
-        loss = copy.deepcopy(dict(loss) if loss is not None else dict(type="HydraLoss"))
+        cfg: Dict[str, Any] = copy.deepcopy(dict(loss) if loss is not None else dict(type="HydraLoss"))
         if num_classes is not None:
-            loss.setdefault("num_classes", num_classes)
-        if "num_classes" not in loss:
+            cfg.setdefault("num_classes", num_classes)
+        if "num_classes" not in cfg:
             raise ValueError("Hydra needs the number of classes: give num_classes=... or loss=dict(num_classes=...).")
-        if "dim" not in loss:
+        if "dim" not in cfg:
             out_dim = neck.get("out_dim", neck.get("out_channels")) if isinstance(neck, dict) else getattr(
                 neck, "out_dim", None)
             if out_dim is None:
                 raise ValueError("Cannot infer the gate dimension from the neck; give loss=dict(dim=...).")
-            loss["dim"] = out_dim
-        if isinstance(loss.get("feature_filter"), dict):
-            loss["feature_filter"] = build_module(loss["feature_filter"])
-        return loss
+            cfg["dim"] = out_dim
+        if isinstance(cfg.get("feature_filter"), dict):
+            cfg["feature_filter"] = build_module(cfg["feature_filter"])
+        return cfg
 
     def _sync_epoch(self) -> None:
         """Pass the runner's epoch (mmengine's RuntimeInfoHook records it in the MessageHub) to the
         loss, for its filter-only warm-up (``HydraLoss(filter_warmup_epochs=E)``)."""
-        if not (self.training and hasattr(self.loss_module, "set_epoch")):
+        set_epoch = getattr(self.loss_module, "set_epoch", None)
+        if not self.training or set_epoch is None:
             return
         from mmengine.logging import MessageHub
 
         epoch = MessageHub.get_current_instance().get_info("epoch")
         if epoch is not None:
-            self.loss_module.set_epoch(int(epoch))
+            set_epoch(int(epoch))
 
     @property
     def feature_filter(self) -> nn.Module:
-        return self.loss_module.feature_filter
+        # HydraLoss's filter; nn.Module's attribute lookup is typed Tensor | Module.
+        return cast(nn.Module, self.loss_module.feature_filter)
 
     def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
         labels = labels_from_samples(data_samples, "Hydra", projections[0].device)

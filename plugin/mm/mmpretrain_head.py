@@ -71,15 +71,17 @@ class RankSSLHead(BaseModule):
              **kwargs: Any) -> torch.Tensor:
         if len(views) == 1 and isinstance(views[0], (list, tuple)):
             views = tuple(views[0])
+        checked: List[torch.Tensor] = []
         for i, view in enumerate(views):
             if not isinstance(view, torch.Tensor) or view.dim() != 2:
                 got = tuple(view.shape) if isinstance(view, torch.Tensor) else type(view).__name__
                 raise ValueError(f"RankSSLHead.loss: view {i} must be an (N, D) embedding tensor, got {got}.")
+            checked.append(view)
         if self.takes_labels:
             labels = labels_from_samples(data_samples, f"RankSSLHead({type(self.loss_module).__name__})",
-                                         views[0].device)
-            return self.loss_module(list(views), labels)
-        return self.loss_module(*views)
+                                         checked[0].device)
+            return self.loss_module(checked, labels)
+        return self.loss_module(*checked)
 
 
 def multi_view_self_supervisor() -> type:

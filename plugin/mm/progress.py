@@ -88,6 +88,7 @@ class ProgressHook(Hook):
         first = done == self._start_iter + 1
         if not (first or done % self.interval == 0 or done == runner.max_iters or self._silent_too_long()):
             return
+        assert self._start is not None, "before_train starts the clock"
         per_iter = (self.clock() - self._start) / max(done - self._start_iter, 1)
         eta = per_iter * (runner.max_iters - done)
         parts = [f"epoch {runner.epoch + 1}/{runner.max_epochs}",

@@ -28,7 +28,9 @@ def capture_rng_state() -> Dict[str, Any]:
         >>> restore_rng_state(state); bool(torch.rand(1) == a)
         True
     """
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple), "NumPy's legacy generator state is a tuple"
+    kind, keys, pos, has_gauss, cached = legacy
     state: Dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),

@@ -7,7 +7,7 @@ lightly here.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -52,7 +52,7 @@ class MLPHead(nn.Module):
             raise ValueError(f"dimensions must be positive, got {in_dim}, {hidden_dim}, {out_dim}.")
         if last_norm not in (None, "bn", "bn_noaffine"):
             raise ValueError(f"last_norm must be None, 'bn' or 'bn_noaffine', got {last_norm!r}.")
-        layers = []
+        layers: List[nn.Module] = []
         dim = in_dim
         for _ in range(num_layers - 1):
             layers += [nn.Linear(dim, hidden_dim, bias=not batch_norm)]

@@ -30,13 +30,13 @@ def split_pairs(layer: ComparatorLayer, t: torch.Tensor, transposed: bool):
         pairs = t[..., start : start + 2 * k].unflatten(-1, (k, 2))
         head, tail = t[..., :start], t[..., start + 2 * k :]
 
-        def join(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        def join_adjacent(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
             core = torch.stack((low, high), dim=-1).flatten(-2)
             if head.shape[-1] == 0 and tail.shape[-1] == 0:
                 return core
             return torch.cat((head, core, tail), dim=-1)
 
-        return pairs[..., 0], pairs[..., 1], join
+        return pairs[..., 0], pairs[..., 1], join_adjacent
 
     k = layer.num_comparators
     read, write = (
@@ -45,10 +45,10 @@ def split_pairs(layer: ComparatorLayer, t: torch.Tensor, transposed: bool):
     z = t.index_select(-1, read)
     rest = z[..., 2 * k :]
 
-    def join(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    def join_gathered(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         return torch.cat((low, high, rest), dim=-1).index_select(-1, write)
 
-    return z[..., :k], z[..., k : 2 * k], join
+    return z[..., :k], z[..., k : 2 * k], join_gathered
 
 
 def mix(layer: ComparatorLayer, t: torch.Tensor, alpha: torch.Tensor, transposed: bool = False) -> torch.Tensor:
@@ -97,8 +97,8 @@ def mix_no_grad(
     k = layer.num_comparators
     if layer.adjacent_start is not None:
         start = layer.adjacent_start
-        pairs = out[..., start : start + 2 * k].unflatten(-1, (k, 2))
-        low, high = pairs[..., 0], pairs[..., 1]
+        out_pairs = out[..., start : start + 2 * k].unflatten(-1, (k, 2))
+        low, high = out_pairs[..., 0], out_pairs[..., 1]
         torch.lerp(second, first, alpha, out=low)
         torch.lerp(first, second, alpha, out=high)
         if shift is not None:

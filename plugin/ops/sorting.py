@@ -24,7 +24,7 @@ Two entry points:
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple, overload
 
 import torch
 
@@ -134,6 +134,37 @@ def _check_permutation_cost(x: torch.Tensor, network: str) -> None:
             f"(the limit, rankssl.ops.sorting.MAX_CPU_PERMUTATION_WORK, is {MAX_CPU_PERMUTATION_WORK:.2e}). "
             + _cheaper_options(network, n, num_layers)
         )
+
+
+# The overloads tell a type checker that P is a tensor unless return_permutation is False.
+@overload
+def soft_sort(
+    x: torch.Tensor,
+    network: str = ...,
+    distribution: str = ...,
+    steepness: float = ...,
+    art_lambda: float = ...,
+    return_permutation: Literal[True] = ...,
+) -> Tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def soft_sort(
+    x: torch.Tensor,
+    network: str = ...,
+    distribution: str = ...,
+    steepness: float = ...,
+    art_lambda: float = ...,
+    *,
+    return_permutation: Literal[False],
+) -> Tuple[torch.Tensor, None]: ...
+@overload
+def soft_sort(
+    x: torch.Tensor,
+    network: str = ...,
+    distribution: str = ...,
+    steepness: float = ...,
+    art_lambda: float = ...,
+    return_permutation: bool = ...,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]: ...
 
 
 def soft_sort(

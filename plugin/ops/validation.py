@@ -234,7 +234,7 @@ class _Pending:
     message, or None when they are good."""
 
     code: torch.Tensor
-    event: Optional[object]
+    event: Optional[torch.cuda.Event]
     message: Callable[[List[int]], Optional[str]]
 
     def ready(self) -> bool:
@@ -547,7 +547,7 @@ def check_views(
             f"Expected at least {min_views} views, each of shape (batch_size, dim), "
             f"got {len(views)}. Call loss(view0, view1, ...) or loss([view0, view1, ...])."
         )
-    checked = []
+    checked: List[torch.Tensor] = []
     for index, view in enumerate(views):
         view = check_tensor(view, f"View {index}", dims=(2,), shape_hint="(batch_size, dim)")
         if checked and view.shape != checked[0].shape:
@@ -613,8 +613,8 @@ def check_labels(
             _raise_ready()
             message = (f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
                        "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).")
-            low, high = labels.aminmax()  # one reduction for both bounds
-            _defer_values([low, high], lambda codes: message if codes[0] < 0 or codes[1] >= num_classes else None)
+            bounds = labels.aminmax()  # one reduction for both bounds
+            _defer_values([bounds.min, bounds.max], lambda codes: message if codes[0] < 0 or codes[1] >= num_classes else None)
             return labels
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
@@ -647,7 +647,7 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
         if len(indices_tuple) == 3
         else ("anchors_p", "positives", "anchors_n", "negatives")
     )
-    out = []
+    out: List[torch.Tensor] = []
     for part, part_name in zip(indices_tuple, names, strict=True):
         name = f"indices_tuple[{len(out)}] ({part_name})"
         if not isinstance(part, torch.Tensor):
