@@ -16,9 +16,9 @@ from rankssl.mm.transforms import EvalView, MultiView, PackViews
 from rankssl.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from rankssl.registry._catalog import register
 
-for _cls in (DigitsCanvas, TwoDigitCanvas, CIFAR10, STL10, ImageFolder, FakeImageDataset, KNNEvalDataset,
-             FashionMNIST, UnlabelledImages):
-    register(DATASETS, _cls)
-for _cls in (MultiView, EvalView, PackViews):
-    register(TRANSFORMS, _cls, hosts=("mmengine", "lightly transforms"))
+for _dataset in (DigitsCanvas, TwoDigitCanvas, CIFAR10, STL10, ImageFolder, FakeImageDataset, KNNEvalDataset,
+                 FashionMNIST, UnlabelledImages):
+    register(DATASETS, _dataset)
+for _transform in (MultiView, EvalView, PackViews):
+    register(TRANSFORMS, _transform, hosts=("mmengine", "lightly transforms"))
 register(DATA_SAMPLERS, MPerClassSampler, hosts=("mmengine", "from pml"))

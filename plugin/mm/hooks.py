@@ -135,7 +135,7 @@ def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, 
             if not raw.strip():
                 continue
             record, problem = _parse_record(raw)
-            if problem is not None:
+            if record is None:
                 warnings.warn(f"{log}, line {number}: skipped ({problem}); the other lines are kept.",
                               stacklevel=2)
                 continue

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import torch
 
 from rankssl.ops.validation import check_embeddings, check_finite, check_indices_tuple, check_labels
+
+if TYPE_CHECKING:  # to a type checker, the mixin extends the pml base class it is mixed into
+    from pytorch_metric_learning.losses import BaseMetricLossFunction as _MixinBase
+else:
+    _MixinBase = object
 
 
 def check_inputs(
@@ -75,7 +80,7 @@ def check_reducer(loss) -> None:
         )
 
 
-class CheckedInputsMixin:
+class CheckedInputsMixin(_MixinBase):
     """Checks embeddings, labels and indices before pml's ``forward`` touches them.
 
     Put it first among the bases of a ``BaseMetricLossFunction`` subclass.

@@ -9,7 +9,7 @@ classes, e.g. in ``DistributedLossWrapper``, still hold).
 
 from __future__ import annotations
 
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
@@ -17,13 +17,18 @@ from pytorch_metric_learning.losses import BaseMetricLossFunction
 
 from rankssl.pml.hydra import HydraLoss
 
+if TYPE_CHECKING:  # to a type checker, the mixin extends the pml wrapper it is mixed into
+    from pytorch_metric_learning.losses import SelfSupervisedLoss as _MixinBase
+else:
+    _MixinBase = object
+
 __all__ = ["SelfSupervisedLoss", "CrossBatchMemory", "RANKSSL_PML_LOSSES"]
 
 #: Names of the rankssl pml losses that work with labels-from-views and memory banks.
 RANKSSL_PML_LOSSES = ("GroCoLoss", "S2R2Loss", "HydraLoss")
 
 
-class _AcceptsRanksslLosses:
+class _AcceptsRanksslLosses(_MixinBase):
     """Extends a pml wrapper's list of supported loss names with rankssl's.
 
     Put it first among the bases, before the pml wrapper whose list it extends. pml
@@ -114,6 +119,10 @@ class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
         >>> loss_fn = CrossBatchMemory(GroCoLoss(n_negatives=4), embedding_size=16, memory_size=64)
         >>> loss = loss_fn(torch.randn(12, 16), torch.arange(6).repeat(2))
     """
+
+    # pml's buffers: (memory_size, embedding_size) past embeddings and (memory_size,) their labels.
+    embedding_memory: torch.Tensor
+    label_memory: torch.Tensor
 
     def __init__(self, loss, embedding_size: int, memory_size: int = 1024, miner=None, **kwargs) -> None:
         for name, value in (("embedding_size", embedding_size), ("memory_size", memory_size)):
