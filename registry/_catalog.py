@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from mmengine.registry import Registry
 
@@ -12,8 +12,11 @@ __all__ = ["register", "CATALOG"]
 CATALOG: Dict[Tuple[str, str], str] = {}
 
 
-def register(registry: Registry, obj: type, name: Optional[str] = None, hosts: Sequence[str] = ("mmengine",)) -> None:
-    """Register ``obj`` in ``registry`` under ``name`` (default: its class name) and note its hosts.
+def register(
+    registry: Registry, obj: Callable[..., Any], name: Optional[str] = None, hosts: Sequence[str] = ("mmengine",)
+) -> None:
+    """Register ``obj`` (a class, or a function that builds one) in ``registry`` under ``name``
+    (default: its ``__name__``) and note its hosts.
 
     Args:
         hosts: the frameworks this component serves, e.g. ``('lightly', 'pml', 'mmengine')``
