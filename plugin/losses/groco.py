@@ -53,7 +53,7 @@ def scale_gradient(loss: torch.Tensor, scale: float) -> torch.Tensor:
         >>> x = torch.tensor(2.0, requires_grad=True)
         >>> y = scale_gradient(x * x, 10.0)
         >>> y.backward()
-        >>> float(y), float(x.grad)
+        >>> float(y.detach()), float(x.grad)
         (4.0, 40.0)
     """
     if scale == 1.0:
