@@ -42,10 +42,16 @@ mypy-tree:
 	@ln -s ../../../registry $(MYPY_TREE)/rankssl/registry
 	@ln -s ../../../recipes $(MYPY_TREE)/rankssl/recipes
 
+# All three checks run, so that one report shows every finding; the target fails if any check does.
+# mypy's paths are turned back into the repository's (build/mypy/rankssl/ops/x.py -> plugin/ops/x.py).
 lint: install mypy-tree
-	$(BIN)/python -m ruff check $(LINT_PATHS)
-	$(BIN)/python -m ruff format --check $(LINT_PATHS)
-	$(BIN)/python -m mypy
+	@status=0; \
+	echo "[lint 1/3] ruff check"; $(BIN)/python -m ruff check $(LINT_PATHS) || status=1; \
+	echo "[lint 2/3] ruff format --check"; $(BIN)/python -m ruff format --check $(LINT_PATHS) || status=1; \
+	echo "[lint 3/3] mypy"; $(BIN)/python -m mypy > $(MYPY_TREE).log 2>&1 || status=1; \
+	sed -e 's|^$(MYPY_TREE)/rankssl/registry/|registry/|' -e 's|^$(MYPY_TREE)/rankssl/recipes/|recipes/|' \
+	    -e 's|^$(MYPY_TREE)/rankssl/|plugin/|' $(MYPY_TREE).log; \
+	exit $$status
 
 clean:
-	rm -rf $(VENV) work_dirs build/mypy
+	rm -rf $(VENV) work_dirs $(MYPY_TREE) $(MYPY_TREE).log
