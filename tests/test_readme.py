@@ -42,8 +42,6 @@ def test_snippet_runs(page, index, code, tmp_path, monkeypatch):
 
 
 def _demo_record():
-    import json
-
     with open(os.path.join(os.path.dirname(README), "benchmarks", "demo_results.json")) as handle:
         return json.load(handle)
 
@@ -82,9 +80,8 @@ def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
     before = "# title\n\nintro\n<!-- demo-results:start -->\nold numbers\n<!-- demo-results:end -->\ntail\n"
     for name in ("README.md", "benchmarks/RESULTS.md"):
         (tmp_path / name).write_text(before)
-    (tmp_path / "benchmarks" / "demo_results.json").write_text(
-        '{"wall_time_history": [{"date": "2026-11-23", "seconds": 276.0, "machine": "%s"}]}'
-        % demo_results.machine_description())
+    history = [{"date": "2026-11-23", "seconds": 276.0, "machine": demo_results.machine_description()}]
+    (tmp_path / "benchmarks" / "demo_results.json").write_text(json.dumps({"wall_time_history": history}))
     rows = [("GroCo", 76.44, 250.0, 50), ("SimCLR (lightly NTXentLoss)", 61.66, 265.0, 50)]
     record = demo_results.make_record(rows, {"raw pixels": 41.1, "random init": 35.6}, 515.0,
                                       ["rankssl", "demo", "--write-results"], load_average=1.5)
@@ -94,8 +91,6 @@ def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
     assert "GroCo **76.4%**" in readme and "SimCLR (lightly `NTXentLoss`) 61.7%" in readme
     assert "4 min 36 s to 8 min 35 s" in readme  # the range over the recorded runs
     assert "| GroCo | 76.4 | 250 |" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
-    import json
-
     saved = json.loads((tmp_path / "benchmarks" / "demo_results.json").read_text())
     assert [h["seconds"] for h in saved["wall_time_history"]] == [276.0, 515.0]
     assert saved["command"] == "rankssl demo --write-results" and saved["load_average_at_start"] == 1.5
