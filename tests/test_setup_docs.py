@@ -77,6 +77,10 @@ def test_one_version_source_and_every_copy_agrees():
     assert re.search(r'^dynamic = \["version"\]', project, re.M)
     assert re.search(r'^version = \{ attr = "rankssl.__version__" \}', pyproject, re.M)
     assert re.search(r'^__version__ = "([^"]+)"', _read("plugin/__init__.py"), re.M).group(1) == version
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    built = read_configuration(os.path.join(ROOT, "pyproject.toml"), expand=True, ignore_option_errors=False)
+    assert built["project"]["version"] == version  # what a wheel built from this checkout would say
     assert re.search(r"^version: (\S+)", _read("CITATION.cff"), re.M).group(1) == version
     assert re.search(r"^## (\d+\.\d+\.\d+)", _read("CHANGELOG.md"), re.M).group(1) == version
     assert re.search(r"version = \{([^}]+)\}", _read("README.md")).group(1) == version
