@@ -1,0 +1,156 @@
+"""Result records: the markdown tables a benchmark prints, kept as JSON with their provenance.
+
+A record (one JSON file in ``benchmarks/results/``, whose stem names the generated block that
+``result_tables.py`` renders from it) is::
+
+    {"command": "python benchmarks/speed.py", "machine": "...", "date": "2026-11-23",
+     "tables": [{"title": "..." or null, "columns": ["loss", ...], "rows": [["GroCoLoss", ...], ...]}]}
+
+Cells are the strings the benchmark printed (units and rounding are the script's). A benchmark
+writes its record with ``--json PATH``: :func:`recording` tees its standard output, and on a
+normal exit :func:`parse_tables` reads the tables back out of what it printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+#: Environment variables that change what a benchmark measures; named in the command when set.
+MEASURED_ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "RANKSSL_KERNELS", "RANKSSL_DISABLE_FUSED",
+                        "TRITON_INTERPRET", "RANKSSL_VALIDATE")
+
+REQUIRED_KEYS = ("command", "machine", "date", "tables")
+
+
+def split_row(line: str) -> List[str]:
+    """Cells of one markdown table row ``| a | b |`` -> ``["a", "b"]``."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def parse_tables(text: str) -> List[Dict[str, object]]:
+    """Every markdown table in ``text``, in order, as ``{"title", "columns", "rows"}``.
+
+    A table is a header row, a ``|---|`` separator and its rows. Its title is the line just above
+    it when that line is a ``#`` heading, or a standalone line (blank lines around it) at most one
+    blank line above the header; otherwise ``None``.
+    """
+    lines = text.splitlines()
+    tables: List[Dict[str, object]] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        following = lines[index + 1].strip() if index + 1 < len(lines) else ""
+        if not (line.startswith("|") and following.startswith("|") and set(following) <= set("|-: ")):
+            index += 1
+            continue
+        title = _title_above(lines, index)
+        columns = split_row(line)
+        rows = []
+        index += 2
+        while index < len(lines) and lines[index].strip().startswith("|"):
+            rows.append(split_row(lines[index]))
+            index += 1
+        tables.append({"title": title, "columns": columns, "rows": rows})
+    return tables
+
+
+def _title_above(lines: Sequence[str], header: int) -> Optional[str]:
+    above = header - 1
+    if above >= 0 and lines[above].strip().startswith("#"):
+        return lines[above].strip().lstrip("#").strip()
+    if above >= 0 and not lines[above].strip():
+        above -= 1
+    if above < 0 or not lines[above].strip() or lines[above].strip().startswith("|"):
+        return None
+    if above > 0 and lines[above - 1].strip():
+        return None
+    return lines[above].strip().lstrip("#").strip()
+
+
+def machine_description() -> str:
+    """This machine in words: CPU and core count, GPU if torch sees one, Python and torch versions."""
+    parts = [f"{platform.machine()} CPU, {os.cpu_count()} cores"]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            parts.append(torch.cuda.get_device_name(0))
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:  # pragma: no cover - every benchmark imports torch
+        pass
+    parts.append(f"Python {platform.python_version()}")
+    return ", ".join(parts)
+
+
+def command_line(argv: Optional[Sequence[str]] = None, script: Optional[str] = None) -> str:
+    """The command that produced a record: measured environment variables, the script, its arguments."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script = script or sys.argv[0]
+    try:
+        script = os.path.relpath(script, Path(__file__).resolve().parent.parent)
+    except ValueError:  # another drive on Windows
+        pass
+    environment = [f"{name}={os.environ[name]}" for name in MEASURED_ENVIRONMENT if name in os.environ]
+    return " ".join(environment + ["python", shlex.quote(script)] + [shlex.quote(arg) for arg in argv])
+
+
+def make_record(text: str, command: str, machine: Optional[str] = None, date: Optional[str] = None) -> Dict[str, object]:
+    """The record of one benchmark run whose printed output is ``text``."""
+    return {
+        "command": command,
+        "machine": machine or machine_description(),
+        "date": date or datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+        "tables": parse_tables(text),
+    }
+
+
+def write_record(path: str, record: Dict[str, object]) -> None:
+    """Write ``record`` as indented JSON (cells one table row per line is not attempted: plain ``json``)."""
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"record for {path} lacks {missing}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=1, ensure_ascii=False)
+        handle.write("\n")
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, stream, copy: io.StringIO) -> None:
+        self.stream, self.copy = stream, copy
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def recording(path: Optional[str], argv: Optional[Sequence[str]] = None, script: Optional[str] = None) -> Iterator[None]:
+    """Tee standard output; on a normal exit write the tables printed meanwhile to ``path`` (if given)."""
+    if not path:
+        yield
+        return
+    copy = io.StringIO()
+    original = sys.stdout
+    sys.stdout = _Tee(original, copy)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+    record = make_record(copy.getvalue(), command_line(argv, script))
+    if not record["tables"]:
+        raise RuntimeError(f"no markdown table was printed; nothing to write to {path}")
+    write_record(path, record)
+    print(f"wrote {path} ({len(record['tables'])} table(s))")
