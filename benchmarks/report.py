@@ -11,7 +11,8 @@ rendered from committed JSON only: nothing is trained or timed here.
 ``--check`` fails on: a block whose text differs from its generator's output (stale), a block in
 a file that no generator provides (no generator), a generated block placed in no file (unplaced),
 and a marker without its partner. Names in :data:`PENDING` belong to generators not merged yet:
-a block of that name is left as it is and not checked unless some generator already provides it.
+a block of that name is left as it is and not checked unless some generator already provides it;
+so are the names in :data:`RETIRED`, blocks of harnesses the protocol replaced.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ PENDING: frozenset = frozenset(
         "demo-results",
     }
 )
+
+#: Blocks written by retired harnesses (hydra_claims.py, hydra_digits.py, quality.py) that a file
+#: may still hold: left as they are and not checked. Drop a name once no file holds it.
+RETIRED: frozenset = frozenset({"claims-two-digits", "claims-hydra-digits", "hydra-two-digits", "hydra-digits"})
 
 _MARKER = re.compile(r"^<!-- ([A-Za-z0-9_.-]+):(start|end) -->$", re.M)
 
@@ -132,7 +137,7 @@ def check(
     root: Path = ROOT,
     files: Sequence[str] = FILES,
     blocks: Mapping[str, str] | None = None,
-    pending: Iterable[str] = PENDING,
+    pending: Iterable[str] = PENDING | RETIRED,
 ) -> List[str]:
     """Return one line per problem (empty when every block is current)."""
     blocks = collect() if blocks is None else blocks
