@@ -19,9 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from result_record import record_on_exit  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -32,7 +36,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--network", default="bitonic")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     if args.quick:
         args.batch, args.repeats = 64, 2
     torch.set_num_threads(args.threads)
@@ -75,6 +81,10 @@ def main(argv=None) -> None:
         print(f"{name}: median {1e3 * median[name]:.1f} ms  (" + ", ".join(f"{1e3 * v:.0f}" for v in values) + ")")
     for name in ("GroCoLoss", "GroCoLoss (topk)"):
         print(f"{name} / NTXentLoss: {median[name] / median['NTXentLoss']:.2f}x")
+    ratio = {name: median[name] / median["NTXentLoss"] for name in ("GroCoLoss", "GroCoLoss (topk)")}
+    print("\n| load | NTXent ms | GroCo ms (sort) | GroCo ms (topk) | GroCo / NTXent (sort) | (topk) |\n|---|---|---|---|---|---|")
+    print(f"| {os.getloadavg()[0]:.1f} | {1e3 * median['NTXentLoss']:,.0f} | {1e3 * median['GroCoLoss']:,.0f} | "
+          f"{1e3 * median['GroCoLoss (topk)']:,.0f} | {ratio['GroCoLoss']:.2f}x | {ratio['GroCoLoss (topk)']:.2f}x |")
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         call(groco)

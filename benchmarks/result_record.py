@@ -7,12 +7,14 @@ A record (one JSON file in ``benchmarks/results/``, whose stem names the generat
      "tables": [{"title": "..." or null, "columns": ["loss", ...], "rows": [["GroCoLoss", ...], ...]}]}
 
 Cells are the strings the benchmark printed (units and rounding are the script's). A benchmark
-writes its record with ``--json PATH``: :func:`recording` tees its standard output, and on a
-normal exit :func:`parse_tables` reads the tables back out of what it printed.
+writes its record with ``--json PATH``: :func:`record_on_exit` (or the context manager
+:func:`recording`) tees its standard output, and on a normal exit :func:`parse_tables` reads the
+tables back out of what it printed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import io
@@ -114,14 +116,31 @@ def make_record(text: str, command: str, machine: Optional[str] = None, date: Op
 
 
 def write_record(path: str, record: Dict[str, object]) -> None:
-    """Write ``record`` as indented JSON (cells one table row per line is not attempted: plain ``json``)."""
+    """Write ``record`` to ``path`` (:func:`dumps_record`'s layout), after checking its keys."""
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
         raise ValueError(f"record for {path} lacks {missing}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1, ensure_ascii=False)
-        handle.write("\n")
+        handle.write(dumps_record(record))
+
+
+def dumps_record(record: Dict[str, object]) -> str:
+    """JSON text of a record with one table row per line, so a re-measurement diffs row by row."""
+    dump = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    lines = ["{"]
+    for key, value in record.items():
+        if key != "tables":
+            lines.append(f" {dump(key)}: {dump(value)},")
+    tables = []
+    for table in record.get("tables", []):
+        head = [f"  {{{dump('title')}: {dump(table.get('title'))},", f"   {dump('columns')}: {dump(table['columns'])},"]
+        extra = [f"   {dump(k)}: {dump(v)}," for k, v in table.items() if k not in ("title", "columns", "rows")]
+        rows = ",\n".join(f"    {dump(row)}" for row in table["rows"])
+        tables.append("\n".join(head + extra + [f"   {dump('rows')}: [\n{rows}\n   ]}}"]))
+    lines.append(f" {dump('tables')}: [\n" + ",\n".join(tables) + "\n ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 class _Tee(io.TextIOBase):
@@ -154,3 +173,40 @@ def recording(path: Optional[str], argv: Optional[Sequence[str]] = None, script:
         raise RuntimeError(f"no markdown table was printed; nothing to write to {path}")
     write_record(path, record)
     print(f"wrote {path} ({len(record['tables'])} table(s))")
+
+
+def record_on_exit(path: Optional[str], argv: Optional[Sequence[str]] = None) -> None:
+    """Tee standard output from now on and write the record to ``path`` when the script exits.
+
+    One call after argument parsing gives a script ``--json PATH`` without restructuring it.
+    Nothing is written when ``path`` is empty, when the script dies of an uncaught exception,
+    or when it printed no table.
+    """
+    if not path:
+        return
+    copy = io.StringIO()
+    original = sys.stdout
+    sys.stdout = _Tee(original, copy)
+    command = command_line(argv)
+    failures: List[object] = []
+    previous_hook = sys.excepthook
+
+    def note_failure(*info: object) -> None:
+        failures.append(info)
+        previous_hook(*info)  # type: ignore[arg-type]
+
+    sys.excepthook = note_failure
+
+    def finish() -> None:
+        sys.stdout = original
+        if failures:
+            print(f"{path} not written: the run failed", file=sys.stderr)
+            return
+        record = make_record(copy.getvalue(), command)
+        if not record["tables"]:
+            print(f"{path} not written: no markdown table was printed", file=sys.stderr)
+            return
+        write_record(path, record)
+        print(f"wrote {path} ({len(record['tables'])} table(s))")
+
+    atexit.register(finish)
