@@ -121,3 +121,27 @@ def test_record_round_trip_from_printed_output(tmp_path):
     assert "| A | 1.0 |" in markdown and markdown.endswith("date: 2026-12-06.")
     with pytest.raises(ValueError):
         result_record.write_record(str(path), {"tables": []})
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_results_links_resolve():
+    """Every in-page anchor of RESULTS.md names a heading; every relative link names a committed file."""
+    import re
+
+    page = ROOT / "benchmarks" / "RESULTS.md"
+    text = page.read_text(encoding="utf-8")
+    anchors = {_slug(line.lstrip("#")) for line in text.splitlines() if line.startswith("#")}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith("http"):
+            continue
+        path, _, anchor = target.partition("#")
+        if not path:
+            assert anchor in anchors, f"RESULTS.md links to #{anchor}, which is no heading"
+        else:
+            assert (page.parent / path).exists(), f"RESULTS.md links to {path}, which does not exist"
