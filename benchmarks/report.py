@@ -21,19 +21,19 @@ import argparse
 import importlib
 import re
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 BENCHMARKS = Path(__file__).resolve().parent
 ROOT = BENCHMARKS.parent
 
 #: Files whose generated blocks this command owns, relative to the repository root.
-FILES: Tuple[str, ...] = ("benchmarks/RESULTS.md", "README.md")
+FILES: tuple[str, ...] = ("benchmarks/RESULTS.md", "README.md")
 
 #: Generator modules, imported from ``benchmarks/``; each has ``generated_blocks()``.
 #: At merge add ``protocol_reports`` (quality tables and claims) and ``demo_results``
 #: (the main job's block) and drop their names from :data:`PENDING`.
-MODULES: Tuple[str, ...] = ("result_tables",)
+MODULES: tuple[str, ...] = ("result_tables",)
 
 #: Block names whose generator is not merged yet: ``--check`` skips them.
 PENDING: frozenset = frozenset(
@@ -71,18 +71,18 @@ PENDING: frozenset = frozenset(
 #: may still hold: left as they are and not checked. Drop a name once no file holds it.
 RETIRED: frozenset = frozenset({"claims-two-digits", "claims-hydra-digits", "hydra-two-digits", "hydra-digits"})
 
-_MARKER = re.compile(r"^<!-- ([A-Za-z0-9_.-]+):(start|end) -->$", re.M)
+_MARKER = re.compile(r"^<!-- ([A-Za-z0-9_.-]+):(start|end) -->$", re.MULTILINE)
 
 
-def find_blocks(text: str) -> Tuple[Dict[str, Tuple[int, int]], List[str]]:
+def find_blocks(text: str) -> tuple[dict[str, tuple[int, int]], list[str]]:
     """Locate the blocks of ``text``.
 
     Returns ``(spans, problems)``: ``spans[name] = (begin, end)`` are the character offsets of
     the block's body (after the start marker's line, up to the end marker's line), and
     ``problems`` names markers without a partner, nested or repeated blocks.
     """
-    spans: Dict[str, Tuple[int, int]] = {}
-    problems: List[str] = []
+    spans: dict[str, tuple[int, int]] = {}
+    problems: list[str] = []
     open_name, open_end = None, 0
     for match in _MARKER.finditer(text):
         name, kind = match.group(1), match.group(2)
@@ -119,11 +119,11 @@ def body(markdown: str) -> str:
     return markdown + "\n" if markdown else ""
 
 
-def collect(modules: Iterable[str] = MODULES) -> Dict[str, str]:
+def collect(modules: Iterable[str] = MODULES) -> dict[str, str]:
     """Import each generator module and merge their ``generated_blocks()``; a name given twice is an error."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
-    blocks: Dict[str, str] = {}
+    blocks: dict[str, str] = {}
     for module_name in modules:
         produced = importlib.import_module(module_name).generated_blocks()
         for name, markdown in produced.items():
@@ -138,11 +138,11 @@ def check(
     files: Sequence[str] = FILES,
     blocks: Mapping[str, str] | None = None,
     pending: Iterable[str] = PENDING | RETIRED,
-) -> List[str]:
+) -> list[str]:
     """Return one line per problem (empty when every block is current)."""
     blocks = collect() if blocks is None else blocks
     pending = set(pending)
-    problems: List[str] = []
+    problems: list[str] = []
     placed = set()
     for relative in files:
         path = root / relative
@@ -163,7 +163,7 @@ def check(
     return problems
 
 
-def write(root: Path = ROOT, files: Sequence[str] = FILES, blocks: Mapping[str, str] | None = None) -> List[str]:
+def write(root: Path = ROOT, files: Sequence[str] = FILES, blocks: Mapping[str, str] | None = None) -> list[str]:
     """Rewrite the blocks of every file in place; returns the files that changed."""
     blocks = collect() if blocks is None else blocks
     changed = []

@@ -23,8 +23,8 @@ import os
 import platform
 import shlex
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
 
 #: Environment variables that change what a benchmark measures; named in the command when set.
 MEASURED_ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "RANKSSL_KERNELS", "RANKSSL_DISABLE_FUSED",
@@ -33,12 +33,12 @@ MEASURED_ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "RANKSSL_KERNELS",
 REQUIRED_KEYS = ("command", "machine", "date", "tables")
 
 
-def split_row(line: str) -> List[str]:
+def split_row(line: str) -> list[str]:
     """Cells of one markdown table row ``| a | b |`` -> ``["a", "b"]``."""
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def parse_tables(text: str) -> List[Dict[str, object]]:
+def parse_tables(text: str) -> list[dict[str, object]]:
     """Every markdown table in ``text``, in order, as ``{"title", "columns", "rows"}``.
 
     A table is a header row, a ``|---|`` separator and its rows. Its title is the line just above
@@ -46,7 +46,7 @@ def parse_tables(text: str) -> List[Dict[str, object]]:
     blank line above the header; otherwise ``None``.
     """
     lines = text.splitlines()
-    tables: List[Dict[str, object]] = []
+    tables: list[dict[str, object]] = []
     index = 0
     while index < len(lines):
         line = lines[index].strip()
@@ -65,7 +65,7 @@ def parse_tables(text: str) -> List[Dict[str, object]]:
     return tables
 
 
-def _title_above(lines: Sequence[str], header: int) -> Optional[str]:
+def _title_above(lines: Sequence[str], header: int) -> str | None:
     above = header - 1
     if above >= 0 and lines[above].strip().startswith("#"):
         return lines[above].strip().lstrip("#").strip()
@@ -93,7 +93,7 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
-def command_line(argv: Optional[Sequence[str]] = None, script: Optional[str] = None) -> str:
+def command_line(argv: Sequence[str] | None = None, script: str | None = None) -> str:
     """The command that produced a record: measured environment variables, the script, its arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
     script = script or sys.argv[0]
@@ -105,7 +105,7 @@ def command_line(argv: Optional[Sequence[str]] = None, script: Optional[str] = N
     return " ".join(environment + ["python", shlex.quote(script)] + [shlex.quote(arg) for arg in argv])
 
 
-def make_record(text: str, command: str, machine: Optional[str] = None, date: Optional[str] = None) -> Dict[str, object]:
+def make_record(text: str, command: str, machine: str | None = None, date: str | None = None) -> dict[str, object]:
     """The record of one benchmark run whose printed output is ``text``."""
     return {
         "command": command,
@@ -115,7 +115,7 @@ def make_record(text: str, command: str, machine: Optional[str] = None, date: Op
     }
 
 
-def write_record(path: str, record: Dict[str, object]) -> None:
+def write_record(path: str, record: dict[str, object]) -> None:
     """Write ``record`` to ``path`` (:func:`dumps_record`'s layout), after checking its keys."""
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
@@ -125,9 +125,11 @@ def write_record(path: str, record: Dict[str, object]) -> None:
         handle.write(dumps_record(record))
 
 
-def dumps_record(record: Dict[str, object]) -> str:
+def dumps_record(record: dict[str, object]) -> str:
     """JSON text of a record with one table row per line, so a re-measurement diffs row by row."""
-    dump = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    def dump(value: object) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
     lines = ["{"]
     for key, value in record.items():
         if key != "tables":
@@ -156,7 +158,7 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def recording(path: Optional[str], argv: Optional[Sequence[str]] = None, script: Optional[str] = None) -> Iterator[None]:
+def recording(path: str | None, argv: Sequence[str] | None = None, script: str | None = None) -> Iterator[None]:
     """Tee standard output; on a normal exit write the tables printed meanwhile to ``path`` (if given)."""
     if not path:
         yield
@@ -175,7 +177,7 @@ def recording(path: Optional[str], argv: Optional[Sequence[str]] = None, script:
     print(f"wrote {path} ({len(record['tables'])} table(s))")
 
 
-def record_on_exit(path: Optional[str], argv: Optional[Sequence[str]] = None) -> None:
+def record_on_exit(path: str | None, argv: Sequence[str] | None = None) -> None:
     """Tee standard output from now on and write the record to ``path`` when the script exits.
 
     One call after argument parsing gives a script ``--json PATH`` without restructuring it.
@@ -188,7 +190,7 @@ def record_on_exit(path: Optional[str], argv: Optional[Sequence[str]] = None) ->
     original = sys.stdout
     sys.stdout = _Tee(original, copy)
     command = command_line(argv)
-    failures: List[object] = []
+    failures: list[object] = []
     previous_hook = sys.excepthook
 
     def note_failure(*info: object) -> None:

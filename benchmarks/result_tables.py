@@ -8,8 +8,8 @@ format is :mod:`result_record`'s; ``python benchmarks/report.py`` places the blo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -26,7 +26,7 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> st
 
 def render_record(record: Mapping[str, object]) -> str:
     """Markdown of one record: its tables, then ``Command: ...; machine: ...; date: ...``."""
-    parts: List[str] = []
+    parts: list[str] = []
     for table in record["tables"]:  # type: ignore[union-attr]
         if table.get("title"):
             parts.append(str(table["title"]))
@@ -37,11 +37,11 @@ def render_record(record: Mapping[str, object]) -> str:
     return "\n\n".join(parts)
 
 
-def load_records(directory: Path = RESULTS_DIR) -> Dict[str, dict]:
+def load_records(directory: Path = RESULTS_DIR) -> dict[str, dict]:
     """Every record of ``directory`` by block name (the file stem), sorted by name."""
     return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.json"))}
 
 
-def generated_blocks() -> Dict[str, str]:
+def generated_blocks() -> dict[str, str]:
     """``{block name: markdown}`` for every record in ``benchmarks/results/``."""
     return {name: render_record(record) for name, record in load_records().items()}

@@ -23,6 +23,7 @@ import result_tables  # noqa: E402
 def test_check_passes_on_the_committed_files():
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "report.py"), "--check"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
