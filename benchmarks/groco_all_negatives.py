@@ -21,6 +21,7 @@ import os
 import statistics
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -53,11 +54,11 @@ def main(argv=None) -> None:
     groco = GroCoLoss(n_negatives=args.batch - 1, sorting_network=args.network)
     with_topk = GroCoLoss(n_negatives=args.batch - 1, sorting_network=args.network)
 
-    def topk_negatives(anchor: torch.Tensor) -> torch.Tensor:
+    def topk_negatives(anchor: torch.Tensor, num_negatives: Optional[int] = None) -> torch.Tensor:
         candidates = anchor.detach() if with_topk.stop_gradient else anchor
         own = torch.arange(anchor.shape[0])
         scores = (anchor @ candidates.T).index_put((own, own), torch.tensor(float("-inf")))
-        return scores.topk(with_topk.n_negatives, dim=1).values.flip(1)
+        return scores.topk(num_negatives or with_topk.n_negatives, dim=1).values.flip(1)
 
     with_topk._hardest_negatives = topk_negatives
     losses = {"NTXentLoss": NTXentLoss(temperature=0.5), "GroCoLoss": groco, "GroCoLoss (topk)": with_topk}

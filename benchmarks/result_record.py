@@ -7,15 +7,13 @@ A record (one JSON file in ``benchmarks/results/``, whose stem names the generat
      "tables": [{"title": "..." or null, "columns": ["loss", ...], "rows": [["GroCoLoss", ...], ...]}]}
 
 Cells are the strings the benchmark printed (units and rounding are the script's). A benchmark
-writes its record with ``--json PATH``: :func:`record_on_exit` (or the context manager
-:func:`recording`) tees its standard output, and on a normal exit :func:`parse_tables` reads the
-tables back out of what it printed.
+writes its record with ``--json PATH``: :func:`record_on_exit` tees its standard output, and on
+a normal exit :func:`parse_tables` reads the tables back out of what it printed.
 """
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import datetime
 import io
 import json
@@ -23,7 +21,7 @@ import os
 import platform
 import shlex
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 #: Environment variables that change what a benchmark measures; named in the command when set.
@@ -156,25 +154,15 @@ class _Tee(io.TextIOBase):
     def flush(self) -> None:
         self.stream.flush()
 
+    def fileno(self) -> int:
+        return self.stream.fileno()
 
-@contextlib.contextmanager
-def recording(path: str | None, argv: Sequence[str] | None = None, script: str | None = None) -> Iterator[None]:
-    """Tee standard output; on a normal exit write the tables printed meanwhile to ``path`` (if given)."""
-    if not path:
-        yield
-        return
-    copy = io.StringIO()
-    original = sys.stdout
-    sys.stdout = _Tee(original, copy)
-    try:
-        yield
-    finally:
-        sys.stdout = original
-    record = make_record(copy.getvalue(), command_line(argv, script))
-    if not record["tables"]:
-        raise RuntimeError(f"no markdown table was printed; nothing to write to {path}")
-    write_record(path, record)
-    print(f"wrote {path} ({len(record['tables'])} table(s))")
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.stream.encoding
 
 
 def record_on_exit(path: str | None, argv: Sequence[str] | None = None) -> None:

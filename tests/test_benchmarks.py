@@ -73,3 +73,12 @@ def test_ap_bias_benchmark_quick(tmp_path):
     out = _run_benchmark("bench_ap_bias.py", "--quick", "--out", str(tmp_path))
     assert "| 32 | 8 x 4 | spread |" in out and "worst abs bias" in out
     assert (tmp_path / "ap_bias.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
+def test_groco_all_negatives_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-groco-all-negatives.json"
+    out = _run_benchmark("groco_all_negatives.py", "--quick", "--json", str(record))
+    assert "GroCoLoss / NTXentLoss:" in out and "| load | NTXent ms |" in out
+    _assert_record(record, first_cells=[])
