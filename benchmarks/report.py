@@ -2,8 +2,11 @@
 
 A generated block is the text between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` (each
 marker on its own line). A generator module (listed in :data:`MODULES`, imported from
-``benchmarks/``) exposes ``generated_blocks() -> dict[str, str]`` mapping block names to markdown
-rendered from committed JSON only: nothing is trained or timed here.
+``benchmarks/``) exposes ``generated_blocks()`` mapping block names to markdown rendered from
+committed JSON only (nothing is trained or timed here). A value is the markdown for every file
+that holds the block, or ``{file: markdown}`` (file relative to the repository root, as in
+:data:`FILES`) when one name is written differently per file (the main job's block is a sentence
+in the README and a table in RESULTS.md).
 
     python benchmarks/report.py            # rewrite the blocks in place
     python benchmarks/report.py --check    # exit 1, naming each stale or missing block
@@ -104,12 +107,24 @@ def find_blocks(text: str) -> tuple[dict[str, tuple[int, int]], list[str]]:
     return spans, problems
 
 
-def replace_blocks(text: str, blocks: Mapping[str, str]) -> str:
-    """Return ``text`` with the body of every block named in ``blocks`` replaced by its markdown."""
+Blocks = Mapping[str, "str | Mapping[str, str]"]  # name -> markdown, or {file: markdown}
+
+
+def markdown_for(blocks: Blocks, name: str, relative: str) -> str | None:
+    """The markdown of block ``name`` in file ``relative``, or None when no generator writes it there."""
+    value = blocks.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return value.get(relative)
+
+
+def replace_blocks(text: str, blocks: Blocks, relative: str = "") -> str:
+    """Return ``text`` (the file ``relative``) with the body of every generated block replaced."""
     spans, _ = find_blocks(text)
     for name, (begin, end) in sorted(spans.items(), key=lambda item: -item[1][0]):
-        if name in blocks:
-            text = text[:begin] + body(blocks[name]) + text[end:]
+        markdown = markdown_for(blocks, name, relative)
+        if markdown is not None:
+            text = text[:begin] + body(markdown) + text[end:]
     return text
 
 
@@ -119,11 +134,11 @@ def body(markdown: str) -> str:
     return markdown + "\n" if markdown else ""
 
 
-def collect(modules: Iterable[str] = MODULES) -> dict[str, str]:
+def collect(modules: Iterable[str] = MODULES) -> dict[str, str | Mapping[str, str]]:
     """Import each generator module and merge their ``generated_blocks()``; a name given twice is an error."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.insert(0, str(BENCHMARKS))
-    blocks: dict[str, str] = {}
+    blocks: dict[str, str | Mapping[str, str]] = {}
     for module_name in modules:
         produced = importlib.import_module(module_name).generated_blocks()
         for name, markdown in produced.items():
@@ -136,14 +151,14 @@ def collect(modules: Iterable[str] = MODULES) -> dict[str, str]:
 def check(
     root: Path = ROOT,
     files: Sequence[str] = FILES,
-    blocks: Mapping[str, str] | None = None,
+    blocks: Blocks | None = None,
     pending: Iterable[str] = PENDING | RETIRED,
 ) -> list[str]:
     """Return one line per problem (empty when every block is current)."""
     blocks = collect() if blocks is None else blocks
     pending = set(pending)
     problems: list[str] = []
-    placed = set()
+    placed: set[tuple[str, str]] = set()
     for relative in files:
         path = root / relative
         if not path.exists():
@@ -152,18 +167,25 @@ def check(
         spans, marker_problems = find_blocks(text)
         problems += [f"{relative}: {line}" for line in marker_problems]
         for name, (begin, end) in spans.items():
-            placed.add(name)
-            if name in blocks:
-                if text[begin:end] != body(blocks[name]):
+            markdown = markdown_for(blocks, name, relative)
+            if markdown is not None:
+                placed.add((name, relative))
+                if text[begin:end] != body(markdown):
                     problems.append(f"{relative}: block {name!r} is stale (run python benchmarks/report.py)")
             elif name not in pending:
                 problems.append(f"{relative}: block {name!r} has no generator (missing from MODULES' output)")
-    for name in sorted(set(blocks) - placed):
-        problems.append(f"block {name!r} is generated but placed in none of {', '.join(files)}")
+    for name, value in sorted(blocks.items()):
+        if isinstance(value, str):
+            if not any(where == name for where, _ in placed):
+                problems.append(f"block {name!r} is generated but placed in none of {', '.join(files)}")
+            continue
+        for relative in value:
+            if (name, relative) not in placed:
+                problems.append(f"{relative}: block {name!r} is generated for this file but not placed in it")
     return problems
 
 
-def write(root: Path = ROOT, files: Sequence[str] = FILES, blocks: Mapping[str, str] | None = None) -> list[str]:
+def write(root: Path = ROOT, files: Sequence[str] = FILES, blocks: Blocks | None = None) -> list[str]:
     """Rewrite the blocks of every file in place; returns the files that changed."""
     blocks = collect() if blocks is None else blocks
     changed = []
@@ -172,7 +194,7 @@ def write(root: Path = ROOT, files: Sequence[str] = FILES, blocks: Mapping[str, 
         if not path.exists():
             continue
         text = path.read_text(encoding="utf-8")
-        new = replace_blocks(text, blocks)
+        new = replace_blocks(text, blocks, relative)
         if new != text:
             path.write_text(new, encoding="utf-8")
             changed.append(relative)

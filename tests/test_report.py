@@ -146,3 +146,20 @@ def test_results_links_resolve():
             assert anchor in anchors, f"RESULTS.md links to #{anchor}, which is no heading"
         else:
             assert (page.parent / path).exists(), f"RESULTS.md links to {path}, which does not exist"
+
+
+def test_a_block_may_be_written_differently_per_file(tmp_path):
+    """One name, one text per file: the main job's block is a sentence in the README, a table in RESULTS.md."""
+    (tmp_path / "benchmarks").mkdir()
+    for relative in report.FILES:
+        (tmp_path / relative).write_text("<!-- demo:start -->\n<!-- demo:end -->\n", encoding="utf-8")
+    blocks = {"demo": {"README.md": "a sentence", "benchmarks/RESULTS.md": "| a | table |"}}
+    assert len(report.check(tmp_path, blocks=blocks)) == 2
+    report.write(tmp_path, blocks=blocks)
+    assert report.check(tmp_path, blocks=blocks) == []
+    assert "a sentence" in (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| a | table |" in (tmp_path / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    (tmp_path / "README.md").write_text("no block here\n", encoding="utf-8")
+    assert report.check(tmp_path, blocks=blocks) == [
+        "README.md: block 'demo' is generated for this file but not placed in it"
+    ]
