@@ -107,7 +107,7 @@ def find_blocks(text: str) -> tuple[dict[str, tuple[int, int]], list[str]]:
     return spans, problems
 
 
-Blocks = Mapping[str, "str | Mapping[str, str]"]  # name -> markdown, or {file: markdown}
+Blocks = Mapping[str, str | Mapping[str, str]]  # name -> markdown, or {file: markdown}
 
 
 def markdown_for(blocks: Blocks, name: str, relative: str) -> str | None:
