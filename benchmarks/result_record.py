@@ -22,6 +22,7 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 #: Environment variables that change what a benchmark measures; named in the command when set.
@@ -36,7 +37,7 @@ def split_row(line: str) -> list[str]:
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def parse_tables(text: str) -> list[dict[str, object]]:
+def parse_tables(text: str) -> list[dict[str, Any]]:
     """Every markdown table in ``text``, in order, as ``{"title", "columns", "rows"}``.
 
     A table is a header row, a ``|---|`` separator and its rows. Its title is the line just above
@@ -44,7 +45,7 @@ def parse_tables(text: str) -> list[dict[str, object]]:
     blank line above the header; otherwise ``None``.
     """
     lines = text.splitlines()
-    tables: list[dict[str, object]] = []
+    tables: list[dict[str, Any]] = []
     index = 0
     while index < len(lines):
         line = lines[index].strip()
@@ -103,7 +104,7 @@ def command_line(argv: Sequence[str] | None = None, script: str | None = None) -
     return " ".join(environment + ["python", shlex.quote(script)] + [shlex.quote(arg) for arg in argv])
 
 
-def make_record(text: str, command: str, machine: str | None = None, date: str | None = None) -> dict[str, object]:
+def make_record(text: str, command: str, machine: str | None = None, date: str | None = None) -> dict[str, Any]:
     """The record of one benchmark run whose printed output is ``text``."""
     return {
         "command": command,
@@ -113,7 +114,7 @@ def make_record(text: str, command: str, machine: str | None = None, date: str |
     }
 
 
-def write_record(path: str, record: dict[str, object]) -> None:
+def write_record(path: str, record: dict[str, Any]) -> None:
     """Write ``record`` to ``path`` (:func:`dumps_record`'s layout), after checking its keys."""
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
@@ -123,7 +124,7 @@ def write_record(path: str, record: dict[str, object]) -> None:
         handle.write(dumps_record(record))
 
 
-def dumps_record(record: dict[str, object]) -> str:
+def dumps_record(record: dict[str, Any]) -> str:
     """JSON text of a record with one table row per line, so a re-measurement diffs row by row."""
     def dump(value: object) -> str:
         return json.dumps(value, ensure_ascii=False)

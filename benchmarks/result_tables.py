@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -24,10 +25,10 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> st
     return "\n".join(lines)
 
 
-def render_record(record: Mapping[str, object]) -> str:
+def render_record(record: Mapping[str, Any]) -> str:
     """Markdown of one record: its tables, then ``Command: ...; machine: ...; date: ...``."""
     parts: list[str] = []
-    for table in record["tables"]:  # type: ignore[union-attr]
+    for table in record["tables"]:
         if table.get("title"):
             parts.append(str(table["title"]))
         parts.append(render_table(table["columns"], table["rows"]))
