@@ -22,8 +22,8 @@ import platform
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 #: Environment variables that change what a benchmark measures; named in the command when set.
 MEASURED_ENVIRONMENT = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "RANKSSL_KERNELS", "RANKSSL_DISABLE_FUSED",
