@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from launch_count import LaunchCounter  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 Step = Callable[[], torch.Tensor]
 
@@ -189,7 +190,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     torch.set_num_threads(1)
     kernels = os.environ.get("RANKSSL_KERNELS", "auto")
     print(f"B={args.batch_size}, D={args.dim}, two views; RANKSSL_KERNELS={kernels}, "

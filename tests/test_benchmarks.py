@@ -31,9 +31,11 @@ def _run_benchmark(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(HANG + 60)
-def test_sorting_benchmark_quick():
-    out = _run_benchmark("bench_sorting.py", "--quick")
+def test_sorting_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-sorting.json"
+    out = _run_benchmark("bench_sorting.py", "--quick", "--json", str(record))
     assert "| odd_even | 8 | 5 |" in out
+    _assert_record(record, first_cells=["odd_even", "8", "5"])
 
 
 @pytest.mark.slow
@@ -48,10 +50,22 @@ def test_quality_benchmark_quick(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(HANG + 60)
-def test_speed_benchmark_quick():
-    out = _run_benchmark("speed.py", "--quick")
+def test_speed_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-losses.json"
+    out = _run_benchmark("speed.py", "--quick", "--json", str(record))
     for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):
         assert row in out
+    _assert_record(record, first_cells=["GroCoLoss", "NTXentLoss"], tables=2)
+
+
+def _assert_record(path, first_cells, tables=1):
+    """``--json PATH`` wrote a result record (benchmarks/result_record.py) of the printed tables."""
+    import json
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["command"].split("python ", 1)[1].startswith("benchmarks/") and record["machine"] and record["date"]
+    assert len(record["tables"]) == tables
+    assert record["tables"][0]["rows"][0][: len(first_cells)] == first_cells
 
 
 @pytest.mark.slow
@@ -59,3 +73,12 @@ def test_ap_bias_benchmark_quick(tmp_path):
     out = _run_benchmark("bench_ap_bias.py", "--quick", "--out", str(tmp_path))
     assert "| 32 | 8 x 4 | spread |" in out and "worst abs bias" in out
     assert (tmp_path / "ap_bias.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
+def test_groco_all_negatives_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-groco-all-negatives.json"
+    out = _run_benchmark("groco_all_negatives.py", "--quick", "--json", str(record))
+    assert "GroCoLoss / NTXentLoss:" in out and "| load | NTXent ms |" in out
+    _assert_record(record, first_cells=[])
