@@ -116,8 +116,8 @@ def _grows_with_views(names: Sequence[str], least: int = 3):
     return figure
 
 
-def _not_measured(where: str):
-    return lambda summaries: (f"not measured by the protocol: {where}", "see there")
+def _not_measured(how: str):
+    return lambda summaries: (f"not measured by the protocol ({how})", "-")
 
 
 # (claim, source, figure function). The figure function returns (figure text, holds here?).
@@ -151,7 +151,7 @@ CLAIMS: List[Tuple[str, str, Callable[[Summaries], Tuple[str, str]]]] = [
     ("Hydra prevents dimensional collapse (effective rank above its label-based peer SupCon)", "Hydra",
      _compare("Hydra/paper/2", "SupCon/paper/2", metric="erank")),
     ("Hydra discovers class relationships", "Hydra",
-     _not_measured("RESULTS.md, section Hydra (`rankssl analyze`: gate overlap of class pairs)")),
+     _not_measured("`rankssl analyze` reports the gate overlap of class pairs of a trained Hydra checkpoint")),
 ]
 
 

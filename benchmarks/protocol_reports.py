@@ -109,8 +109,8 @@ def plot_curves(summaries: Dict[str, Dict], path: str, dataset: str) -> None:
     plt.close(fig)
 
 
-def write_claims(out: str, dataset: str) -> str:
-    """claims.md from every table JSON found under ``out/dataset`` (later tables do not override earlier)."""
+def table_summaries(out: str, dataset: str) -> Dict[str, Dict]:
+    """Every row of every table JSON under ``out/dataset`` (a row met in an earlier table is not overridden)."""
     root = os.path.join(out, dataset)
     summaries: Dict[str, Dict] = {}
     for table in TABLES:
@@ -119,9 +119,14 @@ def write_claims(out: str, dataset: str) -> str:
             with open(path) as handle:
                 for name, summary in json.load(handle)["variants"].items():
                     summaries.setdefault(name, summary)
-    text = claims_table(summaries, dataset)
-    os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, "claims.md"), "w") as handle:
+    return summaries
+
+
+def write_claims(out: str, dataset: str) -> str:
+    """claims.md from every table JSON found under ``out/dataset``; its text."""
+    text = claims_table(table_summaries(out, dataset), dataset)
+    os.makedirs(os.path.join(out, dataset), exist_ok=True)
+    with open(os.path.join(out, dataset, "claims.md"), "w") as handle:
         handle.write(text)
     return text
 
@@ -143,8 +148,8 @@ def _seconds_per_step(out: str, dataset: str) -> Dict[str, Dict[str, List[float]
             for name, by_purpose in _finished_runs(out, dataset).items()}
 
 
-def write_step_costs(out: str, dataset: str) -> str:
-    """costs.md: the s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured,
+def step_costs(out: str, dataset: str) -> str:
+    """The s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured,
     and the tuning budget each variant was given (runs and training hours, read from its run files)."""
     runs = _finished_runs(out, dataset)
     measured = {name: statistics.median(r["s_per_step"] for r in by_purpose["cost"])
@@ -165,7 +170,12 @@ def write_step_costs(out: str, dataset: str) -> str:
     for name in sorted((n for n in runs if runs[n].get("tune")), key=_variant_order):
         tune, final = runs[name]["tune"], runs[name].get("final", [])
         lines.append(f"| {name} | {len(tune)} | {_hours(tune)} | {len(final)} | {_hours(final)} |")
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def write_step_costs(out: str, dataset: str) -> str:
+    """costs.md under ``out/dataset`` (:func:`step_costs`); its text."""
+    text = step_costs(out, dataset)
     os.makedirs(os.path.join(out, dataset), exist_ok=True)
     with open(os.path.join(out, dataset, "costs.md"), "w") as handle:
         handle.write(text)

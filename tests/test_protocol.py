@@ -296,7 +296,7 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
 
 def test_claims_table_with_nothing_run_says_so():
     text = claims_table({}, "digits")
-    assert text.count("not run yet") == 14 and "see there" in text
+    assert text.count("not run yet") == 14 and "not measured by the protocol" in text
 
 
 def test_views_claim_is_judged_on_the_view_counts_that_were_run():
