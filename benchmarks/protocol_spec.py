@@ -161,7 +161,8 @@ class Method:
     supcon: bool = False  # the Hydra recipe with pml's SupConLoss on all views
 
 
-# Base learning rates: the recipes' original rules (quality.py); parameter grids bracket the recipes' values.
+# Base learning rates: the recipes' original rules (SimCLR's 0.3 x batch / 256; GroCo's paper rule
+# 0.75 x 32 x batch / 1024, halved, as its gradients are small); parameter grids bracket the recipes' values.
 METHODS: Dict[str, Method] = {
     "SimCLR": Method("SimCLR", "simclr_smallcnn_1xb256-50e_digits",
                      SearchSpace(0.3, "temperature", (0.1, 0.2, 0.5), 0.2)),
@@ -257,7 +258,7 @@ class Size:
 
 SIZES = {
     "default": Size(epochs=50, seeds=(0, 1, 2), eval_every=5),
-    # What a 2-core CPU can finish in a session: the old quality table's 20-epoch budget, tuned and seeded
+    # What a 2-core CPU can finish in a session: the 20-epoch budget of the first quality table, tuned and seeded
     # as the protocol asks (the figures in RESULTS.md "Protocol" are this size).
     "medium": Size(epochs=20, seeds=(0, 1, 2), eval_every=5),
     "small": Size(epochs=1, seeds=(0, 1), eval_every=1, max_widen=1, train_subset=512, param_values=1),

@@ -38,16 +38,6 @@ def test_sorting_benchmark_quick():
 
 @pytest.mark.slow
 @pytest.mark.timeout(HANG + 60)
-def test_quality_benchmark_quick(tmp_path):
-    # One method at the quick size (1 epoch, no sweep): the pipeline, table, JSON and plot.
-    out = _run_benchmark("quality.py", "--quick", "--no-sweep", "--methods", "GroCo", "--out", str(tmp_path))
-    assert "| GroCo | no | 2 |" in out and "| raw pixels |" in out
-    assert (tmp_path / "quality_curves.png").stat().st_size > 0
-    assert (tmp_path / "quality.json").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(HANG + 60)
 def test_speed_benchmark_quick():
     out = _run_benchmark("speed.py", "--quick")
     for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):
