@@ -741,7 +741,7 @@ def test_generated_blocks_cover_every_name_and_render_from_the_committed_json():
 
 def test_committed_run_files_are_named_by_their_keys():
     """A run file's name is its RunSpec's key: renaming a field or changing the key rule would orphan them all."""
-    for key, folder in protocol_reports.FOLDERS.items():
+    for folder in protocol_reports.FOLDERS.values():
         for dataset in ("digits", "two_digits"):
             runs = os.path.join(protocol_reports.BENCHMARKS, folder, dataset, "runs")
             for file in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
