@@ -53,19 +53,11 @@ _TWO_DIGITS_PER_CLASS = {"train": 30, "test": 10}  # the two-digit recipes' size
 
 
 def _load_two_digits() -> Dict:
-    make_two_digit_canvas = _two_digits_maker()
+    """The 100-class two-digit numbers (``rankssl.mm.digits.make_two_digit_canvas``) at the recipes' sizes."""
+    from rankssl.mm.digits import make_two_digit_canvas
+
     return _as_arrays({split: make_two_digit_canvas(split, per_class)
                        for split, per_class in _TWO_DIGITS_PER_CLASS.items()})
-
-
-def _two_digits_maker():
-    """The 100-class two-digit numbers (built in the Hydra issue); a clear error on a branch without them."""
-    try:
-        from rankssl.mm.digits import make_two_digit_canvas
-    except ImportError as error:
-        raise ValueError("dataset 'two_digits' needs rankssl.mm.digits.make_two_digit_canvas and the "
-                         "'TwoDigitCanvas' dataset (the Hydra issue's), which this branch does not have.") from error
-    return make_two_digit_canvas
 
 
 def fashion_mnist_root() -> str:

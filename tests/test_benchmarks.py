@@ -3,7 +3,7 @@
 Smoke tests, not measurements: each run takes seconds on an idle 2-core machine (the
 three together about 40 s) and several times that when other work saturates the cores.
 The timeouts only catch hangs: they are 20x the idle time and far beyond any slowdown
-from load, so a busy CI machine never fails a correct submission (issue 16).
+from load, so a busy CI machine never fails a correct submission.
 """
 
 import os

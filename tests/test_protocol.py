@@ -235,19 +235,14 @@ def test_build_config_wires_heads_views_and_the_tuning_split():
                               digits, "/tmp/unused", None)
 
 
-def test_two_digits_is_one_table_entry_and_fails_clearly_without_its_module():
+def test_two_digits_is_one_table_entry():
     two_digits = protocol_spec.DATASETS["two_digits"]
     assert two_digits.num_classes == 100 and two_digits.mm_dataset("test")["type"] == "TwoDigitCanvas"
-    from rankssl.mm import digits
-
-    if not hasattr(digits, "make_two_digit_canvas"):  # a branch without the Hydra issue's data set
-        with pytest.raises(ValueError, match="two_digits"):
-            two_digits.load()
     from rankssl.recipes import list_recipes
 
     expected = "groco_smallcnn_1xb256-50e_two-digits"
-    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == (
-        expected if expected in list_recipes() else "groco_smallcnn_1xb256-50e_digits")
+    assert expected in list_recipes()
+    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == expected
     assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", protocol_spec.DATASETS["digits"]) == (
         "groco_smallcnn_1xb256-50e_digits")
 
