@@ -137,6 +137,8 @@ def _finished_runs(out: str, dataset: str) -> Dict[str, Dict[str, List[Dict]]]:
     runs: Dict[str, Dict[str, List[Dict]]] = {}
     runs_dir = os.path.join(out, dataset, "runs")
     for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if not file.endswith(".json"):  # a run being written is a '.json.tmp' until it is whole
+            continue
         with open(os.path.join(runs_dir, file)) as handle:
             result = json.load(handle)
         runs.setdefault(result["spec"]["variant"], {}).setdefault(result["spec"]["purpose"], []).append(result)
