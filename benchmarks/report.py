@@ -36,35 +36,11 @@ FILES: tuple[str, ...] = ("benchmarks/RESULTS.md", "README.md")
 #: Generator modules, imported from ``benchmarks/``; each has ``generated_blocks()``.
 #: At merge add ``protocol_reports`` (quality tables and claims) and ``demo_results``
 #: (the main job's block) and drop their names from :data:`PENDING`.
-MODULES: tuple[str, ...] = ("result_tables",)
+MODULES: tuple[str, ...] = ("result_tables", "protocol_reports")
 
 #: Block names whose generator is not merged yet: ``--check`` skips them.
 PENDING: frozenset = frozenset(
     {
-        # benchmarks/protocol_reports.py::generated_blocks()
-        "results-digits",
-        "results-two-digits",
-        "results-fashion-mnist",
-        "fashion-mnist-grid",
-        "protocol-main",
-        "protocol-views",
-        "protocol-heads",
-        "protocol-multicrop",
-        "protocol-s2r2-views",
-        "protocol-two-digits-main",
-        "protocol-two-digits-views",
-        "protocol-two-digits-heads",
-        "protocol-two-digits-multicrop",
-        "protocol-two-digits-s2r2-views",
-        "protocol-50-main",
-        "protocol-cuda-main",
-        "protocol-cuda-50-main",
-        "claims-digits",
-        "claims-protocol-two-digits",
-        "claims-protocol-50",
-        "claims-protocol-cuda-50",
-        "protocol-step-costs",
-        "protocol-two-digits-costs",
         # benchmarks/demo_results.py (the main job, ``rankssl demo --write-results``)
         "demo-results",
     }
