@@ -48,7 +48,7 @@ PENDING: frozenset = frozenset(
 
 #: Blocks written by retired harnesses (hydra_claims.py, hydra_digits.py, quality.py) that a file
 #: may still hold: left as they are and not checked. Drop a name once no file holds it.
-RETIRED: frozenset = frozenset({"claims-two-digits", "claims-hydra-digits", "hydra-two-digits", "hydra-digits"})
+RETIRED: frozenset = frozenset()
 
 _MARKER = re.compile(r"^<!-- ([A-Za-z0-9_.-]+):(start|end) -->$", re.MULTILINE)
 

@@ -246,7 +246,7 @@ GROCO_SCALING_HEADER = (
 
 
 def main(argv=None) -> None:
-    torch.set_flush_denormal(True)  # as rankssl.mm does for training (see quality.py)
+    torch.set_flush_denormal(True)  # as rankssl.mm does for training
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
