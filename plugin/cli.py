@@ -290,18 +290,19 @@ def cpu_fallbacks(cfg) -> None:
 
 def build_runner(cfg, progress: Optional[str] = None):
     """mmengine ``Runner`` for ``cfg``; with ``progress`` (a label), a quiet console and progress lines."""
-    from rankssl.mm.checkpoint import install_checkpoint_safety
+    from rankssl.mm.checkpoint import check_runner_loads
 
-    install_checkpoint_safety()
     if progress is not None:
         from rankssl.mm.progress import build_quiet_runner, log_file_of
 
         runner = build_quiet_runner(cfg, progress)
         print(f"[{progress}] full log (environment, config, mmengine lines): {log_file_of(runner)}", flush=True)
-        return runner
-    from mmengine.runner import Runner
+    else:
+        from mmengine.runner import Runner
 
-    return Runner.from_cfg(cfg)
+        runner = Runner.from_cfg(cfg)
+    check_runner_loads(runner)  # its load_from / resume verify the file, whatever its checkpoint hook
+    return runner
 
 
 # ----------------------------------------------------------------------------- commands
