@@ -2,10 +2,12 @@
 
 import os
 import re
+import sys
 
 import pytest
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+sys.path.insert(0, os.path.join(os.path.dirname(README), "benchmarks"))  # demo_results: repository tooling
 
 
 def _python_blocks():
@@ -39,7 +41,7 @@ def _demo_record():
 
 def test_readme_main_job_numbers_are_the_recorded_run():
     """The README's main-job figures are those of the latest `rankssl demo --write-results` run."""
-    from rankssl.demo_results import read_between_markers, render_readme
+    from demo_results import read_between_markers, render_readme
 
     record = _demo_record()
     with open(README) as handle:
@@ -53,7 +55,7 @@ def test_readme_main_job_numbers_are_the_recorded_run():
 
 
 def test_results_md_main_job_table_is_the_recorded_run():
-    from rankssl.demo_results import read_between_markers, render_results_md
+    from demo_results import read_between_markers, render_results_md
 
     record = _demo_record()
     with open(os.path.join(os.path.dirname(README), "benchmarks", "RESULTS.md")) as handle:
@@ -65,7 +67,7 @@ def test_results_md_main_job_table_is_the_recorded_run():
 
 
 def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
-    from rankssl import demo_results
+    import demo_results
 
     (tmp_path / "benchmarks").mkdir()
     before = "# title\n\nintro\n<!-- demo-results:start -->\nold numbers\n<!-- demo-results:end -->\ntail\n"

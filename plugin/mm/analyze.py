@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import pickle
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
