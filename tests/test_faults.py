@@ -103,6 +103,24 @@ print("unchanged")
     assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr[-3000:]
 
 
+def test_scoped_allow_list_leaves_an_earlier_process_wide_one_in_force():
+    script = """
+import torch
+from rankssl.mm.checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_types, mmengine_safe_globals
+types = mmengine_checkpoint_types()
+with mmengine_safe_globals():
+    assert all(t in torch.serialization.get_safe_globals() for t in types)
+assert not any(t in torch.serialization.get_safe_globals() for t in types)
+allow_mmengine_checkpoints()  # the user's process-wide choice
+with mmengine_safe_globals():
+    pass
+assert all(t in torch.serialization.get_safe_globals() for t in types)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
 def test_runner_loads_are_checked_only_while_they_run(tmp_path):
     from mmengine.runner.checkpoint import CheckpointLoader
 
