@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from types import ModuleType
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 
 from rankssl.commands import build_runner
 from rankssl.errors import CommandError
@@ -89,7 +89,8 @@ def cmd_demo(args) -> int:
     """The main job: train both demo recipes, print the kNN table; ``--write-results`` records it."""
     import torch
 
-    checkout = demo_results = None
+    checkout: Optional[str] = None
+    demo_results: Optional[ModuleType] = None
     if args.write_results is not None:  # fail before training, not after
         if args.epochs is not None:
             raise CommandError("--write-results records the main job as `make demo` runs it; drop --epochs.")
@@ -100,13 +101,13 @@ def cmd_demo(args) -> int:
     torch.set_flush_denormal(True)
     load = load_average()
     start = time.time()
-    rows = []
-    baselines = None
+    rows: List[Tuple[str, float, float, int]] = []
+    baselines: Dict[str, float] = {}
     for method, recipe in DEMO_RECIPES:
         cfg = load_config(recipe, os.path.join(args.work_dir, recipe))
         if args.epochs is not None:
             set_epochs(cfg, args.epochs)
-        if baselines is None:
+        if not baselines:
             print("Baselines without training (raw pixels, random init) ...", flush=True)
             baselines = demo_baselines(cfg)
             print("  " + ", ".join(f"{name} {acc:.1f}%" for name, acc in baselines.items()), flush=True)
@@ -126,7 +127,7 @@ def cmd_demo(args) -> int:
         print(f"{name + ' (no training)':<30}{acc:>15.1f}{'-':>8}{'-':>10}")
     print(f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
           "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)")
-    if checkout is not None:
+    if checkout is not None and demo_results is not None:
         record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load,
                                           load_average_at_end=load_average())
         for path in demo_results.write(checkout, record):

@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 __all__ = ["SkipFirstBatches", "skip_first_batches", "stop_skipping"]
 
@@ -24,11 +24,11 @@ class SkipFirstBatches:
     attributes (``sampler``, ``dataset``, ...) are the original's.
     """
 
-    def __init__(self, loader: Iterable, n: int) -> None:
+    def __init__(self, loader: Any, n: int) -> None:
         self._loader, self._n = loader, n
 
     @property
-    def original(self) -> Iterable:
+    def original(self) -> Any:
         """The wrapped data loader."""
         return self._loader
 

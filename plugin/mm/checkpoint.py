@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import os
 import pickle
 import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -45,10 +46,9 @@ def mmengine_checkpoint_types() -> List[object]:
     from mmengine.logging.history_buffer import HistoryBuffer
 
     types: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
-    if int(np.__version__.split(".")[0]) >= 2:
-        import numpy._core.multiarray as multiarray
-    else:  # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
-        import numpy.core.multiarray as multiarray
+    # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
+    numpy_2 = int(np.__version__.split(".")[0]) >= 2
+    multiarray: Any = importlib.import_module("numpy._core.multiarray" if numpy_2 else "numpy.core.multiarray")
     types.append(multiarray.scalar)
     types.append(multiarray._reconstruct)
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType", "UInt8DType"):
@@ -74,9 +74,10 @@ def _history_buffer_attribute(obj: object, name: str) -> object:
     raise pickle.UnpicklingError(f"Checkpoint asks for attribute {name!r} of {obj!r}; refused.")
 
 
-def _mmengine_safe_globals() -> List[object]:
+def _mmengine_safe_globals() -> List[Any]:
     """What ``torch.load(weights_only=True)`` must accept for mmengine's checkpoints."""
-    return mmengine_checkpoint_types() + [(_history_buffer_attribute, "builtins.getattr")]
+    entries: List[Any] = mmengine_checkpoint_types()
+    return entries + [(_history_buffer_attribute, "builtins.getattr")]
 
 
 def allow_mmengine_checkpoints() -> None:
@@ -288,7 +289,7 @@ def select_resume_checkpoint(work_dir: str) -> ResumeChoice:
         True
     """
     choice = ResumeChoice(work_dir=work_dir, path=None)
-    candidates = set()
+    candidates: Set[str] = set()
     if os.path.isdir(work_dir):
         candidates.update(os.path.join(work_dir, n) for n in os.listdir(work_dir) if _is_resume_candidate(n))
     marker = os.path.join(work_dir, "last_checkpoint")
@@ -318,7 +319,7 @@ def select_resume_checkpoint(work_dir: str) -> ResumeChoice:
 
 def remove_stale_temporaries(folder: str) -> List[str]:
     """Delete temporary files left by writes that a kill interrupted; return their paths."""
-    removed = []
+    removed: List[str] = []
     if not os.path.isdir(folder):
         return removed
     for name in os.listdir(folder):

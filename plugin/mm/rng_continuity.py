@@ -57,5 +57,5 @@ def sampler_seed(runner) -> Optional[int]:
 def restore_sampler_seed(runner, seed: Optional[int]) -> None:
     """Give the train loader's sampler the saved seed (where both exist)."""
     sampler = getattr(runner.train_loop.dataloader, "sampler", None)
-    if seed is not None and hasattr(sampler, "seed"):
+    if seed is not None and sampler is not None and hasattr(sampler, "seed"):
         sampler.seed = seed
