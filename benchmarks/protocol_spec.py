@@ -99,12 +99,13 @@ DATASETS: Dict[str, DatasetSpec] = {
 # made with: Hydra's digits and two-digit recipes (and SupCon's) spelling out the loss and head options
 # that were the defaults when the runs were made, before HydraLoss's defaults became SimLAP's (checked in
 # tests/test_hydra_recipes.py); every digits and two-digit recipe gaining an `auto_scale_lr` block
-# (enable=False: read only by `--auto-scale-lr`) and comment lines. Current digest -> the runs' digest.
+# (enable=False: read only by `--auto-scale-lr`) and comment lines (tracker references dropped from two Hydra
+# recipes' comments included). Current digest -> the runs' digest.
 RECIPE_DIGEST_ALIASES = {
     "eb3a2765": "62c19233",  # groco_smallcnn_1xb256-50e_digits
     "90b3b2b5": "2cf9a894",  # groco_smallcnn_1xb256-50e_two-digits
-    "c7c51588": "cd29ee6a",  # hydra_smallcnn_1xb256-50e_digits
-    "7ab18429": "4da3f536",  # hydra_smallcnn_1xb256-50e_two-digits
+    "3a99cb7f": "cd29ee6a",  # hydra_smallcnn_1xb256-50e_digits
+    "84c09178": "4da3f536",  # hydra_smallcnn_1xb256-50e_two-digits
     "3ab8b486": "3682b299",  # s2r2_smallcnn_1xb256-4v-50e_digits
     "38d2a8c3": "ceb5cf1f",  # s2r2_smallcnn_1xb256-4v-50e_two-digits
     "9cec78b5": "bd74f627",  # simclr_smallcnn_1xb256-50e_digits

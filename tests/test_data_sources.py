@@ -242,7 +242,7 @@ def test_truncated_image_in_a_dataloader_worker_is_one_clear_line(tmp_path, caps
     assert paths["corrupt"] in message and "DataLoader worker process 0" in message
     assert "Traceback" not in message and "\n" not in message
 
-    from rankssl.cli import _short_error
+    from rankssl.errors import short_error as _short_error
 
     short = _short_error(info.value)
     assert short.count("\n") == 1 and paths["corrupt"] in short

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import statistics
+import sys
 
 import pytest
 
@@ -12,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 #: The pages whose python blocks are tested: the README and docs/*.md (docs/notes/ holds dated notes).
 PAGES = [README] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # demo_results: repository tooling
 
 
 def _python_blocks():
@@ -48,7 +50,7 @@ def _demo_record():
 
 def test_readme_main_job_numbers_are_the_recorded_run():
     """The README's main-job figures are those of the latest `rankssl demo --write-results` run."""
-    from rankssl.demo_results import read_between_markers, render_readme
+    from demo_results import read_between_markers, render_readme
 
     record = _demo_record()
     with open(README) as handle:
@@ -62,7 +64,7 @@ def test_readme_main_job_numbers_are_the_recorded_run():
 
 
 def test_results_md_main_job_table_is_the_recorded_run():
-    from rankssl.demo_results import read_between_markers, render_results_md
+    from demo_results import read_between_markers, render_results_md
 
     record = _demo_record()
     with open(os.path.join(os.path.dirname(README), "benchmarks", "RESULTS.md")) as handle:
@@ -74,7 +76,7 @@ def test_results_md_main_job_table_is_the_recorded_run():
 
 
 def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
-    from rankssl import demo_results
+    import demo_results
 
     (tmp_path / "benchmarks").mkdir()
     before = "# title\n\nintro\n<!-- demo-results:start -->\nold numbers\n<!-- demo-results:end -->\ntail\n"

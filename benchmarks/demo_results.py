@@ -1,5 +1,8 @@
 """The main job's published figures, tied to the code: ``rankssl demo --write-results``.
 
+Repository tooling, not part of the installed package: ``rankssl demo --write-results``
+loads this file from the source checkout it writes into (:func:`rankssl.demo.load_results_tool`).
+
 A run records its numbers in ``benchmarks/demo_results.json`` (kNN accuracies, wall
 time, command, machine, date, software) and rewrites the lines between the markers
 ``<!-- demo-results:start -->`` and ``<!-- demo-results:end -->`` in ``README.md`` and
@@ -10,7 +13,6 @@ Wall times vary with the machine's load; the record keeps every recorded run's t
 (``wall_time_history``) and the README shows their range.
 
 Example:
-    >>> from rankssl.demo_results import render_readme
     >>> record = {"epochs": 50, "methods": [{"method": "GroCo", "knn_top1": 76.4, "seconds": 250.0},
     ...           {"method": "SimCLR (lightly NTXentLoss)", "knn_top1": 61.7, "seconds": 260.0}],
     ...           "baselines": {"raw pixels": 41.1, "random init": 35.6}, "wall_time_s": 515.0,
@@ -30,25 +32,12 @@ import platform
 import re
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["RESULTS_FILE", "find_checkout", "make_record", "write", "render_readme", "render_results_md",
+__all__ = ["RESULTS_FILE", "make_record", "write", "render_readme", "render_results_md",
            "replace_between_markers", "read_between_markers", "machine_description"]
 
 RESULTS_FILE = os.path.join("benchmarks", "demo_results.json")
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 BUSY_LOAD = 2.5  # 1-minute load average on 2 cores above which a run's wall time counts as "busy"
-
-
-def find_checkout(path: Optional[str] = None) -> str:
-    """The source checkout to write into: ``path``, or the one this package runs from (editable install)."""
-    candidates = [path] if path else [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.getcwd()]
-    for root in candidates:
-        if all(os.path.isfile(os.path.join(root, name)) for name in ("README.md", "benchmarks/RESULTS.md")):
-            return os.path.abspath(root)
-    from rankssl.cli import CommandError
-
-    raise CommandError(f"--write-results needs a source checkout of rankssl (with README.md and "
-                       f"benchmarks/RESULTS.md); none at {', '.join(map(repr, candidates))}. "
-                       "Give its path: --write-results PATH.")
 
 
 def machine_description() -> str:
