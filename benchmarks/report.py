@@ -34,17 +34,10 @@ ROOT = BENCHMARKS.parent
 FILES: tuple[str, ...] = ("benchmarks/RESULTS.md", "README.md")
 
 #: Generator modules, imported from ``benchmarks/``; each has ``generated_blocks()``.
-#: At merge add ``protocol_reports`` (quality tables and claims) and ``demo_results``
-#: (the main job's block) and drop their names from :data:`PENDING`.
-MODULES: tuple[str, ...] = ("result_tables", "protocol_reports")
+MODULES: tuple[str, ...] = ("result_tables", "protocol_reports", "demo_results")
 
 #: Block names whose generator is not merged yet: ``--check`` skips them.
-PENDING: frozenset = frozenset(
-    {
-        # benchmarks/demo_results.py (the main job, ``rankssl demo --write-results``)
-        "demo-results",
-    }
-)
+PENDING: frozenset = frozenset()
 
 #: Blocks written by retired harnesses (hydra_claims.py, hydra_digits.py, quality.py) that a file
 #: may still hold: left as they are and not checked. Drop a name once no file holds it.
