@@ -51,7 +51,7 @@ from torch.nn import functional as F
 
 from rankssl.losses._deferred import defer_check, is_lazy
 from rankssl.losses._views import as_view_list
-from rankssl.losses.feature_filter import check_class_labels
+from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.hydra_base import (  # noqa: F401  (re-exported: the pml loss and users import them from here)
     KEY_MODES,
     PAIR_DRAWS,
