@@ -211,6 +211,7 @@ class PartnerDraw:
             ``(y2, admissible)``: (B,) or (R,) long partner classes, and None or the (R,)
             mask of rows that had an admissible partner.
         """
+        check_choice(pair_draw, "pair_draw", PAIR_DRAWS)  # the pairing is checked where it is used
         generator = self.generator_on(rows.device)
         if pairing == "arbitrary" and pair_draw == "permutation":
             return permutation_pair_labels(labels, generator), None
