@@ -33,7 +33,7 @@ from rankssl.losses.pair_sampling import check_pairing, draw_partners, permutati
 from rankssl.ops import dist
 from rankssl.ops.validation import check_choice, check_float, check_positive_int
 
-__all__ = ["HydraLossBase", "PartnerDraw", "RANKSSL_VARIANT", "SIMLAP_SETTINGS", "check_hydra_settings",
+__all__ = ["RANKSSL_VARIANT", "SIMLAP_SETTINGS", "HydraLossBase", "PartnerDraw", "check_hydra_settings",
            "check_variant_settings", "checked_class_pair_weight", "defer_or_raise", "feature_filter_for"]
 
 KEY_MODES = ("all", "other")
@@ -227,7 +227,7 @@ class PartnerDraw:
         elif self._saved is not None:
             device, state = self._saved["device"], self._saved["state"]
         else:
-            device, state = None, torch.empty(0, dtype=torch.uint8)
+            device, state = "", torch.empty(0, dtype=torch.uint8)
         seed = 0 if self.seed is None else self.seed
         header = torch.tensor(list(seed.to_bytes(8, "little", signed=True))
                               + [self.seed is not None, _DEVICE_CODES.get(device, 0)], dtype=torch.uint8)
@@ -259,6 +259,10 @@ class HydraLossBase(nn.Module):
     for the optional penalty term. ``state_dict()`` holds the draw's state under the key
     ``_extra_state`` (:meth:`get_extra_state`), so mmengine checkpoints carry it.
     """
+
+    # set by the front-ends
+    feature_filter: FeatureFilter
+    reduction: str
 
     def _init_common(self, num_classes: int, temperature: float, pairing: str, gate_penalty: float,
                      seed: Optional[int], learn_scale: bool, class_pair_weight, pair_draw: str) -> None:
