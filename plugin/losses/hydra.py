@@ -419,16 +419,16 @@ class HydraLoss(HydraLossBase):
         filter_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
-        check_hydra_settings(temperature, gate_penalty, pairing)
-        check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
-        self.feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
-        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
-                          pair_draw)
+        self._init_common(
+            num_classes, dim, temperature=temperature, gate_mode=gate_mode, pairing=pairing, embed_dim=embed_dim,
+            hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight, seed=seed,
+            feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
+            key_views=key_views, filter_warmup_epochs=filter_warmup_epochs,
+        )
         self.dim = dim
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
         self.key_views = key_views
-        self.reduction = reduction
         self.filter_warmup_epochs = filter_warmup_epochs
         self.epoch = 0
 

@@ -254,7 +254,7 @@ class HydraLossBase(nn.Module):
     """What the lightly-style and the pml ``HydraLoss`` share: the settings, the logit scale, the
     partner draw (:class:`PartnerDraw`, seeded with ``seed + rank``) and its state in ``state_dict()``.
 
-    A front-end calls :meth:`_init_common` from its constructor, :meth:`_check_settings` on
+    A front-end calls :meth:`_init_common` from its constructor (checks, feature filter, draw), :meth:`_check_settings` on
     every call, :meth:`_partners` for the anchors' partner classes and :meth:`_gate_penalty`
     for the optional penalty term. ``state_dict()`` holds the draw's state under the key
     ``_extra_state`` (:meth:`get_extra_state`), so mmengine checkpoints carry it.
@@ -264,13 +264,37 @@ class HydraLossBase(nn.Module):
     feature_filter: FeatureFilter
     reduction: str
 
-    def _init_common(self, num_classes: int, temperature: float, pairing: str, gate_penalty: float,
-                     seed: Optional[int], learn_scale: bool, class_pair_weight, pair_draw: str) -> None:
+    def _init_common(
+        self,
+        num_classes: int,
+        dim: int,
+        *,
+        temperature: float,
+        gate_mode: str,
+        pairing: str,
+        embed_dim: int,
+        hidden_dim: int,
+        gate_penalty: float,
+        class_pair_weight: Optional[torch.Tensor],
+        seed: Optional[int],
+        feature_filter: Optional[FeatureFilter],
+        reduction: str,
+        pair_draw: str,
+        learn_scale: bool,
+        key_views: str = "all",
+        filter_warmup_epochs: int = 0,
+    ) -> None:
+        """Check the shared hyper-parameters (``ValueError``/``TypeError`` naming the bad one), build or
+        check the feature filter, set the shared attributes and the seeded partner draw."""
+        check_hydra_settings(temperature, gate_penalty, pairing)
+        check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
+        self.feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
         self._partner_draw = PartnerDraw(seed)
         self.num_classes = num_classes
         self.temperature = float(temperature)
         self.pairing = pairing
         self.gate_penalty = float(gate_penalty)
+        self.reduction = reduction
         self.pair_draw = pair_draw
         self.learn_scale = bool(learn_scale)
         cpw = checked_class_pair_weight(class_pair_weight, num_classes)

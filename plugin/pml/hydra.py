@@ -21,13 +21,7 @@ from pytorch_metric_learning.utils import common_functions as c_f
 
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
 from rankssl.losses.hydra import _masked_terms
-from rankssl.losses.hydra_base import (
-    HydraLossBase,
-    check_hydra_settings,
-    check_variant_settings,
-    defer_or_raise,
-    feature_filter_for,
-)
+from rankssl.losses.hydra_base import HydraLossBase, defer_or_raise
 from rankssl.ops.validation import check_float, collect_checks, send_collected_checks
 from rankssl.pml._checks import check_inputs, check_reducer
 
@@ -140,14 +134,11 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
                 f"HydraLoss compares embeddings by its own gated cosine similarity; distance must be "
                 f"CosineSimilarity, got {type(self.distance).__name__}."
             )
-        check_hydra_settings(temperature, gate_penalty, pairing)
-        check_variant_settings("all", reduction, pair_draw, pairing, 0)
-        self.reduction = reduction
-        self.feature_filter = feature_filter_for(
-            num_classes, embedding_size, embed_dim, hidden_dim, gate_mode, feature_filter
+        self._init_common(
+            num_classes, embedding_size, temperature=temperature, gate_mode=gate_mode, pairing=pairing,
+            embed_dim=embed_dim, hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight,
+            seed=seed, feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
         )
-        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
-                          pair_draw)
         self.embedding_size = embedding_size
         self._own_rows_cache: dict = {}
         self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
