@@ -155,6 +155,27 @@ def test_pml_forward_equals_pmls_own_forward_route():
                                        BaseMetricLossFunction.forward(theirs, z, LABELS, None, r, LABELS))
 
 
+@pytest.mark.slow
+def test_pml_compiled_equals_eager_with_per_call_arguments():
+    import warnings
+
+    eager = _pml(seed=3)
+    compiled = torch.compile(copy.deepcopy(eager), backend="eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(2):  # the second call with the generator advanced
+            z, r = _views(step, n=2)
+            for kwargs in (dict(), dict(pair_labels=LABELS.roll(step + 1)),
+                           dict(ref_emb=r, ref_labels=LABELS, ref_self_index=torch.arange(12))):
+                leaf = z.clone().requires_grad_(True)
+                want = eager(leaf, LABELS, **kwargs)
+                (want_grad,) = torch.autograd.grad(want, leaf)
+                got = compiled(leaf, LABELS, **kwargs)
+                (got_grad,) = torch.autograd.grad(got, leaf)
+                torch.testing.assert_close(got, want)
+                torch.testing.assert_close(got_grad, want_grad)
+
+
 # ---------------------------------------------------------------- values and checkpoints as before
 
 # (loss, norm of the gradient of the first view) for three consecutive calls, and the first
