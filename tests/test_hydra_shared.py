@@ -111,13 +111,15 @@ def test_partner_draw_state_round_trip_and_the_permutation_of_the_authors():
 # ---------------------------------------------------------------- pml: per-call state as arguments
 
 
-class _SetAttrSpy(PMLHydraLoss):
-    """Records every attribute set on the loss once ``watching`` is on."""
+def _record_setattr(self, name, value):
+    """Record every attribute set on the loss once ``watching`` is on, then set it."""
+    if self.__dict__.get("watching"):
+        self.__dict__["set_during_call"].append(name)
+    torch.nn.Module.__setattr__(self, name, value)
 
-    def __setattr__(self, name, value):
-        if self.__dict__.get("watching"):
-            self.__dict__["set_during_call"].append(name)
-        super().__setattr__(name, value)
+
+_SetAttrSpy = type("_SetAttrSpy", (PMLHydraLoss,), {"__setattr__": _record_setattr})
+_LightlySetAttrSpy = type("_LightlySetAttrSpy", (LightlyHydraLoss,), {"__setattr__": _record_setattr})
 
 
 @pytest.mark.parametrize("call", [
@@ -135,6 +137,20 @@ def test_pml_forward_sets_no_attribute(call, settings):
     loss.__dict__.update(watching=True, set_during_call=[])
     for _ in range(2):  # the first call creates the generator and the shape cache: inside their holders
         call(loss, z, r)
+    assert loss.__dict__["set_during_call"] == []
+    after = {k: v for k, v in vars(loss).items() if k not in ("watching", "set_during_call")}
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(RANKSSL_VARIANT), dict(gather_distributed=True)],
+                         ids=["default", "variant", "gathered"])
+def test_lightly_forward_sets_no_attribute_either(settings):
+    loss = _LightlySetAttrSpy(4, 8, embed_dim=8, hidden_dim=16, seed=0, **settings)
+    before = dict(vars(loss))
+    loss.__dict__.update(watching=True, set_during_call=[])
+    for step in range(2):
+        loss(_views(step, n=2), LABELS)
+    loss(_views(2, n=2), LABELS, pair_labels=LABELS.roll(1))
     assert loss.__dict__["set_during_call"] == []
     after = {k: v for k, v in vars(loss).items() if k not in ("watching", "set_during_call")}
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)

@@ -431,6 +431,7 @@ class HydraLoss(HydraLossBase):
         self.key_views = key_views
         self.filter_warmup_epochs = filter_warmup_epochs
         self.epoch = 0
+        self._invalid_cache: dict = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current training epoch (0-based), for ``filter_warmup_epochs``."""
@@ -540,7 +541,7 @@ class HydraLoss(HydraLossBase):
 
         Depends on shapes only, so it is built once per shape and device and kept."""
         key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
-        cache = self.__dict__.setdefault("_invalid_cache", {})
+        cache = self.__dict__.setdefault("_invalid_cache", {})  # modules saved before it was made in __init__
         if key not in cache:
             anchor_rows = torch.arange(rows, device=device) + offset
             key_rows = torch.arange(num_keys, device=device)

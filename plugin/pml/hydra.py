@@ -88,8 +88,8 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
         temperature, gate_mode, pairing, embed_dim, hidden_dim, gate_penalty,
         class_pair_weight, feature_filter, learn_scale: as for
         :class:`rankssl.losses.HydraLoss`.
-        seed: seed of the pair draw's own generator (on the input's device, in
-            ``state_dict()``); ``None`` uses torch's global generator.
+        seed: seed of the pair draw's own generator (on the input's device, offset by the
+            process rank, in ``state_dict()``); ``None`` uses torch's global generator.
         reduction: ``"pair_mean"`` (default, SimLAP) or ``"anchor_mean"`` (rankssl's variant).
         pair_draw: ``"permutation"`` (default, SimLAP: the class of the row a random
             permutation of the batch maps each row to) or ``"per_row"`` (variant: a
