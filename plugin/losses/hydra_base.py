@@ -254,9 +254,9 @@ class HydraLossBase(nn.Module):
     """What the lightly-style and the pml ``HydraLoss`` share: the settings, the logit scale, the
     partner draw (:class:`PartnerDraw`, seeded with ``seed + rank``) and its state in ``state_dict()``.
 
-    A front-end calls :meth:`_init_common` from its constructor (checks, feature filter, draw), :meth:`_check_settings` on
-    every call, :meth:`_partners` for the anchors' partner classes and :meth:`_gate_penalty`
-    for the optional penalty term. ``state_dict()`` holds the draw's state under the key
+    A front-end calls :meth:`_init_common` from its constructor (checks, feature filter, draw),
+    :meth:`_check_settings` on every call, :meth:`_partners` for the anchors' partner classes
+    and :meth:`_gate_penalty` for the optional penalty term. ``state_dict()`` holds the draw's state under the key
     ``_extra_state`` (:meth:`get_extra_state`), so mmengine checkpoints carry it.
     """
 
