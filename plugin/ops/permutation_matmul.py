@@ -170,6 +170,8 @@ def permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transp
         return composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose)
     out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose)
     if out is None:
-        reference = composed_permutation_matmul if transpose else reference_permutation_matmul
-        out = reference(x, v, layers, distribution, steepness, art_lambda)
+        if transpose:
+            out = composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=True)
+        else:
+            out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     return out
