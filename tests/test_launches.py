@@ -13,8 +13,6 @@ import launches  # noqa: E402
 NOT_YET = {
     "pml GroCoLoss": "one host sync: the anchors' sorted (P, K) keys are copied to the host (each P + K needs its "
                      "own sorting network, so the shapes depend on the labels' values)",
-    "S2R2Loss sorting": "carries relevance through the network layer by layer (the fused P @ v path gave a biased "
-                        "estimate, -0.01 to -0.06, and was reverted)",
 }
 
 # Host syncs that LaunchCounter cannot see on CPU tensors (a ``.tolist()`` copies without an
