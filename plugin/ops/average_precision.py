@@ -473,8 +473,8 @@ def _average_precision(
         return function(s, rel, val, max_relevant=max_relevant, **settings)
 
     recompute = estimator in _CHECKPOINTED and torch.is_grad_enabled() and scores.requires_grad
-    if recompute and estimator == "sorting" and _fused_sorting(scores):
-        recompute = False
+    if recompute and (under_functorch(scores) or (estimator == "sorting" and _fused_sorting(scores))):
+        recompute = False  # torch.func transforms refuse checkpointing's saved-tensor hooks
     chunks = []
     for start in range(0, scores.shape[0], chunk_size):
         args = [t[start : start + chunk_size] for t in (scores, relevance, valid)]
