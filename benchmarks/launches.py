@@ -95,6 +95,8 @@ ROWS: List[Row] = [
     Row("S2R2Loss sigmoid", _lightly_style("S2R2Loss", estimator="sigmoid"), "pml SmoothAPLoss", _pml("SmoothAPLoss")),
     Row("S2R2Loss sorting", _lightly_style("S2R2Loss", estimator="sorting"), "pml FastAPLoss", _pml("FastAPLoss")),
     Row("pml GroCoLoss", _rankssl_pml("GroCoLoss"), "pml NTXentLoss", _pml("NTXentLoss")),
+    Row("pml GroCoLoss uniform_groups", _rankssl_pml("GroCoLoss", n_positives=1, uniform_groups=True),
+        "pml NTXentLoss", _pml("NTXentLoss")),
     Row("pml S2R2Loss", _rankssl_pml("S2R2Loss"), "pml FastAPLoss", _pml("FastAPLoss")),
 ]
 
