@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import machine_description, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 DIM = 128
 SIZES = [256, 1024, 4096]
@@ -173,7 +174,9 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES, help="N values (default: 256 1024 4096)")
     parser.add_argument("--no-s2r2", action="store_true", help="skip the B=256 x V=16 S2R2 case")
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     torch.set_flush_denormal(True)  # as rankssl.mm does for training: subnormals slow CPUs ~10x
     if args.memory_case:

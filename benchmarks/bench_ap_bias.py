@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import machine_description, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 REGIMES = {"spread": dict(dim=32, sigma=1.0), "concentrated": dict(dim=128, sigma=1.5)}
 
@@ -280,7 +281,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                              "inflate small steps many times over)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "ap_bias"))
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     warnings.filterwarnings("ignore", message="The 'fastap' estimator")  # it is measured on purpose

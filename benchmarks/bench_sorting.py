@@ -18,6 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import machine_description, median_time, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 CASES = [
     dict(batch=1024, n=13, network="odd_even"),
@@ -136,7 +137,9 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="toy sizes (used by the test suite)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     if args.memory_case:
         case = json.loads(args.memory_case)
         impl, device = case.pop("impl"), case.pop("device")

@@ -28,6 +28,9 @@ from typing import Callable, Dict, List
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from result_record import record_on_exit  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = {
     "SimCLR": os.path.join(ROOT, "recipes", "simclr_smallcnn_1xb256-50e_digits.py"),
@@ -89,7 +92,9 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds per state, alternating")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls of each case per round")
     parser.add_argument("--quick", action="store_true", help="batch 32, 1 round of 2 repeats")
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     batch = 32 if args.quick else 256
     if args.quick:
         args.rounds, args.repeats = 1, 2

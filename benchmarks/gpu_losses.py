@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import launches  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 
 def _rows(batch_size: int) -> List[launches.Row]:
@@ -127,7 +128,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda needs a GPU; use --device cpu --sizes 64 for a smoke run.")
     name = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else "CPU"

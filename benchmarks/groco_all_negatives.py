@@ -19,9 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from typing import Optional
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from result_record import record_on_exit  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -32,7 +37,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--network", default="bitonic")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     if args.quick:
         args.batch, args.repeats = 64, 2
     torch.set_num_threads(args.threads)
@@ -47,11 +54,11 @@ def main(argv=None) -> None:
     groco = GroCoLoss(n_negatives=args.batch - 1, sorting_network=args.network)
     with_topk = GroCoLoss(n_negatives=args.batch - 1, sorting_network=args.network)
 
-    def topk_negatives(anchor: torch.Tensor) -> torch.Tensor:
+    def topk_negatives(anchor: torch.Tensor, num_negatives: Optional[int] = None) -> torch.Tensor:
         candidates = anchor.detach() if with_topk.stop_gradient else anchor
         own = torch.arange(anchor.shape[0])
         scores = (anchor @ candidates.T).index_put((own, own), torch.tensor(float("-inf")))
-        return scores.topk(with_topk.n_negatives, dim=1).values.flip(1)
+        return scores.topk(num_negatives or with_topk.n_negatives, dim=1).values.flip(1)
 
     with_topk._hardest_negatives = topk_negatives
     losses = {"NTXentLoss": NTXentLoss(temperature=0.5), "GroCoLoss": groco, "GroCoLoss (topk)": with_topk}
@@ -75,6 +82,10 @@ def main(argv=None) -> None:
         print(f"{name}: median {1e3 * median[name]:.1f} ms  (" + ", ".join(f"{1e3 * v:.0f}" for v in values) + ")")
     for name in ("GroCoLoss", "GroCoLoss (topk)"):
         print(f"{name} / NTXentLoss: {median[name] / median['NTXentLoss']:.2f}x")
+    ratio = {name: median[name] / median["NTXentLoss"] for name in ("GroCoLoss", "GroCoLoss (topk)")}
+    print("\n| load | NTXent ms | GroCo ms (sort) | GroCo ms (topk) | GroCo / NTXent (sort) | (topk) |\n|---|---|---|---|---|---|")
+    print(f"| {os.getloadavg()[0]:.1f} | {1e3 * median['NTXentLoss']:,.0f} | {1e3 * median['GroCoLoss']:,.0f} | "
+          f"{1e3 * median['GroCoLoss (topk)']:,.0f} | {ratio['GroCoLoss']:.2f}x | {ratio['GroCoLoss (topk)']:.2f}x |")
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         call(groco)

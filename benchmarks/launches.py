@@ -31,6 +31,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from launch_count import LaunchCounter  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 Step = Callable[[], torch.Tensor]
 
@@ -94,6 +95,8 @@ ROWS: List[Row] = [
     Row("S2R2Loss sigmoid", _lightly_style("S2R2Loss", estimator="sigmoid"), "pml SmoothAPLoss", _pml("SmoothAPLoss")),
     Row("S2R2Loss sorting", _lightly_style("S2R2Loss", estimator="sorting"), "pml FastAPLoss", _pml("FastAPLoss")),
     Row("pml GroCoLoss", _rankssl_pml("GroCoLoss"), "pml NTXentLoss", _pml("NTXentLoss")),
+    Row("pml GroCoLoss uniform_groups", _rankssl_pml("GroCoLoss", n_positives=1, uniform_groups=True),
+        "pml NTXentLoss", _pml("NTXentLoss")),
     Row("pml S2R2Loss", _rankssl_pml("S2R2Loss"), "pml FastAPLoss", _pml("FastAPLoss")),
 ]
 
@@ -189,7 +192,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     torch.set_num_threads(1)
     kernels = os.environ.get("RANKSSL_KERNELS", "auto")
     print(f"B={args.batch_size}, D={args.dim}, two views; RANKSSL_KERNELS={kernels}, "

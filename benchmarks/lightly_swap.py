@@ -38,6 +38,9 @@ from torch import nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from result_record import record_on_exit  # noqa: E402
+
 LIGHTLY_LR = 0.06
 BATCH = 128
 # The authors' rule lr = 0.75 x 32 x batch / 1024 (METHODS.md): 3.0 at batch 128, 50x lightly's 0.06.
@@ -191,7 +194,9 @@ def main(argv=None) -> List[Dict[str, float]]:
     parser.add_argument("--json", help="append every run as one JSON line to this file")
     parser.add_argument("--report", nargs="+", metavar="JSONL",
                         help="train nothing: print the table of the runs recorded in these --json files")
+    parser.add_argument("--record", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.record)
     if args.report:
         results = [json.loads(line) for path in args.report for line in open(path) if line.strip()]
         print(table(results, [name for name in CONFIGS if name in args.configs]))

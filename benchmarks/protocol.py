@@ -1,4 +1,5 @@
-"""Issue 13's benchmark protocol: fair tuning, paper and common heads, equal views, seeds, curves, claims.
+"""The benchmark protocol, the one source of published quality figures: fair tuning, paper and common heads,
+equal views, seeds, curves, claims.
 
 One command per table (each resumable: every training run writes its JSON as it finishes
 and a re-run skips it):
@@ -14,7 +15,7 @@ and a re-run skips it):
     python benchmarks/protocol.py --table main --size small   # a minute: the test suite runs it
     python benchmarks/protocol.py --table views --finished-only  # a table from the finished runs only
     python benchmarks/protocol.py --probe SimCLR/paper/4 --lr 0.01  # one configuration off the grid
-    options: --dataset digits|two_digits, --methods ..., --views 16 ..., --device cuda, --out DIR,
+    options: --dataset digits|two_digits|fashion_mnist, --methods ..., --views 16 ..., --device cuda, --out DIR,
              --jobs N (train a grid's runs and a row's seeds in N processes; same selection)
 
 For every variant (method x head x views): the same hyper-parameter search
@@ -32,7 +33,11 @@ Outputs under ``--out/DATASET/``: ``runs/*.json`` (one per training run),
 This module schedules a table's runs (search, seeds, ``--jobs`` workers, resuming) and is
 the command line; the rows, budgets and run keys are in ``protocol_spec``, one training
 run in ``protocol_training``, the search in ``protocol_tuning``, what is written in
-``protocol_reports`` and the claims' verdicts in ``protocol_claims``.
+``protocol_reports`` and the claims' verdicts in ``protocol_claims``; ``protocol_eval`` scores features.
+``protocol_reports.generated_blocks()`` renders every published table (RESULTS.md, README.md) from the
+committed JSON of the result folders (``protocol``, ``protocol_50_epochs``, ``protocol_cuda``,
+``protocol_cuda_50_epochs``). Fashion-MNIST is read from ``$RANKSSL_FASHION_MNIST`` (default: where
+Debian's ``dataset-fashion-mnist`` installs it).
 """
 
 from __future__ import annotations

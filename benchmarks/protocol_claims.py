@@ -18,18 +18,19 @@ import math
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["CLAIMS", "claims_table", "verdict"]
+__all__ = ["CLAIMS", "claims_table", "mean_std", "verdict"]
 
 Summaries = Dict[str, dict]
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation of ``values`` (0.0 for one value)."""
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def verdict(a: Sequence[float], b: Sequence[float], at_least: bool = False) -> str:
     """'yes' / 'no' / 'within noise' for "a beats b" (or "a is at least as good as b")."""
-    (mean_a, std_a), (mean_b, std_b) = _mean_std(a), _mean_std(b)
+    (mean_a, std_a), (mean_b, std_b) = mean_std(a), mean_std(b)
     noise, gap = math.hypot(std_a, std_b), mean_a - mean_b
     one_seed = " (1 seed: noise unknown)" if min(len(a), len(b)) < 2 else ""
     if at_least:
@@ -42,7 +43,7 @@ def verdict(a: Sequence[float], b: Sequence[float], at_least: bool = False) -> s
 
 
 def _pct(values: Sequence[float]) -> str:
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
@@ -68,7 +69,7 @@ def _compare(a: str, b: str, at_least: bool = False, metric: str = "knn20"):
         if missing:
             return missing, "-"
         va, vb = summaries[a][metric], summaries[b][metric]
-        fmt = _pct if metric == "knn20" else (lambda v: f"{_mean_std(v)[0]:.1f} ± {_mean_std(v)[1]:.1f}")
+        fmt = _pct if metric == "knn20" else (lambda v: f"{mean_std(v)[0]:.1f} ± {mean_std(v)[1]:.1f}")
         return f"{a}: {fmt(va)} vs {b}: {fmt(vb)} ({metric})", verdict(va, vb, at_least)
     return figure
 
@@ -116,8 +117,8 @@ def _grows_with_views(names: Sequence[str], least: int = 3):
     return figure
 
 
-def _not_measured(where: str):
-    return lambda summaries: (f"not measured by the protocol: {where}", "see there")
+def _not_measured(how: str):
+    return lambda summaries: (f"not measured by the protocol ({how})", "-")
 
 
 # (claim, source, figure function). The figure function returns (figure text, holds here?).
@@ -151,7 +152,7 @@ CLAIMS: List[Tuple[str, str, Callable[[Summaries], Tuple[str, str]]]] = [
     ("Hydra prevents dimensional collapse (effective rank above its label-based peer SupCon)", "Hydra",
      _compare("Hydra/paper/2", "SupCon/paper/2", metric="erank")),
     ("Hydra discovers class relationships", "Hydra",
-     _not_measured("RESULTS.md, section Hydra (`rankssl analyze`: gate overlap of class pairs)")),
+     _not_measured("`rankssl analyze` reports the gate overlap of class pairs of a trained Hydra checkpoint")),
 ]
 
 

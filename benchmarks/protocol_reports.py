@@ -10,13 +10,14 @@ import os
 import statistics
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from protocol_claims import claims_table
+from protocol_claims import claims_table, mean_std
 from protocol_spec import DATASETS, TABLES, Size, planned_runs, table_variants, training_variant, view_count
 
 
 def _pct(values: Sequence[float]) -> str:
-    mean = 100 * statistics.mean(values)
-    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
+    """'mean ± std' in % over seeds; the mean alone for one seed."""
+    mean, std = mean_std(values)
+    return f"{100 * mean:.1f} ± {100 * std:.1f}" if len(values) > 1 else f"{100 * mean:.1f}"
 
 
 def _where(position: str) -> str:
@@ -109,8 +110,8 @@ def plot_curves(summaries: Dict[str, Dict], path: str, dataset: str) -> None:
     plt.close(fig)
 
 
-def write_claims(out: str, dataset: str) -> str:
-    """claims.md from every table JSON found under ``out/dataset`` (later tables do not override earlier)."""
+def table_summaries(out: str, dataset: str) -> Dict[str, Dict]:
+    """Every row of every table JSON under ``out/dataset`` (a row met in an earlier table is not overridden)."""
     root = os.path.join(out, dataset)
     summaries: Dict[str, Dict] = {}
     for table in TABLES:
@@ -119,9 +120,14 @@ def write_claims(out: str, dataset: str) -> str:
             with open(path) as handle:
                 for name, summary in json.load(handle)["variants"].items():
                     summaries.setdefault(name, summary)
-    text = claims_table(summaries, dataset)
-    os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, "claims.md"), "w") as handle:
+    return summaries
+
+
+def write_claims(out: str, dataset: str) -> str:
+    """claims.md from every table JSON found under ``out/dataset``; its text."""
+    text = claims_table(table_summaries(out, dataset), dataset)
+    os.makedirs(os.path.join(out, dataset), exist_ok=True)
+    with open(os.path.join(out, dataset, "claims.md"), "w") as handle:
         handle.write(text)
     return text
 
@@ -131,6 +137,8 @@ def _finished_runs(out: str, dataset: str) -> Dict[str, Dict[str, List[Dict]]]:
     runs: Dict[str, Dict[str, List[Dict]]] = {}
     runs_dir = os.path.join(out, dataset, "runs")
     for file in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []:
+        if not file.endswith(".json"):  # a run being written is a '.json.tmp' until it is whole
+            continue
         with open(os.path.join(runs_dir, file)) as handle:
             result = json.load(handle)
         runs.setdefault(result["spec"]["variant"], {}).setdefault(result["spec"]["purpose"], []).append(result)
@@ -143,8 +151,8 @@ def _seconds_per_step(out: str, dataset: str) -> Dict[str, Dict[str, List[float]
             for name, by_purpose in _finished_runs(out, dataset).items()}
 
 
-def write_step_costs(out: str, dataset: str) -> str:
-    """costs.md: the s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured,
+def step_costs(out: str, dataset: str) -> str:
+    """The s/step of every variant's ``--measure`` run, against SimCLR/paper/2's when it was measured,
     and the tuning budget each variant was given (runs and training hours, read from its run files)."""
     runs = _finished_runs(out, dataset)
     measured = {name: statistics.median(r["s_per_step"] for r in by_purpose["cost"])
@@ -165,7 +173,12 @@ def write_step_costs(out: str, dataset: str) -> str:
     for name in sorted((n for n in runs if runs[n].get("tune")), key=_variant_order):
         tune, final = runs[name]["tune"], runs[name].get("final", [])
         lines.append(f"| {name} | {len(tune)} | {_hours(tune)} | {len(final)} | {_hours(final)} |")
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def write_step_costs(out: str, dataset: str) -> str:
+    """costs.md under ``out/dataset`` (:func:`step_costs`); its text."""
+    text = step_costs(out, dataset)
     os.makedirs(os.path.join(out, dataset), exist_ok=True)
     with open(os.path.join(out, dataset, "costs.md"), "w") as handle:
         handle.write(text)
@@ -234,3 +247,115 @@ def format_probe(result: Dict) -> str:
                             (("knn20", "kNN k=20"), ("knn200", "kNN k=200"), ("linear", "linear probe")))
         line += f"\n{result['variant']} probe, test split over {len(result['test']['knn20'])} seeds: {figures}"
     return line
+
+
+# ----------------------------------------------------------------------------- generated blocks
+#
+# The published figures: each block of RESULTS.md and README.md that the protocol owns, rendered from
+# the committed JSON alone (the table JSONs and run files under the folders below), so a re-render is
+# byte-identical and a stale block is caught by ``benchmarks/report.py --check``.
+
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
+
+# Result folders (``--out``): one budget and one kind of machine each.
+FOLDERS = {
+    "cpu-20": "protocol",  # 20 epochs on the 2-core CPU
+    "cpu-50": "protocol_50_epochs",  # 50 epochs (the recipes' budget) on the CPU
+    "cuda-20": "protocol_cuda",  # 20 epochs on a lent H100
+    "cuda-50": "protocol_cuda_50_epochs",  # 50 epochs on a lent H100
+}
+
+# block name -> (folder key, data set, table): the detailed result tables.
+TABLE_BLOCKS: Dict[str, Tuple[str, str, str]] = {
+    **{f"protocol-{t.replace('_', '-')}": ("cpu-20", "digits", t) for t in TABLES},
+    **{f"protocol-two-digits-{t.replace('_', '-')}": ("cpu-20", "two_digits", t) for t in TABLES},
+    "protocol-50-main": ("cpu-50", "digits", "main"),
+    "protocol-cuda-main": ("cuda-20", "digits", "main"),
+    "protocol-cuda-50-main": ("cuda-50", "digits", "main"),
+}
+# block name -> (folder key, data set): the claims, from every table of the folder.
+CLAIMS_BLOCKS: Dict[str, Tuple[str, str]] = {
+    "claims-digits": ("cpu-20", "digits"),
+    "claims-protocol-two-digits": ("cpu-20", "two_digits"),
+    "claims-protocol-50": ("cpu-50", "digits"),
+    "claims-protocol-cuda-50": ("cuda-50", "digits"),
+}
+# block name -> (folder key, data set): seconds per step and the search budget, from the run files.
+COST_BLOCKS: Dict[str, Tuple[str, str]] = {
+    "protocol-step-costs": ("cpu-20", "digits"),
+    "protocol-two-digits-costs": ("cpu-20", "two_digits"),
+}
+# block name -> (folder key, data set): the README's one short table per data set (its `main` table).
+README_BLOCKS: Dict[str, Tuple[str, str]] = {
+    "results-digits": ("cpu-20", "digits"),
+    "results-two-digits": ("cpu-20", "two_digits"),
+    "results-fashion-mnist": ("cpu-20", "fashion_mnist"),
+}
+# What each data set is, for the README tables' captions.
+DATASET_TEXT = {
+    "digits": "scikit-learn's 8x8 digits on a 32x32 canvas (10 classes, 1,437 training and 360 test images)",
+    "two_digits": "two-digit numbers built from those digits (100 classes, 3,000 training and 1,000 test "
+                  "images)",
+    "fashion_mnist": "Fashion-MNIST (10 classes of clothes, 60,000 training and 10,000 test 28x28 images)",
+}
+_MACHINE = {"cpu": "a 2-core CPU", "cuda": "one GPU"}
+
+
+def _folder(key: str) -> str:
+    return os.path.join(BENCHMARKS, FOLDERS[key])
+
+
+def _read_table(key: str, dataset: str, table: str) -> Optional[Dict]:
+    path = os.path.join(_folder(key), dataset, f"{table}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def results_table(report: Optional[Dict], dataset: str, folder: str) -> str:
+    """The README's short table of one data set: method, labels, views, kNN, linear probe (mean ± std, %)."""
+    command = f"python benchmarks/protocol.py --table main --dataset {dataset} --out benchmarks/{folder}"
+    if report is None:
+        return (f"`{dataset}`: {DATASET_TEXT[dataset]}. No protocol run of it is committed yet: `{command}` "
+                "trains it, tuned and seeded like the other data sets.\n")
+    size, seeds = report["size"], report["size"]["seeds"]
+    lines = [f"`{dataset}`: {DATASET_TEXT[dataset]}. Budget: {size['epochs']} epochs of batch 256 on "
+             f"{_MACHINE.get(report['device'], report['device'])}, each method's learning rate, main parameter "
+             "and weight decay tuned on a validation fifth of the training split, then "
+             f"{len(seeds)} seeds on the test split. Frozen backbone features: weighted kNN (k=20, T=0.07) and "
+             "a linear probe (logistic regression), top-1 in %, mean ± std over the seeds.", "",
+             "| method | uses labels | views | kNN | linear probe |", "|---|---|---|---|---|"]
+    for s in report["variants"].values():
+        lines.append(f"| {s['method']} | {'yes' if s['uses_labels'] else 'no'} | {s['views']} | {_pct(s['knn20'])} "
+                     f"| {_pct(s['linear'])} |")
+    for name, scores in report["baselines"].items():
+        lines.append(f"| {name} (no training) | no | - | {100 * scores['knn20']:.1f} | "
+                     f"{100 * scores['linear']:.1f} |")
+    if report.get("not_run"):
+        lines += ["", f"Not run at this budget: {', '.join(report['not_run'])}."]
+    lines += ["", f"Written by `{command}`; every table of the protocol is in `benchmarks/RESULTS.md`."]
+    return "\n".join(lines) + "\n"
+
+
+def generated_blocks() -> Dict[str, str]:
+    """Every block the protocol publishes, ``{name: markdown}``, rendered from the committed JSON only.
+
+    Names: the detailed tables (``TABLE_BLOCKS``), the claims (``CLAIMS_BLOCKS``), the step costs
+    (``COST_BLOCKS``) for ``benchmarks/RESULTS.md``, and one short table per data set
+    (``README_BLOCKS``) for ``README.md``. Each text ends with a newline and holds no date of
+    rendering: the same JSON gives the same bytes.
+    """
+    blocks: Dict[str, str] = {}
+    for name, (key, dataset, table) in TABLE_BLOCKS.items():
+        report = _read_table(key, dataset, table)
+        if report is None:
+            raise FileNotFoundError(f"block {name!r}: no {table}.json under {os.path.join(_folder(key), dataset)}")
+        blocks[name] = format_table(report)
+    for name, (key, dataset) in CLAIMS_BLOCKS.items():
+        blocks[name] = claims_table(table_summaries(_folder(key), dataset), dataset)
+    for name, (key, dataset) in COST_BLOCKS.items():
+        blocks[name] = step_costs(_folder(key), dataset)
+    for name, (key, dataset) in README_BLOCKS.items():
+        blocks[name] = results_table(_read_table(key, dataset, "main"), dataset, FOLDERS[key])
+    return blocks

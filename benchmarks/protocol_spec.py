@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -29,36 +30,53 @@ class DatasetSpec:
     normalize: Tuple[float, float] = (0.2, 0.25)  # the digits recipes' data preprocessor (mean, std)
 
 
-def _load_digits() -> Dict:
-    from quality import load_digits_canvas
+def _as_arrays(splits: Dict[str, Tuple]) -> Dict:
+    """{split: (uint8 images (N, H, W), labels (N,))} -> the protocol's arrays: ``SPLIT_x`` (N, 1, H, W)
+    float32 in [0, 1] and ``SPLIT_y`` (N,) int64."""
+    import numpy as np
+    import torch
 
-    return load_digits_canvas()
+    data = {}
+    for split, (images, labels) in splits.items():
+        data[f"{split}_x"] = torch.from_numpy(np.array(images, dtype=np.float32) / 255.0).unsqueeze(1)
+        data[f"{split}_y"] = torch.from_numpy(np.array(labels, dtype=np.int64))
+    return data
+
+
+def _load_digits() -> Dict:
+    from rankssl.mm.digits import make_digits_canvas
+
+    return _as_arrays({split: make_digits_canvas(split) for split in ("train", "test")})
 
 
 _TWO_DIGITS_PER_CLASS = {"train": 30, "test": 10}  # the two-digit recipes' sizes: 3,000 / 1,000 images
 
 
 def _load_two_digits() -> Dict:
-    import numpy as np
-    import torch
+    """The 100-class two-digit numbers (``rankssl.mm.digits.make_two_digit_canvas``) at the recipes' sizes."""
+    from rankssl.mm.digits import make_two_digit_canvas
 
-    make_two_digit_canvas = _two_digits_maker()
-    data = {}
-    for split, per_class in _TWO_DIGITS_PER_CLASS.items():
-        images, labels = make_two_digit_canvas(split, per_class)
-        data[f"{split}_x"] = torch.from_numpy(np.array(images, dtype=np.float32) / 255.0).unsqueeze(1)
-        data[f"{split}_y"] = torch.from_numpy(np.array(labels))
-    return data
+    return _as_arrays({split: make_two_digit_canvas(split, per_class)
+                       for split, per_class in _TWO_DIGITS_PER_CLASS.items()})
 
 
-def _two_digits_maker():
-    """The 100-class two-digit numbers (built in the Hydra issue); a clear error on a branch without them."""
-    try:
-        from rankssl.mm.digits import make_two_digit_canvas
-    except ImportError as error:
-        raise ValueError("dataset 'two_digits' needs rankssl.mm.digits.make_two_digit_canvas and the "
-                         "'TwoDigitCanvas' dataset (the Hydra issue's), which this branch does not have.") from error
-    return make_two_digit_canvas
+def fashion_mnist_root() -> str:
+    """Where the Fashion-MNIST IDX files are read from: ``$RANKSSL_FASHION_MNIST``, else Debian's folder."""
+    from rankssl.mm.fashion_mnist import DEBIAN_ROOT
+
+    return os.environ.get("RANKSSL_FASHION_MNIST", DEBIAN_ROOT)
+
+
+def _load_fashion_mnist() -> Dict:
+    from rankssl.mm.fashion_mnist import FashionMNIST
+
+    root = fashion_mnist_root()
+    FashionMNIST.check_data_root(root)  # names the files and how to get them
+    splits = {}
+    for split in ("train", "test"):
+        dataset = FashionMNIST(root, split)
+        splits[split] = (dataset.images, dataset.labels)
+    return _as_arrays(splits)
 
 
 DATASETS: Dict[str, DatasetSpec] = {
@@ -68,6 +86,12 @@ DATASETS: Dict[str, DatasetSpec] = {
         "two_digits", _load_two_digits,
         lambda split: dict(type="TwoDigitCanvas", split=split, per_class=_TWO_DIGITS_PER_CLASS[split]), 100,
         train_size=3000, recipe_suffix="_two-digits"),
+    # Fashion-MNIST (60,000 / 10,000 grey 28x28 images; Debian's dataset-fashion-mnist): the shipped
+    # *_fashion-mnist recipes (the digits recipes on 28x28 clothes, with flips), the digits recipe elsewhere.
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", _load_fashion_mnist,
+        lambda split: dict(type="FashionMNIST", data_root=fashion_mnist_root(), split=split), 10,
+        train_size=60000, recipe_suffix="_fashion-mnist", normalize=(0.286, 0.353)),
 }
 
 
@@ -75,12 +99,13 @@ DATASETS: Dict[str, DatasetSpec] = {
 # made with: Hydra's digits and two-digit recipes (and SupCon's) spelling out the loss and head options
 # that were the defaults when the runs were made, before HydraLoss's defaults became SimLAP's (checked in
 # tests/test_hydra_recipes.py); every digits and two-digit recipe gaining an `auto_scale_lr` block
-# (enable=False: read only by `--auto-scale-lr`) and comment lines. Current digest -> the runs' digest.
+# (enable=False: read only by `--auto-scale-lr`) and comment lines (tracker references dropped from two Hydra
+# recipes' comments included). Current digest -> the runs' digest.
 RECIPE_DIGEST_ALIASES = {
     "eb3a2765": "62c19233",  # groco_smallcnn_1xb256-50e_digits
     "90b3b2b5": "2cf9a894",  # groco_smallcnn_1xb256-50e_two-digits
-    "c7c51588": "cd29ee6a",  # hydra_smallcnn_1xb256-50e_digits
-    "7ab18429": "4da3f536",  # hydra_smallcnn_1xb256-50e_two-digits
+    "3a99cb7f": "cd29ee6a",  # hydra_smallcnn_1xb256-50e_digits
+    "84c09178": "4da3f536",  # hydra_smallcnn_1xb256-50e_two-digits
     "3ab8b486": "3682b299",  # s2r2_smallcnn_1xb256-4v-50e_digits
     "38d2a8c3": "ceb5cf1f",  # s2r2_smallcnn_1xb256-4v-50e_two-digits
     "9cec78b5": "bd74f627",  # simclr_smallcnn_1xb256-50e_digits
@@ -129,7 +154,8 @@ class Method:
     supcon: bool = False  # the Hydra recipe with pml's SupConLoss on all views
 
 
-# Base learning rates: the recipes' original rules (quality.py); parameter grids bracket the recipes' values.
+# Base learning rates: the recipes' original rules (SimCLR's 0.3 x batch / 256; GroCo's paper rule
+# 0.75 x 32 x batch / 1024, halved, as its gradients are small); parameter grids bracket the recipes' values.
 METHODS: Dict[str, Method] = {
     "SimCLR": Method("SimCLR", "simclr_smallcnn_1xb256-50e_digits",
                      SearchSpace(0.3, "temperature", (0.1, 0.2, 0.5), 0.2)),
@@ -225,7 +251,7 @@ class Size:
 
 SIZES = {
     "default": Size(epochs=50, seeds=(0, 1, 2), eval_every=5),
-    # What a 2-core CPU can finish in a session: the old quality table's 20-epoch budget, tuned and seeded
+    # What a 2-core CPU can finish in a session: the 20-epoch budget of the first quality table, tuned and seeded
     # as the protocol asks (the figures in RESULTS.md "Protocol" are this size).
     "medium": Size(epochs=20, seeds=(0, 1, 2), eval_every=5),
     "small": Size(epochs=1, seeds=(0, 1), eval_every=1, max_widen=1, train_subset=512, param_values=1),

@@ -18,9 +18,9 @@ from protocol_spec import COMMON_HEAD, METHODS, DatasetSpec, RunSpec, recipe_for
 
 def tuning_split(train_y, fraction: float = 0.2, seed: int = 0) -> Tuple[List[int], List[int]]:
     """(fit, validation) indices of the training split, stratified; the only data selection sees."""
-    from quality import validation_indices
+    from protocol_eval import stratified_split
 
-    return validation_indices(train_y, fraction, seed)
+    return stratified_split(train_y, fraction, seed)
 
 
 def _view_pipeline(base_view: dict, views: str) -> List[dict]:
@@ -30,6 +30,20 @@ def _view_pipeline(base_view: dict, views: str) -> List[dict]:
         small = dict(base_view, input_size=base_view["input_size"] // 2, min_scale=0.05, num_views=small_views)
         return [dict(base_view, num_views=global_views), small]
     return [dict(base_view, num_views=int(views))]
+
+
+def _supcon_model(hydra_model, temperature: float) -> dict:
+    """The Hydra recipe's model as ``LabelledViews`` with pml's ``SupConLoss``: same backbone, head and
+    preprocessing (and, left to the recipe, the same sampler and schedule), only the loss differs.
+
+    SupCon rows keep the Hydra recipe's digest in their run keys: the recipe is what they train.
+    """
+    model = dict(type="LabelledViews", backbone=hydra_model.backbone, neck=hydra_model.neck,
+                 loss=dict(type="SupConLoss", temperature=temperature))
+    for key in ("data_preprocessor", "pool", "neck_input"):
+        if hydra_model.get(key) is not None:
+            model[key] = hydra_model[key]
+    return model
 
 
 def build_config(spec: RunSpec, dataset: DatasetSpec, work_dir: str, fit_indices: Optional[Sequence[int]]):
@@ -43,9 +57,11 @@ def build_config(spec: RunSpec, dataset: DatasetSpec, work_dir: str, fit_indices
     cfg.randomness = dict(seed=spec.seed, deterministic=False)
     cfg.optim_wrapper.optimizer.lr = spec.lr
     cfg.optim_wrapper.optimizer.weight_decay = spec.weight_decay
-    if cfg.model.get("instance_loss") is not None:  # label-based losses alone, as in quality.py
+    if cfg.model.get("instance_loss") is not None:  # the label-based losses alone
         cfg.model.instance_loss = None
-    if not method.supcon:
+    if method.supcon:
+        cfg.model = _supcon_model(cfg.model, spec.param)
+    else:
         cfg.model.loss[method.space.param_name] = spec.param
     if cfg.model.type == "Hydra":
         cfg.model.loss.num_classes = dataset.num_classes
@@ -115,28 +131,17 @@ def _step_timer(device: str):
     return StepTimer()
 
 
-def effective_rank(features) -> float:
-    """exp(entropy) of the normalised singular values of the L2-normalised features (rankssl.ops)."""
-    import torch.nn.functional as F
-
-    from rankssl.ops.spectrum import effective_rank as erank
-
-    return float(erank(F.normalize(features.float(), dim=1)))
-
-
 def train_run(spec: RunSpec, dataset: DatasetSpec, data: Dict, fit_val: Tuple[List[int], List[int]],
               work_root: str) -> Dict:
     """Train one run and score it: the validation part for 'tune', the test split for 'final'."""
     from mmengine.runner import Runner
 
-    from quality import SupConOnViews, evaluate, features, knn_accuracy
+    from protocol_eval import effective_rank, evaluate, features, knn_accuracy
 
     fit_idx, val_idx = fit_val
     work_dir = os.path.join(work_root, spec.run_id)
     cfg = build_config(spec, dataset, work_dir, fit_idx)
     runner = Runner.from_cfg(cfg)
-    if METHODS[variant_from_name(spec.variant).method].supcon:
-        runner.model.loss_module = SupConOnViews(temperature=spec.param)
     timer = _step_timer(spec.device)
     runner.register_hook(timer)
     start = time.perf_counter()
@@ -168,7 +173,7 @@ def baseline_rows(data: Dict, seeds: Sequence[int], device: str = "cpu", normali
     scored like trained rows; ``erank(test_features)`` adds the random init's effective rank."""
     import torch
 
-    from quality import evaluate, features
+    from protocol_eval import evaluate, features
     from rankssl.models import SmallCNN
 
     mean, std = normalize

@@ -1,4 +1,4 @@
-"""Hyper-parameter selection with the same budget for every method (issue 13's protocol).
+"""Hyper-parameter selection with the same budget for every method (the benchmark protocol's).
 
 Pure logic, no training: :func:`select` calls a ``score(config) -> float`` function
 (validation kNN accuracy in ``protocol.py``, a fake function in the tests) and returns

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import machine_description, median_time, peak_memory_in_subprocess, peak_memory_of  # noqa: E402
+from result_record import record_on_exit  # noqa: E402
 
 
 def _embeddings(batch: int, dim: int, views: int, device: str, seed: int = 0) -> List[torch.Tensor]:
@@ -245,7 +246,7 @@ GROCO_SCALING_HEADER = (
 
 
 def main(argv=None) -> None:
-    torch.set_flush_denormal(True)  # as rankssl.mm does for training (see quality.py)
+    torch.set_flush_denormal(True)  # as rankssl.mm does for training
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true")
@@ -253,7 +254,9 @@ def main(argv=None) -> None:
     parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     parser.add_argument("--groco-scaling", action="store_true",
                         help="only GroCoLoss against NTXentLoss at large batches and K (2 views, D = 128)")
+    parser.add_argument("--json", metavar="PATH", help="also write the printed tables as a record for report.py")
     args = parser.parse_args(argv)
+    record_on_exit(args.json)
     if args.groco_scaling:
         print(f"# GroCoLoss vs NTXentLoss, forward + backward; {machine_description(args.device)}; "
               f"{datetime.date.today()}")

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["GroCoLoss", "HydraLoss", "S2R2Loss", "__version__"]
 
 _LOSSES = {"GroCoLoss", "HydraLoss", "S2R2Loss"}
-_SUBPACKAGES = {"ops", "losses", "models", "pml", "mm", "cli", "registry", "recipes", "demo_results"}
+_SUBPACKAGES = {"ops", "losses", "models", "pml", "mm", "cli", "registry", "recipes"}
 
 
 def __getattr__(name: str):

@@ -24,8 +24,11 @@ would, plus the conveniences below:
   the checkpoint is compared with the new config first (:mod:`rankssl.mm.resume_check`).
 - ``--cfg-options`` values are checked against the recipe's (:mod:`rankssl.mm.option_types`).
 
-mmengine is imported only by the commands that need it, so ``rankssl --help`` and
-``rankssl recipes`` answer at once.
+This module parses the command line and dispatches; the commands live in
+:mod:`rankssl.commands` (train, test, export, list, recipes) and :mod:`rankssl.demo`, config
+handling in :mod:`rankssl.run_config`, error display in :mod:`rankssl.errors`. mmengine is
+imported only by the commands that need it, so ``rankssl --help`` and ``rankssl recipes``
+answer at once.
 """
 
 from __future__ import annotations
@@ -33,16 +36,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import warnings
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
+
+# Also importable from here: the names scripts and benchmarks use to run recipes as the command does.
+from rankssl.commands import build_runner, cmd_export, cmd_list, cmd_recipes, cmd_test, cmd_train
+from rankssl.demo import cmd_demo
+from rankssl.errors import CommandError, short_error
+from rankssl.run_config import load_config, set_epochs
 
 __all__ = ["main", "run", "CommandError", "load_config", "set_epochs", "build_runner"]
-
-DEMO_RECIPES = (
-    ("GroCo", "groco_smallcnn_1xb256-50e_digits"),
-    ("SimCLR (lightly NTXentLoss)", "simclr_smallcnn_1xb256-50e_digits"),
-)
 
 DESCRIPTION = """Ranking- and sorting-based self-supervised learning (GroCo, S2R2, Hydra) with
 mmengine: train and evaluate the shipped recipes, list components, run the demo."""
@@ -52,10 +54,6 @@ EPILOG = """examples:
   rankssl train groco_smallcnn_1xb256-50e_digits --epochs 20
   rankssl test RECIPE work_dirs/RECIPE/epoch_20.pth
 Add --debug to any command to see the full traceback of an error."""
-
-
-class CommandError(Exception):
-    """A mistake in the command line or its inputs; shown without a traceback."""
 
 
 # ----------------------------------------------------------------------------- parser
@@ -134,397 +132,6 @@ def _add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     add_analyze_arguments(parser)
 
 
-# ----------------------------------------------------------------------------- config
-def parse_cfg_options(pairs: Sequence[str]) -> dict:
-    """``['a.b=1', 'c=[1,2]']`` -> ``{'a.b': 1, 'c': [1, 2]}`` with mmengine's value syntax."""
-    from mmengine.config import DictAction
-
-    for pair in pairs:
-        if "=" not in pair or pair.startswith("="):
-            raise CommandError(f"--cfg-options takes KEY=VALUE pairs, got {pair!r}; "
-                               "e.g. --cfg-options train_cfg.max_epochs=20 optim_wrapper.optimizer.lr=0.1")
-    namespace = argparse.Namespace()
-    DictAction(option_strings=["--cfg-options"], dest="options")(None, namespace, list(pairs))
-    return namespace.options
-
-
-def load_config(recipe: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None):
-    """Load a recipe (name or path), merge overrides, set a default work dir.
-
-    A ``train_cfg.max_epochs`` override stretches the recipe's schedule like
-    :func:`set_epochs` when the schedule ended at the recipe's own last epoch, and
-    warns when it ends elsewhere.
-    """
-    from mmengine.config import Config
-
-    from rankssl.recipes import find_recipe
-
-    path = find_recipe(recipe)
-    cfg = Config.fromfile(path)
-    recipe_epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
-    if cfg_options:
-        from rankssl.mm.option_types import check_option_types
-
-        try:  # lr=abc, widths=7, val_interval=0: named before anything is built
-            check_option_types(cfg, cfg_options)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        cfg.merge_from_dict(cfg_options)
-        epochs = (cfg.get("train_cfg") or {}).get("max_epochs")
-        if epochs is not None and epochs != recipe_epochs:
-            _check_epochs(epochs, "train_cfg.max_epochs")
-            if _schedule_end(cfg) == recipe_epochs:
-                set_epochs(cfg, epochs)
-            elif _schedule_end(cfg) not in (None, epochs):
-                warnings.warn(f"train_cfg.max_epochs={epochs} but the learning-rate schedule ends at epoch "
-                              f"{_schedule_end(cfg)}; use --epochs {epochs} to stretch it.")
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get("work_dir") is None:
-        cfg.work_dir = os.path.join("work_dirs", os.path.splitext(os.path.basename(path))[0])
-    return cfg
-
-
-def _schedule_end(cfg) -> Optional[int]:
-    schedulers = cfg.get("param_scheduler") or []
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    if not schedulers or not schedulers[-1].get("by_epoch", True):
-        return None
-    return schedulers[-1].get("end")
-
-
-def _check_epochs(epochs, name: str) -> None:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise CommandError(f"{name} must be a whole number of epochs >= 1, got {epochs!r}; "
-                           "a run of zero epochs would train nothing.")
-
-
-def set_epochs(cfg, epochs: int) -> None:
-    """Change an epoch-based recipe's length, stretching its last scheduler to the new end.
-
-    The warm-up keeps its length (shortened if the run is shorter than it); the last
-    scheduler (the cosine decay) begins where the warm-up ends and ends at ``epochs``.
-    """
-    _check_epochs(epochs, "epochs")
-    cfg.train_cfg.max_epochs = epochs
-    schedulers = cfg.get("param_scheduler") or []
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    if schedulers:
-        last = schedulers[-1]
-        begin = min(last.get("begin", 0), max(epochs - 1, 0))
-        last["begin"], last["end"] = begin, epochs
-        if "T_max" in last:
-            last["T_max"] = max(epochs - begin, 1)
-        for sched in schedulers[:-1]:
-            sched["end"] = min(sched.get("end", epochs), begin) or 1
-    cfg.train_cfg.val_interval = min(cfg.train_cfg.get("val_interval", epochs), epochs)
-
-
-def check_data(cfg) -> None:
-    """Fail early, with the data set's own instructions, when a recipe's data is not on disk."""
-    from rankssl.registry import DATASETS
-
-    def datasets(node):
-        if isinstance(node, dict):
-            if "type" in node and ("data_root" in node or node.get("type") in ("CIFAR10", "STL10", "ImageFolder")):
-                yield node
-            for value in node.values():
-                yield from datasets(value)
-        elif isinstance(node, (list, tuple)):
-            for value in node:
-                yield from datasets(value)
-
-    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for dataset in datasets((cfg.get(key) or {}).get("dataset")):
-            cls = dataset["type"] if not isinstance(dataset["type"], str) else DATASETS.get(dataset["type"])
-            check = getattr(cls, "check_data_root", None)
-            if check is not None:
-                if "data_root" in dataset:
-                    check(dataset["data_root"])
-                else:
-                    check()
-
-
-def setup_launcher(cfg, launcher: str) -> None:
-    """Prepare ``cfg`` (and the process group) for ``launcher``; CPU-only machines get gloo."""
-    import torch
-
-    cfg.launcher = launcher
-    if launcher == "none":
-        return
-    if launcher != "pytorch":
-        raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}.")
-    missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-    if missing:
-        raise CommandError(f"--launcher pytorch needs torchrun's environment ({', '.join(missing)} missing): "
-                           "run `torchrun --nproc_per_node N -m rankssl train RECIPE --launcher pytorch`.")
-    if torch.cuda.is_available():
-        return  # mmengine's init_dist handles NCCL and sets the device
-    from rankssl.mm.launch import init_cpu_process_group
-
-    init_cpu_process_group(cfg)  # honours env_cfg.dist_cfg.timeout (default 300 s)
-    wrapper = dict(cfg.get("model_wrapper_cfg") or {})
-    wrapper["type"] = "rankssl.CPUDistributedDataParallel"
-    wrapper.setdefault("broadcast_buffers", False)
-    cfg.model_wrapper_cfg = wrapper
-    if cfg.get("sync_bn"):
-        warnings.warn("SyncBatchNorm needs GPUs; running with per-process BatchNorm on CPU.")
-        cfg.pop("sync_bn")
-
-
-def cpu_fallbacks(cfg) -> None:
-    """AMP needs an accelerator: use a plain OptimWrapper on CPU-only machines."""
-    import torch
-
-    if torch.cuda.is_available():
-        return
-    wrapper = cfg.get("optim_wrapper") or {}
-    if wrapper.get("type") == "AmpOptimWrapper":
-        warnings.warn("AmpOptimWrapper needs a GPU; training in float32 with OptimWrapper.")
-        wrapper["type"] = "OptimWrapper"
-        for key in ("loss_scale", "dtype"):
-            wrapper.pop(key, None)
-
-
-def build_runner(cfg, progress: Optional[str] = None):
-    """mmengine ``Runner`` for ``cfg``; with ``progress`` (a label), a quiet console and progress lines."""
-    from rankssl.mm.checkpoint import install_checkpoint_safety
-
-    install_checkpoint_safety()
-    if progress is not None:
-        from rankssl.mm.progress import build_quiet_runner, log_file_of
-
-        runner = build_quiet_runner(cfg, progress)
-        print(f"[{progress}] full log (environment, config, mmengine lines): {log_file_of(runner)}", flush=True)
-        return runner
-    from mmengine.runner import Runner
-
-    return Runner.from_cfg(cfg)
-
-
-# ----------------------------------------------------------------------------- commands
-def _recipe_label(cfg) -> str:
-    return os.path.splitext(os.path.basename(cfg.filename or "recipe"))[0]
-
-
-def _load_average() -> Optional[float]:
-    """The machine's 1-minute load average (None where the OS has none)."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-
-def _apply_data_root(cfg, args) -> None:
-    if getattr(args, "data_root", None) is not None:
-        from rankssl.mm.data_root import set_data_root
-
-        try:
-            set_data_root(cfg, args.data_root)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
-
-
-def cmd_train(args) -> int:
-    if args.epochs is not None:
-        _check_epochs(args.epochs, "--epochs")
-    cfg = load_config(args.recipe, args.work_dir, parse_cfg_options(args.cfg_options))
-    if args.epochs is not None:
-        set_epochs(cfg, args.epochs)
-    _apply_data_root(cfg, args)
-    check_data(cfg)
-    from rankssl.mm.workdir_lock import WorkDirInUseError, hold_work_dir
-
-    try:
-        lock = hold_work_dir(cfg.work_dir).acquire()  # before any work: one run per work dir
-    except WorkDirInUseError as exc:
-        raise CommandError(str(exc)) from None
-    try:
-        return _train(args, cfg)
-    finally:
-        lock.release()
-
-
-def _train(args, cfg) -> int:
-    if args.amp:
-        cfg.optim_wrapper["type"] = "AmpOptimWrapper"
-        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
-    if args.resume == "auto" or args.resume_or_start:
-        from rankssl.mm.checkpoint import select_resume_checkpoint
-
-        choice = select_resume_checkpoint(cfg.work_dir)
-        if choice.path is None and not args.resume_or_start:
-            raise FileNotFoundError("--resume: " + "; ".join(choice.messages()) +
-                                    ". Train without --resume to start fresh (or pass --resume-or-start).")
-        for line in choice.messages():
-            print(f"rankssl: {line}", file=sys.stderr)
-        cfg.resume, cfg.load_from = choice.path is not None, choice.path
-    elif args.resume:
-        cfg.resume, cfg.load_from = True, args.resume
-    setup_launcher(cfg, args.launcher)
-    cpu_fallbacks(cfg)
-    label = _recipe_label(cfg)
-    print(f"[{label}] training {cfg.train_cfg.get('max_epochs', '?')} epochs; work dir "
-          f"{os.path.abspath(cfg.work_dir)}", flush=True)
-    build_runner(cfg, progress=None if args.verbose else label).train()
-    print(f"[{label}] done: checkpoints, scalars.json, loss.png and metrics.png in {os.path.abspath(cfg.work_dir)}")
-    return 0
-
-
-def cmd_test(args) -> int:
-    cfg = load_config(args.recipe, args.work_dir, parse_cfg_options(args.cfg_options))
-    if not os.path.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
-                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
-    from rankssl.mm.checkpoint import load_checkpoint_file
-    from rankssl.mm.checkpoint_match import check_checkpoint_matches
-
-    _apply_data_root(cfg, args)
-    check_data(cfg)
-    checkpoint = load_checkpoint_file(args.checkpoint, map_location="cpu")
-    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg))  # before any build
-    cfg.load_from = args.checkpoint
-    setup_launcher(cfg, args.launcher)
-    cpu_fallbacks(cfg)
-    runner = build_runner(cfg, progress=None if args.verbose else _recipe_label(cfg))
-    check_checkpoint_matches(checkpoint, cfg.model, args.checkpoint, _recipe_label(cfg), model=runner.model)
-    del checkpoint
-    metrics = runner.test()
-    for key, value in metrics.items():
-        print(f"{key}\t{value:.2f}")
-    return 0
-
-
-def component_rows() -> List[tuple]:
-    """(kind, name, hosts, module) of every component registered in the rankssl scope."""
-    import rankssl.registry as registry
-    from rankssl.registry._catalog import CATALOG
-
-    registry.import_all()
-    rows = []
-    for reg in registry.ALL_REGISTRIES:
-        for name, obj in sorted(reg.module_dict.items()):
-            hosts = CATALOG.get((reg.name, name), "mmengine")
-            rows.append((reg.name, name, hosts, getattr(obj, "__module__", "?")))
-    return rows
-
-
-def cmd_list(args) -> int:
-    from rankssl.registry import plugins
-
-    rows = component_rows()
-    widths = [max(len(r[i]) for r in rows + [("kind", "name", "hosts", "module")]) for i in range(3)]
-    print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'hosts':<{widths[2]}}  module")
-    for kind, name, hosts, module in rows:
-        print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {hosts:<{widths[2]}}  {module}")
-    print(f"\n{len(rows)} components in scope 'rankssl' (use type='NAME' with default_scope='rankssl', "
-          "or type='rankssl.NAME').")
-    for line in plugins.report_lines():  # failed plugins, and names a plugin tried to take over
-        print(line)
-    return 0
-
-
-def cmd_recipes(args) -> int:
-    from rankssl.recipes import RECIPES_DIR, list_recipes
-
-    for name in list_recipes():
-        print(name)
-    print(f"\n({RECIPES_DIR}; `rankssl train NAME`)")
-    return 0
-
-
-def demo_baselines(cfg) -> dict:
-    """Raw-pixel and random-init weighted-kNN accuracies (k=20, T=0.07) on the recipe's kNN split."""
-    import torch
-    from mmengine.registry import DefaultScope
-
-    from rankssl.mm.builder import build_module
-    from rankssl.mm.evaluation import knn_accuracy
-
-    val = cfg.val_dataloader.dataset
-    bank, query = dict(val.bank), dict(val.query)
-    out = {"raw pixels": knn_accuracy(bank, query, lambda x: x.flatten(1))}
-    torch.manual_seed(cfg.get("randomness", {}).get("seed", 0))
-    with DefaultScope.overwrite_default_scope("rankssl"):
-        model = build_module(dict(cfg.model)).eval()
-    out["random init"] = knn_accuracy(
-        bank, query, lambda x: model.extract_feat(model.data_preprocessor({"inputs": [x]})["inputs"][0][0]))
-    return out
-
-
-def _set_plot_baselines(cfg, baselines: dict) -> None:
-    for hook in cfg.get("custom_hooks") or []:
-        if hook.get("type") in ("CurvesHook", "rankssl.CurvesHook"):
-            hook["baselines"] = {f"knn/top1 {name}": value for name, value in baselines.items()}
-
-
-def cmd_demo(args) -> int:
-    import torch
-
-    from rankssl import demo_results
-
-    checkout = None
-    if args.write_results is not None:  # fail before training, not after
-        if args.epochs is not None:
-            raise CommandError("--write-results records the main job as `make demo` runs it; drop --epochs.")
-        checkout = demo_results.find_checkout(args.write_results or None)
-    if args.epochs is not None:
-        _check_epochs(args.epochs, "--epochs")
-    torch.set_flush_denormal(True)
-    load = _load_average()
-    start = time.time()
-    rows = []
-    baselines = None
-    for method, recipe in DEMO_RECIPES:
-        cfg = load_config(recipe, os.path.join(args.work_dir, recipe))
-        if args.epochs is not None:
-            set_epochs(cfg, args.epochs)
-        if baselines is None:
-            print("Baselines without training (raw pixels, random init) ...", flush=True)
-            baselines = demo_baselines(cfg)
-            print("  " + ", ".join(f"{name} {acc:.1f}%" for name, acc in baselines.items()), flush=True)
-        _set_plot_baselines(cfg, baselines)
-        print(f"Training {method} ({recipe}, {cfg.train_cfg.max_epochs} epochs)", flush=True)
-        t0 = time.time()
-        runner = build_runner(cfg, progress=None if args.verbose else method.split(" ")[0])
-        runner.train()
-        rows.append((method, _last_knn(runner), time.time() - t0, cfg.train_cfg.max_epochs))
-    total = time.time() - start
-    print("\nMain job: self-supervised training on the embedded digits canvas "
-          "(weighted kNN, k=20, T=0.07, 1,437 train / 360 test)")
-    print(f"{'method':<30}{'kNN top-1 (%)':>15}{'epochs':>8}{'time (s)':>10}")
-    for method, knn, seconds, epochs in rows:
-        print(f"{method:<30}{knn:>15.1f}{epochs:>8}{seconds:>10.0f}")
-    for name, acc in baselines.items():
-        print(f"{name + ' (no training)':<30}{acc:>15.1f}{'-':>8}{'-':>10}")
-    print(f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
-          "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)")
-    if checkout is not None:
-        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load,
-                                          load_average_at_end=_load_average())
-        for path in demo_results.write(checkout, record):
-            print(f"wrote {path}")
-    return 0
-
-
-def _last_knn(runner) -> float:
-    from rankssl.mm.hooks import CurvesHook
-
-    for hook in runner.hooks:
-        if isinstance(hook, CurvesHook) and hook.val:
-            return hook.val[-1].get("knn/top1", float("nan"))
-    return float(runner.val().get("knn/top1", float("nan")))
-
-
-def cmd_export(args) -> int:
-    from rankssl.mm.export import export_backbone
-
-    if not os.path.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
-                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
-    print(export_backbone(args.checkpoint, args.out))
-    return 0
-
-
 COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo,
             "export": cmd_export}
 
@@ -538,14 +145,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
         return run_analyze(args)
     return COMMANDS[args.command](args)
-
-
-def _short_error(exc: BaseException) -> str:
-    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    message = str(message).strip() or type(exc).__name__
-    if isinstance(exc, (KeyError, TypeError, RuntimeError)) and not isinstance(exc, CommandError):
-        message = f"{type(exc).__name__}: {message}"  # names a recipe entry or a component's argument
-    return f"rankssl: error: {message}\n(add --debug to see the full traceback)"
 
 
 def main(argv: Optional[Sequence[str]] = None, *, short_errors: Optional[bool] = None) -> int:
@@ -573,7 +172,7 @@ def main(argv: Optional[Sequence[str]] = None, *, short_errors: Optional[bool] =
         print("rankssl: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the command line shows every error briefly
-        print(_short_error(exc), file=sys.stderr)
+        print(short_error(exc), file=sys.stderr)
         return 1
 
 

@@ -18,7 +18,7 @@ lr = 0.3 * batch_size / 256 * 0.5  # SimCLR's SGD rule x0.5, the quality benchma
 model = dict(
     type='Hydra',
     backbone=dict(type='SmallCNN', in_channels=1, widths=(32, 64, 128)),
-    # Head chosen by measurement (issue 9; 10 epochs, kNN top-1 on backbone features): the authors'
+    # Head chosen by measurement (10 epochs, kNN top-1 on backbone features): the authors'
     # LayerNorm end collapses here (44.7 at T 0.5, 19.2 at T 0.1); a BatchNorm end without affine
     # parameters does not (70.6 at T 0.5, 60.8 at T 0.1). No instance term: the NT-Xent stand-in for
     # the v1 code's MoCo v3 term did not prevent the collapse (benchmarks/RESULTS.md, Hydra).

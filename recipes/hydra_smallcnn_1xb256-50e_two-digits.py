@@ -2,7 +2,7 @@
 # authors' SimLAP mode (erow/hydra cl/losses.py: other-view keys, sum over positive pairs / number of
 # pairs, one partner per image by a batch permutation; random batches as main_cl.py), temperature 0.1,
 # no instance term. Head: 2 layers (SimLAP: 3), BatchNorm-ended (last_norm='bn'): the authors' LayerNorm end collapsed on
-# the embedded digits (issue 9; not yet re-measured on this data). SGD + cosine as every two-digit recipe, so the
+# the embedded digits (not yet re-measured on this data). SGD + cosine as every two-digit recipe, so the
 # methods share one budget (the authors' LARS recipe is hydra_resnet50_32xb32-lars-coslr-1000e_in1k).
 _base_ = [
     './_base_/datasets/two_digits.py',

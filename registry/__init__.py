@@ -79,6 +79,9 @@ def import_all() -> None:
         registry.import_from_location()
 
 
-__all__ = [name for name in dir() if name.isupper() and not name.startswith("MMENGINE_")] + [
-    "RankSSLRegistry", "UnknownComponentError", "import_all", "SCOPE",
+__all__ = [
+    "ALL_REGISTRIES", "DATASETS", "DATA_SAMPLERS", "EVALUATOR", "FUNCTIONS", "HOOKS", "LOG_PROCESSORS", "LOOPS",
+    "METRICS", "MODELS", "MODEL_WRAPPERS", "OPTIMIZERS", "OPTIM_WRAPPERS", "OPTIM_WRAPPER_CONSTRUCTORS",
+    "PARAM_SCHEDULERS", "RUNNERS", "SCOPE", "TRANSFORMS", "VISBACKENDS", "VISUALIZERS", "WEIGHT_INITIALIZERS",
+    "RankSSLRegistry", "UnknownComponentError", "import_all",
 ]

@@ -28,6 +28,22 @@ def _lookup_context() -> Tuple[bool, bool]:
     ``via_parent``: a parent's ``Registry.get`` called us after stripping our scope from
     the key (``'rankssl.X'``). ``building``: the lookup serves one of mmengine's build
     functions (``Registry.build``, ``Runner.from_cfg`` ...), not a probe.
+
+    Why the call stack, and not an explicit flag: ``get`` must answer ``None`` to a probe
+    (OpenMMLab code tries registries and falls back) but a *build* of an unknown name should
+    raise our :class:`UnknownComponentError`. mmengine's build functions
+    (``mmengine.registry.build_functions``: ``build_from_cfg``, ``build_model_from_cfg``, ...)
+    call ``registry.get(type)`` without saying they build, and a build reaches our ``get``
+    through code we do not own: mmengine's root registries (``MODELS.build(dict(type=
+    'rankssl.X'))``, ``Runner.from_cfg``) or those module-level functions called directly. The
+    only alternative that tells a build from a probe on every such path is replacing mmengine's
+    build functions or its root registries' ``build_func`` for the whole process, a wider side
+    effect than this read-only look. What it reads: the ``__name__`` of the calling frames' modules
+    (no locals, no arguments), only after a lookup missed, so known names never pay for it. What
+    would break it: mmengine moving its build functions out of ``_BUILD_MODULE``; then failed builds
+    fall back to mmengine's own ``KeyError`` (still a ``KeyError``, without our closest names), and
+    ``tests/test_mmengine_contract.py`` (``test_failed_build_is_a_key_error_with_the_closest_names``)
+    fails.
     """
     frame = sys._getframe(2)  # 0: this function, 1: RankSSLRegistry.get
     via_parent = False

@@ -279,3 +279,23 @@ def test_scores_outside_a_fixed_score_range_are_refused_not_clamped():
     torch.testing.assert_close(
         average_precision(scores, relevant, score_range="batch"), exact_average_precision(scores, relevant), atol=0.01, rtol=0
     )
+
+
+@pytest.mark.parametrize("estimator", ["sigmoid", "sorting"])
+def test_func_grad_through_the_checkpointed_estimators(estimator):
+    # torch.func refuses checkpointing's saved-tensor hooks: under a transform the chunks
+    # are not recomputed, and the gradient equals autograd's.
+    generator = torch.Generator().manual_seed(40)
+    scores = torch.rand(4, 10, generator=generator)
+    relevance = torch.rand(4, 10, generator=generator) > 0.5
+    relevance[:, 0] = True
+    settings = {"sorting": dict(steepness=30.0), "sigmoid": dict(temperature=0.05)}[estimator]
+
+    def total(s):
+        return average_precision(s, relevance, estimator=estimator, **settings).sum()
+
+    got = torch.func.grad(total)(scores)
+    leaf = scores.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(total(leaf), leaf)
+    assert expected.abs().max() > 1e-3
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)

@@ -26,6 +26,7 @@ import torch
 import rankssl.losses as L
 import rankssl.ops as O
 import rankssl.pml as P
+from rankssl.losses.hydra_base import PartnerDraw
 from rankssl.losses.pair_sampling import draw_partners, sample_pair_labels
 from rankssl.cli import CommandError
 from rankssl.cli import main as rankssl_main
@@ -179,6 +180,14 @@ LOSSES: List[Bad] = [
     bad("HydraLoss", "pml-temperature-set-to-0", lambda: _with(P.HydraLoss(4, 4), temperature=0)(_E, LABELS8), ValueError, "temperature"),
     bad("HydraLoss", "pml-mined-indices", lambda: P.HydraLoss(4, 4)(_E, LABELS8, indices_tuple=tuple(torch.arange(3) for _ in range(4))), ValueError, "miner", "efficient=False"),
     bad("HydraLoss", "extra-state", lambda: L.HydraLoss(4, 4).set_extra_state(None), ValueError, "extra state"),
+    bad("HydraLoss", "pml-extra-state-short", lambda: P.HydraLoss(4, 4).set_extra_state(torch.zeros(3, dtype=torch.uint8)), ValueError, "extra state"),
+    bad("HydraLoss", "seed-float", lambda: L.HydraLoss(4, 4, seed=1.5), TypeError, "seed", "integer"),
+    bad("HydraLoss", "pml-seed-set-to-str", lambda: _with(P.HydraLoss(4, 4), seed="0"), TypeError, "seed", "integer"),
+    bad("PartnerDraw", "seed-bool", lambda: PartnerDraw(True), TypeError, "seed", "integer"),
+    bad("PartnerDraw", "state-float", lambda: PartnerDraw(0).load_state(torch.zeros(12)), ValueError, "extra state", "uint8"),
+    bad("PartnerDraw", "process-seed-without-seed", lambda: PartnerDraw(None).process_seed(), ValueError, "seed=None"),
+    bad("PartnerDraw", "pair_draw-typo", lambda: PartnerDraw(0)(LABELS8, LABELS8, LABELS8, None, "arbitrary", "per-row"), ValueError, "pair_draw", "did you mean 'per_row'"),
+    bad("PartnerDraw", "pairing-typo", lambda: PartnerDraw(0)(LABELS8, LABELS8, LABELS8, None, "arbitary", "permutation"), ValueError, "pairing", "did you mean 'arbitrary'"),
     bad("draw_partners", "pairing-typo", lambda: draw_partners(LABELS8, "distinkt"), ValueError, "pairing", "did you mean 'distinct'"),
     bad("draw_partners", "generator-device", lambda: draw_partners(LABELS8.to("meta"), generator=torch.Generator()), ValueError, "generator", "device"),
     bad("sample_pair_labels", "distinct-one-class", lambda: sample_pair_labels(torch.zeros(4, dtype=torch.long), "distinct"), ValueError, "anchor 0", "single class"),

@@ -3,7 +3,7 @@
 Smoke tests, not measurements: each run takes seconds on an idle 2-core machine (the
 three together about 40 s) and several times that when other work saturates the cores.
 The timeouts only catch hangs: they are 20x the idle time and far beyond any slowdown
-from load, so a busy CI machine never fails a correct submission (issue 16).
+from load, so a busy CI machine never fails a correct submission.
 """
 
 import os
@@ -31,27 +31,31 @@ def _run_benchmark(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(HANG + 60)
-def test_sorting_benchmark_quick():
-    out = _run_benchmark("bench_sorting.py", "--quick")
+def test_sorting_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-sorting.json"
+    out = _run_benchmark("bench_sorting.py", "--quick", "--json", str(record))
     assert "| odd_even | 8 | 5 |" in out
+    _assert_record(record, first_cells=["odd_even", "8", "5"])
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(HANG + 60)
-def test_quality_benchmark_quick(tmp_path):
-    # One method at the quick size (1 epoch, no sweep): the pipeline, table, JSON and plot.
-    out = _run_benchmark("quality.py", "--quick", "--no-sweep", "--methods", "GroCo", "--out", str(tmp_path))
-    assert "| GroCo | no | 2 |" in out and "| raw pixels |" in out
-    assert (tmp_path / "quality_curves.png").stat().st_size > 0
-    assert (tmp_path / "quality.json").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(HANG + 60)
-def test_speed_benchmark_quick():
-    out = _run_benchmark("speed.py", "--quick")
+def test_speed_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-losses.json"
+    out = _run_benchmark("speed.py", "--quick", "--json", str(record))
     for row in ("| GroCoLoss | NTXentLoss |", "| S2R2Loss:binned | FastAPLoss |", "| HydraLoss | SupConLoss |", "| Hydra |"):
         assert row in out
+    _assert_record(record, first_cells=["GroCoLoss", "NTXentLoss"], tables=2)
+
+
+def _assert_record(path, first_cells, tables=1):
+    """``--json PATH`` wrote a result record (benchmarks/result_record.py) of the printed tables."""
+    import json
+
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["command"].split("python ", 1)[1].startswith("benchmarks/") and record["machine"] and record["date"]
+    assert len(record["tables"]) == tables
+    assert record["tables"][0]["rows"][0][: len(first_cells)] == first_cells
 
 
 @pytest.mark.slow
@@ -59,3 +63,12 @@ def test_ap_bias_benchmark_quick(tmp_path):
     out = _run_benchmark("bench_ap_bias.py", "--quick", "--out", str(tmp_path))
     assert "| 32 | 8 x 4 | spread |" in out and "worst abs bias" in out
     assert (tmp_path / "ap_bias.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(HANG + 60)
+def test_groco_all_negatives_benchmark_quick(tmp_path):
+    record = tmp_path / "cpu-groco-all-negatives.json"
+    out = _run_benchmark("groco_all_negatives.py", "--quick", "--json", str(record))
+    assert "GroCoLoss / NTXentLoss:" in out and "| load | NTXent ms |" in out
+    _assert_record(record, first_cells=[])

@@ -66,7 +66,7 @@ def test_help_and_recipes_answer_without_importing_torch_or_mmengine():
 
 
 def test_epochs_override_stretches_the_schedule():
-    from rankssl.cli import load_config, parse_cfg_options
+    from rankssl.run_config import load_config, parse_cfg_options
 
     for options in (["train_cfg.max_epochs=20"],):
         cfg = load_config(DIGITS, None, parse_cfg_options(options))
@@ -79,7 +79,7 @@ def test_epochs_override_stretches_the_schedule():
 
 
 def test_max_epochs_override_warns_when_the_schedule_is_not_the_recipes_length(tmp_path):
-    from rankssl.cli import load_config, parse_cfg_options
+    from rankssl.run_config import load_config, parse_cfg_options
 
     recipe = _tiny_recipe(tmp_path)  # 2 epochs, but the inherited schedule ends at epoch 50
     with pytest.warns(UserWarning, match=r"max_epochs=4 but the learning-rate schedule ends at epoch 50.*--epochs 4"):
@@ -215,3 +215,20 @@ def test_torchrun_two_cpu_processes_match_single_process(tmp_path):
     assert len(ref) == len(ranks[0]) == len(ranks[1]) == 2
     for it in range(2):  # iteration 2 also checks that the DDP update equals the single-process one
         assert (ranks[0][it] + ranks[1][it]) / 2 == pytest.approx(ref[it], rel=1e-4, abs=1e-6)
+
+
+def test_demo_results_tool_is_repository_tooling_loaded_from_the_checkout(tmp_path):
+    """`--write-results` imports benchmarks/demo_results.py from the checkout it writes into; the
+    installed package has no copy of it."""
+    import importlib.util
+
+    from rankssl.demo import find_checkout, load_results_tool
+    from rankssl.errors import CommandError
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert find_checkout(root) == root
+    tool = load_results_tool(root)
+    assert tool.__file__ == os.path.join(root, "benchmarks", "demo_results.py") and callable(tool.write)
+    assert importlib.util.find_spec("rankssl.demo_results") is None
+    with pytest.raises(CommandError, match="source checkout"):
+        find_checkout(str(tmp_path))

@@ -2,7 +2,7 @@
 
 CUDA tensors take the Triton kernels (``RANKSSL_KERNELS=auto``), CPU tensors the fused C++
 kernels, so each case below compares two implementations as well as two devices. Skipped without a CUDA device; run on
-a lent GPU (benchmarks/RESULTS.md, section "On a GPU").
+a lent GPU (benchmarks/RESULTS.md, section "Speed on the GPU, and the GPU code path").
 """
 
 from __future__ import annotations

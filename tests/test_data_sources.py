@@ -242,7 +242,7 @@ def test_truncated_image_in_a_dataloader_worker_is_one_clear_line(tmp_path, caps
     assert paths["corrupt"] in message and "DataLoader worker process 0" in message
     assert "Traceback" not in message and "\n" not in message
 
-    from rankssl.cli import _short_error
+    from rankssl.errors import short_error as _short_error
 
     short = _short_error(info.value)
     assert short.count("\n") == 1 and paths["corrupt"] in short
@@ -332,27 +332,3 @@ def test_rgb_arrays_and_explicit_orders(tmp_path):
         EvalView(channel_order="brg")
     with pytest.raises(ValueError, match="channel_order"):
         channel_order_of({"img": rgb, "channel_order": "hsv"})
-
-
-def test_fashion_mnist_benchmark_configures_the_budget():
-    """benchmarks/fashion_mnist.py: the recipe at lr x factor, fixed subsets, warm-up scaled, one validation."""
-    import argparse
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "fashion_mnist.py")
-    spec = importlib.util.spec_from_file_location("fashion_mnist_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    args = argparse.Namespace(data_root="/data/fm", epochs=4, train_size=5000, bank_size=3000)
-    cfg, base_lr = bench.configure("GroCo", 2.0, args, "/tmp/unused")
-    assert base_lr == pytest.approx(4.5) and cfg.optim_wrapper.optimizer.lr == pytest.approx(9.0)
-    assert cfg.train_dataloader.dataset.indices == 5000 and cfg.val_dataloader.dataset.bank.indices == 3000
-    assert "indices" not in cfg.val_dataloader.dataset.query  # all 10,000 test images
-    assert cfg.train_dataloader.dataset.data_root == "/data/fm" == cfg.val_dataloader.dataset.query.data_root
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup["end"], cosine["begin"], cosine["end"], cosine["T_max"]) == (1, 1, 4, 3)
-    assert cfg.train_cfg.max_epochs == cfg.train_cfg.val_interval == 4
-    rows = [dict(method="GroCo", lr_factor=f, lr=4.5 * f, seconds=1.0,
-                 metrics={"knn/top1": 70.0 + f, "linear/top1": 80.0}) for f in (1.0, 0.5)]
-    table = bench.table(rows)
-    assert "| GroCo | 4.5 | 71.0 / 80.0 | 70.5 / 80.0 | not run |" in table and "SimCLR" not in table

@@ -13,7 +13,7 @@ import torch
 from rankssl.cli import main
 from rankssl.mm.checkpoint import (
     CheckpointError,
-    install_checkpoint_safety,
+    checked_checkpoint_loading,
     load_checkpoint_file,
     select_resume_checkpoint,
     verify_checkpoint,
@@ -65,12 +65,82 @@ def test_damaged_checkpoints_are_refused_with_the_file_named(tmp_path):
     # mmengine's own loader (Runner.load_checkpoint / resume) goes through the same check
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    install_checkpoint_safety()
-    with pytest.raises(CheckpointError, match="CRC-32"):
-        _load_checkpoint(str(tmp_path / "flipped.pth"))
-    with pytest.raises(CheckpointError, match="empty"):
-        _load_checkpoint(str(tmp_path / "empty.pth"))
-    assert _load_checkpoint(str(good))["meta"] == {"epoch": 1}
+    with checked_checkpoint_loading():
+        with pytest.raises(CheckpointError, match="CRC-32"):
+            _load_checkpoint(str(tmp_path / "flipped.pth"))
+        with pytest.raises(CheckpointError, match="empty"):
+            _load_checkpoint(str(tmp_path / "empty.pth"))
+        assert _load_checkpoint(str(good))["meta"] == {"epoch": 1}
+    # outside the block mmengine's own loader is back (it loads the flipped file without a check)
+    _load_checkpoint(str(tmp_path / "flipped.pth"))
+
+
+def test_constructing_the_hook_or_importing_rankssl_mm_changes_nothing_global():
+    """No process-wide side effect: torch's safe globals and mmengine's checkpoint loaders stay as they
+    were after importing every rankssl.mm module and constructing the checkpoint hook; the checked loader
+    is in place only while a runner that the hook serves loads."""
+    script = """
+import importlib, pkgutil, signal, torch
+from mmengine.runner.checkpoint import CheckpointLoader
+safe, loaders, handler = list(torch.serialization.get_safe_globals()), dict(CheckpointLoader._schemes), \
+    signal.getsignal(signal.SIGTERM)
+import rankssl.mm, rankssl.registry
+for info in pkgutil.iter_modules(rankssl.mm.__path__):
+    importlib.import_module("rankssl.mm." + info.name)
+rankssl.registry.import_all()
+from rankssl.mm.checkpoint_hook import AtomicCheckpointHook
+AtomicCheckpointHook(interval=1)
+# torch allow-lists its own classes as its submodules load (torch.distributed.tensor ...): only those may differ
+added = [g for g in torch.serialization.get_safe_globals() if g not in safe]
+assert not [g for g in added if not getattr(g, "__module__", "").startswith(("torch", "builtins"))], added
+from rankssl.mm.checkpoint import mmengine_checkpoint_types
+assert not [t for t in mmengine_checkpoint_types() if t in torch.serialization.get_safe_globals()]
+assert dict(CheckpointLoader._schemes) == loaders
+assert signal.getsignal(signal.SIGTERM) == handler
+print("unchanged")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "unchanged" in out.stdout, out.stderr[-3000:]
+
+
+def test_scoped_allow_list_leaves_an_earlier_process_wide_one_in_force():
+    script = """
+import torch
+from rankssl.mm.checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_types, mmengine_safe_globals
+types = mmengine_checkpoint_types()
+with mmengine_safe_globals():
+    assert all(t in torch.serialization.get_safe_globals() for t in types)
+assert not any(t in torch.serialization.get_safe_globals() for t in types)
+allow_mmengine_checkpoints()  # the user's process-wide choice
+with mmengine_safe_globals():
+    pass
+assert all(t in torch.serialization.get_safe_globals() for t in types)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_runner_loads_are_checked_only_while_they_run(tmp_path):
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from rankssl.mm.checkpoint import check_runner_loads
+
+    good, _ = _damage(tmp_path)
+    seen = []
+
+    class Runner:
+        def load_or_resume(self):
+            seen.append(CheckpointLoader._get_checkpoint_loader(str(good)))
+
+    before = dict(CheckpointLoader._schemes)
+    runner = Runner()
+    check_runner_loads(runner)
+    check_runner_loads(runner)  # idempotent: wrapped once
+    runner.load_or_resume()
+    assert seen == [load_checkpoint_file]
+    assert dict(CheckpointLoader._schemes) == before
+    assert Runner().load_or_resume() is None and seen[-1] is not load_checkpoint_file  # another runner: untouched
 
 
 def test_resume_picks_newest_intact_checkpoint_and_ignores_bad_marker(tmp_path):
@@ -315,19 +385,21 @@ def test_frozen_peer_ends_the_survivor_within_the_recipe_timeout(tmp_path):
 
 def test_signal_handler_defers_the_first_signal_and_stops_at_the_second():
     from rankssl.mm.checkpoint_hook import AtomicCheckpointHook
+    from rankssl.mm.stop_signals import StopOnSignal
 
-    hook = AtomicCheckpointHook(interval=1)
+    stop = AtomicCheckpointHook(interval=1)._stop
+    assert isinstance(stop, StopOnSignal)
     before = signal.getsignal(signal.SIGINT)
-    hook._install_signal_handlers()
+    stop.install()
     try:
         os.kill(os.getpid(), signal.SIGINT)  # first Ctrl-C: noted, training goes on to a checkpoint
         time.sleep(0.05)
-        assert hook._signal == signal.SIGINT
+        assert stop.signal == signal.SIGINT and stop.requested()
         with pytest.raises(KeyboardInterrupt):  # second: stop at once
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     finally:
-        hook._remove_signal_handlers()
+        stop.remove()
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -534,7 +606,7 @@ def test_generators_a_sampler_or_dataset_owns_are_saved_and_restored():
     import numpy as np
     from torch.utils.data import DataLoader, RandomSampler
 
-    from rankssl.mm.checkpoint_hook import _SkipFirstBatches
+    from rankssl.mm.batch_skipping import SkipFirstBatches
     from rankssl.mm.rng_state import capture_generators, loader_generators, restore_generators
 
     class Noisy(torch.utils.data.Dataset):
@@ -549,7 +621,7 @@ def test_generators_a_sampler_or_dataset_owns_are_saved_and_restored():
             return torch.tensor([float(i), self.rng.random(), self.legacy.rand()])
 
     data = Noisy()
-    loader = _SkipFirstBatches(DataLoader(data, batch_size=5, sampler=RandomSampler(
+    loader = SkipFirstBatches(DataLoader(data, batch_size=5, sampler=RandomSampler(
         data, generator=torch.Generator().manual_seed(1))), 0)
     owned = loader_generators(loader)
     assert set(owned) == {"sampler.generator", "dataset.rng", "dataset.legacy"}

@@ -10,7 +10,8 @@ import torch
 from rankssl.losses import GroCoLoss, group_ordering_loss
 from rankssl.ops import NETWORKS, RELAXATIONS, fused, get_network, soft_permutation_matmul
 from rankssl.ops.fused import build
-from rankssl.ops.permutation_matmul import reference_permutation_matmul
+from rankssl.ops.average_precision import average_precision
+from rankssl.ops.permutation_matmul import composed_permutation_matmul, reference_permutation_matmul
 
 needs_kernels = pytest.mark.skipif(
     build.disabled() or build._compiler() is None, reason="fused kernels disabled or no C++ compiler"
@@ -363,3 +364,99 @@ def test_compiled_groco_loss_equals_eager_after_an_eager_call():
     torch.testing.assert_close(compiled, eager, atol=1e-6, rtol=1e-6)
     for got, expected in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(got, expected, atol=1e-7, rtol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("distribution", sorted(RELAXATIONS))
+@pytest.mark.parametrize("network", NETWORKS)
+def test_transposed_product_matches_the_layer_by_layer_path(network, distribution, dtype):
+    tol = TOLERANCE[dtype]
+    generator = torch.Generator().manual_seed(30)
+    for n, shared_v in ((2, True), (5, False), (33, False)):
+        x = torch.randn(37, n, dtype=dtype, generator=generator).requires_grad_(True)
+        v = torch.randn((n, 3) if shared_v else (37, n, 2), dtype=dtype, generator=generator).requires_grad_(True)
+        layers = get_network(network, n)
+        out = fused.permutation_matmul(x, v, layers, distribution, 1.7, 0.25, transpose=True)
+        assert out is not None and "rankssl_permutation_matmul" in type(out.grad_fn).__name__
+        ref = composed_permutation_matmul(x, v, layers, distribution, 1.7, 0.25, transpose=True)
+        torch.testing.assert_close(out, ref, atol=tol, rtol=tol, msg=f"n={n}")
+        weights = torch.randn(out.shape, dtype=dtype, generator=generator)
+        grads = torch.autograd.grad((out * weights).sum(), (x, v))
+        ref_grads = torch.autograd.grad((ref * weights).sum(), (x, v))
+        if dtype == torch.float64:
+            for grad, ref_grad, name in zip(grads, ref_grads, ("x", "v")):
+                torch.testing.assert_close(grad, ref_grad, atol=tol * n, rtol=tol, msg=f"{name} n={n}")
+            continue
+        # float32: held against float64, at least about as accurate as the torch path.
+        x64, v64 = x.detach().double().requires_grad_(True), v.detach().double().requires_grad_(True)
+        exact = composed_permutation_matmul(x64, v64, layers, distribution, 1.7, 0.25, transpose=True)
+        exact_grads = torch.autograd.grad((exact * weights.double()).sum(), (x64, v64))
+        for grad, ref_grad, exact_grad, name in zip(grads, ref_grads, exact_grads, ("x", "v")):
+            error = (grad.double() - exact_grad).abs().max().item()
+            ref_error = (ref_grad.double() - exact_grad).abs().max().item()
+            assert error <= 4 * ref_error + 1e-5, f"{name} n={n}: {error} vs reference {ref_error}"
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_transposed_product_in_half_precision_computes_in_float32(dtype):
+    x = torch.randn(16, 13, generator=torch.Generator().manual_seed(31))
+    v = torch.rand(16, 13, 2, generator=torch.Generator().manual_seed(32))
+    xh, vh = x.to(dtype).requires_grad_(True), v.to(dtype).requires_grad_(True)
+    out = soft_permutation_matmul(xh, vh, "bitonic_mirrored", "optimal", 3.0, transpose=True)
+    assert out.dtype == dtype and "rankssl_permutation_matmul" in type(out.grad_fn).__name__
+    x32, v32 = xh.detach().float().requires_grad_(True), vh.detach().float().requires_grad_(True)
+    layers = get_network("bitonic_mirrored", 13)
+    exact = composed_permutation_matmul(x32, v32, layers, "optimal", 3.0, 0.25, transpose=True)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), exact, atol=2 * eps, rtol=2 * eps)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(33))
+    grads = torch.autograd.grad((out.float() * weights).sum(), (xh, vh))
+    exact_grads = torch.autograd.grad((exact * weights).sum(), (x32, v32))
+    for grad, exact_grad in zip(grads, exact_grads):
+        assert grad.dtype == dtype
+        torch.testing.assert_close(grad.float(), exact_grad, atol=4 * eps, rtol=4 * eps)
+
+
+@pytest.mark.parametrize("choice", ["cpu", "torch"])
+def test_double_backward_of_the_transposed_product_matches_finite_differences(monkeypatch, choice):
+    _kernels(monkeypatch, choice)
+    generator = torch.Generator().manual_seed(34)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=generator)
+    v = torch.randn(4, 6, 2, dtype=torch.float64, generator=generator)
+    weights = torch.randn(4, 6, 2, dtype=torch.float64, generator=generator)
+    direction = torch.randn(4, 6, dtype=torch.float64, generator=generator)
+    out = soft_permutation_matmul(x.requires_grad_(True), v, "bitonic", "cauchy", 2.0, transpose=True)
+    assert ("rankssl" in type(out.grad_fn).__name__) == (choice == "cpu")
+
+    def function(t):
+        return (soft_permutation_matmul(t, v, "bitonic", "cauchy", 2.0, transpose=True) * weights).sum()
+
+    hvp, finite = _hvp_and_finite_difference(function, x, direction)
+    assert finite.abs().max() > 1e-2
+    torch.testing.assert_close(hvp, finite, atol=1e-7, rtol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("network", NETWORKS)
+def test_sorting_ap_on_the_cpu_kernels_equals_the_layer_by_layer_path(monkeypatch, network):
+    generator = torch.Generator().manual_seed(35)
+    embeddings = torch.nn.functional.normalize(torch.randn(40, 8, generator=generator), dim=1)
+    labels = torch.arange(40) % 4
+    scores = embeddings[:10] @ embeddings.T
+    valid = torch.ones(10, 40, dtype=torch.bool)
+    valid[torch.arange(10), torch.arange(10)] = False
+    relevance = (labels[:10, None] == labels[None, :]) & valid
+    settings = dict(sorting_network=network, distribution="optimal", steepness=50.0)
+
+    def ap_and_gradient():
+        leaf = scores.clone().requires_grad_(True)
+        ap = average_precision(leaf, relevance, valid, estimator="sorting", **settings)
+        return (ap, *torch.autograd.grad((ap * torch.linspace(0.5, 1.5, 10)).sum(), leaf))
+
+    fast = ap_and_gradient()
+    monkeypatch.setenv("RANKSSL_KERNELS", "torch")
+    reference = ap_and_gradient()
+    for got, expected in zip(fast, reference):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

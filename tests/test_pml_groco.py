@@ -187,3 +187,68 @@ def test_distributed_loss_wrapper():
     for loss, grad in results:
         torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
         assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("views, n_positives, n_negatives", [(2, 1, 6), (4, 2, 5), (3, 2, 30)])
+def test_uniform_groups_equal_the_default(views, n_positives, n_negatives):
+    generator = torch.Generator().manual_seed(50)
+    emb = torch.randn(12 * views, 8, generator=generator).requires_grad_(True)
+    labels = torch.arange(12).repeat(views)
+    default = pml.GroCoLoss(n_negatives=n_negatives, n_positives=n_positives)(emb, labels)
+    uniform = pml.GroCoLoss(n_negatives=n_negatives, n_positives=n_positives, uniform_groups=True)(emb, labels)
+    _check(uniform, default, emb)
+
+
+class _NoHostReads:
+    """Make every read of a tensor's value on the host (``tolist``, ``item``, ``bool``,
+    ``int``, ``float``) raise: on CPU tensors the launch counter cannot see them."""
+
+    NAMES = ("tolist", "item", "__bool__", "__int__", "__float__", "__index__")
+
+    def __enter__(self):
+        self.saved = {name: getattr(torch.Tensor, name) for name in self.NAMES}
+
+        def refuse(self, *args, **kwargs):
+            raise AssertionError("a tensor value was read on the host (a host sync on the GPU)")
+
+        for name in self.NAMES:
+            setattr(torch.Tensor, name, refuse)
+        return self
+
+    def __exit__(self, *exc):
+        for name, method in self.saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+def test_uniform_groups_read_nothing_on_the_host():
+    from rankssl.ops.validation import flush, validation_mode
+
+    emb = torch.randn(32, 8, requires_grad=True)
+    labels = torch.arange(16).repeat(2)
+    uniform = pml.GroCoLoss(n_negatives=10, n_positives=1, uniform_groups=True)
+    default = pml.GroCoLoss(n_negatives=10, n_positives=1)
+    with validation_mode("lazy"):
+        uniform(emb, labels)  # first call: kernels built, networks cached
+        with _NoHostReads():
+            uniform(emb, labels).backward()
+        with pytest.raises(AssertionError, match="read on the host"), _NoHostReads():
+            default(emb, labels)  # the default copies the group keys to the host
+        flush()
+
+
+def test_uniform_groups_refuse_a_batch_that_breaks_the_promise():
+    from rankssl.ops.validation import flush, validation_mode
+
+    emb = torch.randn(8, 4)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 4])  # labels 3 and 4: no positive
+    loss_fn = pml.GroCoLoss(n_negatives=2, n_positives=1, uniform_groups=True)
+    with pytest.raises(ValueError, match="uniform_groups=True promises at least n_positives=1"):
+        loss_fn(emb, labels)
+    with validation_mode("lazy"), pytest.raises(ValueError, match="uniform_groups=True promises"):
+        # The verdict travels to the host without blocking: raised by a later check or flush.
+        loss_fn(emb, labels)
+        flush()
+    with pytest.raises(ValueError, match="uniform_groups=True needs n_positives"):
+        pml.GroCoLoss(uniform_groups=True)
+    with pytest.raises(TypeError, match="uniform_groups must be True or False"):
+        pml.GroCoLoss(n_positives=1, uniform_groups="yes")

@@ -1,4 +1,5 @@
-"""The benchmark protocol of issue 13 (benchmarks/protocol.py): its logic with fake training, and a small real run."""
+"""The benchmark protocol (benchmarks/protocol*.py): its logic with fake training, a small real run, and the
+blocks it publishes from the committed run JSON."""
 
 import json
 import math
@@ -234,19 +235,14 @@ def test_build_config_wires_heads_views_and_the_tuning_split():
                               digits, "/tmp/unused", None)
 
 
-def test_two_digits_is_one_table_entry_and_fails_clearly_without_its_module():
+def test_two_digits_is_one_table_entry():
     two_digits = protocol_spec.DATASETS["two_digits"]
     assert two_digits.num_classes == 100 and two_digits.mm_dataset("test")["type"] == "TwoDigitCanvas"
-    from rankssl.mm import digits
-
-    if not hasattr(digits, "make_two_digit_canvas"):  # a branch without the Hydra issue's data set
-        with pytest.raises(ValueError, match="two_digits"):
-            two_digits.load()
     from rankssl.recipes import list_recipes
 
     expected = "groco_smallcnn_1xb256-50e_two-digits"
-    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == (
-        expected if expected in list_recipes() else "groco_smallcnn_1xb256-50e_digits")
+    assert expected in list_recipes()
+    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", two_digits) == expected
     assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", protocol_spec.DATASETS["digits"]) == (
         "groco_smallcnn_1xb256-50e_digits")
 
@@ -296,7 +292,7 @@ def test_claims_table_from_a_synthetic_results_json(tmp_path):
 
 def test_claims_table_with_nothing_run_says_so():
     text = claims_table({}, "digits")
-    assert text.count("not run yet") == 14 and "see there" in text
+    assert text.count("not run yet") == 14 and "not measured by the protocol" in text
 
 
 def test_views_claim_is_judged_on_the_view_counts_that_were_run():
@@ -659,3 +655,96 @@ def test_the_selection_table_shows_how_far_the_search_went(tmp_path):
     assert max(rates) > max(selection["lr_grid"])  # the first grid reached a rate the last bracket left out
     rows = [line for line in protocol_reports.format_table(report).splitlines() if line.startswith("| SimCLR/paper/2 | ")]
     assert rows[1].startswith(f"| SimCLR/paper/2 | {len(rates)} runs, lr {min(rates):g}-{max(rates):g} | ")
+
+
+# ----------------------------------------------------------------------------- data sets and the SupCon rows
+
+
+def test_supcon_rows_train_labelled_views_on_the_hydra_recipe():
+    digits = protocol_spec.DATASETS["digits"]
+    spec = protocol_spec.RunSpec("digits", "SupCon/paper/2", 0.15, 0.5, 1e-6, 3, 0, "final")
+    cfg = protocol_training.build_config(spec, digits, "/tmp/unused", fit_indices=None)
+    hydra = protocol_training.build_config(protocol_spec.RunSpec("digits", "Hydra/paper/2", 0.15, 0.5, 1e-6, 3, 0,
+                                                                 "final"), digits, "/tmp/unused", fit_indices=None)
+    assert cfg.model.type == "LabelledViews" and dict(cfg.model.loss) == {"type": "SupConLoss", "temperature": 0.5}
+    assert cfg.model.backbone == hydra.model.backbone and cfg.model.neck == hydra.model.neck
+    assert cfg.train_dataloader.sampler == hydra.train_dataloader.sampler  # the Hydra recipe's class sampler
+    # the committed SupCon runs were keyed with the Hydra recipe's digest, which they still get
+    assert protocol_spec.recipe_digest("SupCon", digits) == protocol_spec.recipe_digest("Hydra", digits)
+
+
+def test_fashion_mnist_is_a_protocol_data_set(tmp_path, monkeypatch):
+    from test_data_sources import fake_fashion_mnist
+
+    fake_fashion_mnist(str(tmp_path), n_train=30, n_test=20)
+    monkeypatch.setenv("RANKSSL_FASHION_MNIST", str(tmp_path))
+    fashion = protocol_spec.DATASETS["fashion_mnist"]
+    data = fashion.load()
+    assert data["train_x"].shape == (30, 1, 28, 28) and data["test_y"].tolist() == [i % 10 for i in range(20)]
+    assert 0.0 <= float(data["train_x"].min()) and float(data["train_x"].max()) <= 1.0
+    spec = protocol_spec.RunSpec("fashion_mnist", "GroCo/paper/2", 4.5, 4.0, 1e-6, 2, 0, "final")
+    cfg = protocol_training.build_config(spec, fashion, "/tmp/unused", fit_indices=None)
+    assert cfg.train_dataloader.dataset.type == "FashionMNIST"
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path) == cfg.val_dataloader.dataset.query.data_root
+    assert cfg.train_dataloader.dataset.pipeline[0].views[0]["input_size"] == 28  # the Fashion-MNIST recipe's
+    assert protocol_spec.recipe_for("groco_smallcnn_1xb256-50e_digits", fashion) == (
+        "groco_smallcnn_1xb256-50e_fashion-mnist")
+
+
+# ----------------------------------------------------------------------------- the published blocks
+
+
+def _committed(path: str) -> bool:
+    """Whether ``path`` is tracked by git (True where the tree is no git checkout, e.g. an unpacked sdist)."""
+    result = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True)
+    if result.returncode != 0 and b"not a git repository" in result.stderr:
+        return True
+    return result.returncode == 0
+
+
+EXPECTED_BLOCKS = {
+    "results-digits", "results-two-digits", "results-fashion-mnist",
+    "protocol-main", "protocol-views", "protocol-heads", "protocol-multicrop", "protocol-s2r2-views",
+    "protocol-two-digits-main", "protocol-two-digits-views", "protocol-two-digits-heads",
+    "protocol-two-digits-multicrop", "protocol-two-digits-s2r2-views",
+    "protocol-50-main", "protocol-cuda-main", "protocol-cuda-50-main",
+    "claims-digits", "claims-protocol-two-digits", "claims-protocol-50", "claims-protocol-cuda-50",
+    "protocol-step-costs", "protocol-two-digits-costs",
+}
+
+
+def test_generated_blocks_cover_every_name_and_render_from_the_committed_json():
+    blocks = protocol_reports.generated_blocks()
+    assert set(blocks) == EXPECTED_BLOCKS
+    assert protocol_reports.generated_blocks() == blocks  # deterministic: a re-render is byte-identical
+    for name, text in blocks.items():
+        assert text.endswith("\n") and "<!--" not in text, name
+    # every table block is its committed JSON rendered, and the JSON is committed
+    for name, (key, dataset, table) in protocol_reports.TABLE_BLOCKS.items():
+        path = os.path.join(protocol_reports.BENCHMARKS, protocol_reports.FOLDERS[key], dataset, f"{table}.json")
+        assert _committed(path), path
+        with open(path) as handle:
+            assert blocks[name] == protocol_reports.format_table(json.load(handle)), name
+    for name, (key, dataset) in {**protocol_reports.CLAIMS_BLOCKS, **protocol_reports.COST_BLOCKS}.items():
+        runs = os.path.join(protocol_reports.BENCHMARKS, protocol_reports.FOLDERS[key], dataset, "runs")
+        assert all(_committed(os.path.join(runs, f)) for f in sorted(os.listdir(runs))[:5]), runs
+    assert "| SimCLR | no | 2 |" in blocks["results-digits"] and "| SupCon | yes | 2 |" in blocks["results-two-digits"]
+    assert "20 epochs" in blocks["results-digits"] and "3 seeds" in blocks["results-digits"]
+    assert "60.8 ± 3.0" in blocks["results-digits"]  # SimCLR's kNN in main.json, tuned, over 3 seeds
+    assert blocks["claims-digits"].count("| yes |") >= 1 and "not run yet" not in blocks["claims-digits"]
+
+
+def test_committed_run_files_are_named_by_their_keys():
+    """A run file's name is its RunSpec's key: renaming a field or changing the key rule would orphan them all."""
+    for folder in protocol_reports.FOLDERS.values():
+        for dataset in ("digits", "two_digits"):
+            runs = os.path.join(protocol_reports.BENCHMARKS, folder, dataset, "runs")
+            for file in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+                with open(os.path.join(runs, file)) as handle:
+                    spec = protocol_spec.RunSpec(**json.load(handle)["spec"])
+                assert spec.run_id + ".json" == file, (folder, file)
+
+
+def test_the_readme_table_of_a_data_set_without_runs_says_how_to_make_them():
+    text = protocol_reports.results_table(None, "fashion_mnist", "protocol")
+    assert "No protocol run" in text and "--dataset fashion_mnist" in text

@@ -1,17 +1,30 @@
-"""Every ```python block of the README runs as written."""
+"""Every ```python block of the README and of docs/*.md runs as written; the README's figures are the records'."""
 
+import glob
+import json
 import os
 import re
+import statistics
+import sys
 
 import pytest
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+#: The pages whose python blocks are tested: the README and docs/*.md (docs/notes/ holds dated notes).
+PAGES = [README] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # demo_results: repository tooling
 
 
 def _python_blocks():
-    with open(README) as handle:
-        text = handle.read()
-    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    """``(page name, index, code)`` of every ```python block, in page order."""
+    blocks = []
+    for page in PAGES:
+        with open(page, encoding="utf-8") as handle:
+            text = handle.read()
+        name = os.path.relpath(page, ROOT)
+        blocks += [(name, i, code) for i, code in enumerate(re.findall(r"```python\n(.*?)```", text, flags=re.S))]
+    return blocks
 
 
 def test_readme_starts_with_the_two_set_up_commands():
@@ -24,22 +37,20 @@ def test_readme_starts_with_the_two_set_up_commands():
         assert "make test" in handle.read()
 
 
-@pytest.mark.parametrize("index", range(len(_python_blocks())))
-def test_readme_snippet_runs(index, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page, index, code", [pytest.param(*b, id=f"{b[0]}-{b[1]}") for b in _python_blocks()])
+def test_snippet_runs(page, index, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    exec(compile(_python_blocks()[index], f"README.md[python block {index}]", "exec"), {})
+    exec(compile(code, f"{page}[python block {index}]", "exec"), {})
 
 
 def _demo_record():
-    import json
-
     with open(os.path.join(os.path.dirname(README), "benchmarks", "demo_results.json")) as handle:
         return json.load(handle)
 
 
 def test_readme_main_job_numbers_are_the_recorded_run():
     """The README's main-job figures are those of the latest `rankssl demo --write-results` run."""
-    from rankssl.demo_results import read_between_markers, render_readme
+    from demo_results import read_between_markers, render_readme
 
     record = _demo_record()
     with open(README) as handle:
@@ -53,7 +64,7 @@ def test_readme_main_job_numbers_are_the_recorded_run():
 
 
 def test_results_md_main_job_table_is_the_recorded_run():
-    from rankssl.demo_results import read_between_markers, render_results_md
+    from demo_results import read_between_markers, render_results_md
 
     record = _demo_record()
     with open(os.path.join(os.path.dirname(README), "benchmarks", "RESULTS.md")) as handle:
@@ -65,15 +76,14 @@ def test_results_md_main_job_table_is_the_recorded_run():
 
 
 def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
-    from rankssl import demo_results
+    import demo_results
 
     (tmp_path / "benchmarks").mkdir()
     before = "# title\n\nintro\n<!-- demo-results:start -->\nold numbers\n<!-- demo-results:end -->\ntail\n"
     for name in ("README.md", "benchmarks/RESULTS.md"):
         (tmp_path / name).write_text(before)
-    (tmp_path / "benchmarks" / "demo_results.json").write_text(
-        '{"wall_time_history": [{"date": "2026-11-23", "seconds": 276.0, "machine": "%s"}]}'
-        % demo_results.machine_description())
+    history = [{"date": "2026-11-23", "seconds": 276.0, "machine": demo_results.machine_description()}]
+    (tmp_path / "benchmarks" / "demo_results.json").write_text(json.dumps({"wall_time_history": history}))
     rows = [("GroCo", 76.44, 250.0, 50), ("SimCLR (lightly NTXentLoss)", 61.66, 265.0, 50)]
     record = demo_results.make_record(rows, {"raw pixels": 41.1, "random init": 35.6}, 515.0,
                                       ["rankssl", "demo", "--write-results"], load_average=1.5)
@@ -83,8 +93,47 @@ def test_write_results_rewrites_only_the_marked_blocks(tmp_path):
     assert "GroCo **76.4%**" in readme and "SimCLR (lightly `NTXentLoss`) 61.7%" in readme
     assert "4 min 36 s to 8 min 35 s" in readme  # the range over the recorded runs
     assert "| GroCo | 76.4 | 250 |" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
-    import json
-
     saved = json.loads((tmp_path / "benchmarks" / "demo_results.json").read_text())
     assert [h["seconds"] for h in saved["wall_time_history"]] == [276.0, 515.0]
     assert saved["command"] == "rankssl demo --write-results" and saved["load_average_at_start"] == 1.5
+
+
+def _block(text, name):
+    match = re.search(rf"^<!-- {name}:start -->\n(.*?)^<!-- {name}:end -->$", text, flags=re.S | re.M)
+    assert match, f"README.md has no generated block {name!r}"
+    return match.group(1)
+
+
+def test_readme_reproducibility_names_the_records_conditions():
+    """The README promises exact figures only under the record's conditions, and names them from the record."""
+    record = _demo_record()
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    section = text[text.index("### The main job"):text.index("### Digits")]
+    machine = record["machine"].split(" CPU")[0]  # e.g. "2-core x86_64"
+    assert f"{machine} CPU" in section and f"{record['torch_threads']} torch threads" in section
+    for condition in ("same machine", "instruction set", "OMP_NUM_THREADS", "RANKSSL_KERNELS"):
+        assert condition in section, condition
+    assert "docs/reproducibility.md" in section
+
+
+@pytest.mark.parametrize("name, dataset", [("results-digits", "digits"), ("results-two-digits", "two_digits"),
+                                           ("results-fashion-mnist", "fashion_mnist")])
+def test_readme_results_table_is_the_protocol_record(name, dataset):
+    """One short table per data set: its means are the committed protocol run's, and RESULTS.md is linked."""
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    block = _block(text, name)
+    after = text[text.index(f"<!-- {name}:end -->"):]
+    assert "(benchmarks/RESULTS.md" in after[:after.find("\n#")]
+    path = os.path.join(ROOT, "benchmarks", "protocol", dataset, "main.json")
+    if not os.path.exists(path):
+        assert "No protocol run" in block
+        return
+    with open(path) as handle:
+        report = json.load(handle)
+    rows = dict(re.findall(r"^\| (\S+) \| (?:yes|no) \| \d+ \| (\d+\.\d) ± \d+\.\d \|", block, flags=re.M))
+    assert rows, block
+    for variant in report["variants"].values():
+        knn = statistics.mean(variant["knn20"]) * 100
+        assert abs(float(rows[variant["method"]]) - knn) <= 0.05 + 1e-9, variant["method"]

@@ -39,7 +39,8 @@ def test_paper_settings_in_imagenet_recipes():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_recipes())
 def test_recipe_trains_two_iterations(name, tmp_path):
-    from rankssl.cli import build_runner, cpu_fallbacks
+    from rankssl.cli import build_runner
+    from rankssl.run_config import cpu_fallbacks
 
     cfg = Config.fromfile(os.path.join(RECIPES_DIR, name + ".py"))
     shrink(cfg, str(tmp_path))

@@ -18,9 +18,10 @@ import torch  # noqa: E402
 pytest.importorskip("triton")
 
 from rankssl.losses import GroCoLoss, group_ordering_loss  # noqa: E402
-from rankssl.ops import NETWORKS, RELAXATIONS, fused, get_network, soft_permutation_matmul  # noqa: E402
+from rankssl.ops import NETWORKS, RELAXATIONS, fused, get_network, soft_permutation_matmul, soft_sort  # noqa: E402
+from rankssl.ops.average_precision import AP_ESTIMATORS, _sorting_ap, average_precision  # noqa: E402
 from rankssl.ops.fused.ops import composed_group_ordering_loss  # noqa: E402
-from rankssl.ops.permutation_matmul import reference_permutation_matmul  # noqa: E402
+from rankssl.ops.permutation_matmul import composed_permutation_matmul, reference_permutation_matmul  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 from launch_count import LaunchCounter  # noqa: E402
@@ -194,3 +195,102 @@ def test_compiled_groco_loss_keeps_the_op_and_equals_eager():
     with LaunchCounter() as counter:
         compiled_fn(*views).backward()
     assert counter.by_name["rankssl::group_ordering_mass_loss"] == 1
+
+
+@pytest.mark.parametrize("distribution", sorted(RELAXATIONS))
+@pytest.mark.parametrize("network", NETWORKS)
+def test_transposed_product_matches_torch_path_values_and_gradients(network, distribution):
+    generator = torch.Generator().manual_seed(20)
+    for n, v_shape in ((6, (6, 2)), (5, (3, 5, 3))):
+        x64 = torch.randn(3, n, dtype=torch.float64, generator=generator)
+        v64 = torch.randn(v_shape, dtype=torch.float64, generator=generator)
+        x, v = x64.float().requires_grad_(True), v64.float().requires_grad_(True)
+        out = soft_permutation_matmul(x, v, network, distribution, 1.7, transpose=True)
+        assert "rankssl_permutation_matmul" in type(out.grad_fn).__name__
+        layers = get_network(network, n)
+        x64.requires_grad_(True), v64.requires_grad_(True)
+        exact = composed_permutation_matmul(x64, v64, layers, distribution, 1.7, 0.25, transpose=True)
+        # The torch path is P^T @ v for the P that soft_sort forms.
+        _, permutation = soft_sort(x64.detach(), network, distribution, 1.7)
+        torch.testing.assert_close(exact.detach(), permutation.transpose(-1, -2) @ v64.detach())
+        torch.testing.assert_close(out.double(), exact, atol=3e-6, rtol=1e-5)
+        weights = _weights(out.shape)
+        grads = torch.autograd.grad((out * weights.float()).sum(), (x, v))
+        exact_grads = torch.autograd.grad((exact * weights).sum(), (x64, v64))
+        for grad, exact_grad in zip(grads, exact_grads):
+            torch.testing.assert_close(grad.double(), exact_grad, atol=3e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("network", ["odd_even", "bitonic_mirrored"])
+def test_transposed_product_in_half_precision_is_computed_in_float32(network, dtype):
+    x = torch.randn(4, 7, generator=torch.Generator().manual_seed(21))
+    v = torch.randn(4, 7, 2, generator=torch.Generator().manual_seed(22))
+    xh, vh = x.to(dtype).requires_grad_(True), v.to(dtype).requires_grad_(True)
+    out = soft_permutation_matmul(xh, vh, network, "optimal", 2.0, transpose=True)
+    assert out.dtype == dtype
+    x32, v32 = xh.detach().float().requires_grad_(True), vh.detach().float().requires_grad_(True)
+    exact = composed_permutation_matmul(x32, v32, get_network(network, 7), "optimal", 2.0, 0.25, transpose=True)
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(out.float(), exact, atol=2 * eps, rtol=2 * eps)
+    weights = _weights(out.shape).float()
+    grads = torch.autograd.grad((out.float() * weights).sum(), (xh, vh))
+    exact_grads = torch.autograd.grad((exact * weights).sum(), (x32, v32))
+    for grad, exact_grad in zip(grads, exact_grads):
+        assert grad.dtype == dtype
+        torch.testing.assert_close(grad.float(), exact_grad, atol=4 * eps, rtol=4 * eps)
+
+
+def _ap_problem(num_queries=6, num_items=12, dtype=torch.float32, seed=23):
+    """Cosine scores of a few classes, each query's own column invalid."""
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.nn.functional.normalize(torch.randn(num_items, 8, generator=generator), dim=1)
+    labels = torch.arange(num_items) % 3
+    scores = (embeddings[:num_queries] @ embeddings.T).to(dtype)
+    valid = torch.ones(num_queries, num_items, dtype=torch.bool)
+    valid[torch.arange(num_queries), torch.arange(num_queries)] = False
+    relevance = (labels[:num_queries, None] == labels[None, :]) & valid
+    return scores, relevance, valid
+
+
+def _ap_and_gradient(scores, relevance, valid, in_float64=False, **settings):
+    leaf = scores.clone().requires_grad_(True)
+    if in_float64:  # average_precision computes in float32: the estimator's core in float64
+        settings = dict(AP_ESTIMATORS["sorting"], **settings)
+        ap = _sorting_ap(leaf.double(), relevance, valid, **settings)
+    else:
+        ap = average_precision(leaf, relevance, valid, estimator="sorting", **settings)
+    weights = torch.linspace(0.5, 1.5, ap.shape[0], dtype=ap.dtype)
+    (grad,) = torch.autograd.grad((ap * weights).sum(), leaf)
+    return ap, grad
+
+
+@pytest.mark.parametrize("distribution", sorted(RELAXATIONS))
+@pytest.mark.parametrize("network", NETWORKS)
+def test_sorting_ap_runs_one_operator_and_equals_the_layer_by_layer_path(network, distribution, monkeypatch):
+    scores, relevance, valid = _ap_problem()
+    settings = dict(sorting_network=network, distribution=distribution, steepness=20.0)
+    with LaunchCounter() as counter:
+        fast = _ap_and_gradient(scores, relevance, valid, **settings)
+    # One network pass forward (not recomputed by checkpointing) and one backward.
+    assert counter.by_name["rankssl::permutation_matmul"] == 1
+    assert counter.by_name["rankssl::permutation_matmul_backward"] == 1
+    monkeypatch.setenv("RANKSSL_KERNELS", "torch")
+    reference = _ap_and_gradient(scores, relevance, valid, **settings)
+    for got, expected in zip(fast, reference):
+        torch.testing.assert_close(got, expected, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_sorting_ap_at_its_defaults_is_as_accurate_as_the_torch_path(dtype, monkeypatch):
+    # The default steepness (1e4) amplifies float32 rounding in both paths: each is held
+    # against the float64 computation, the fused one at least about as close as torch's.
+    scores, relevance, valid = _ap_problem(num_queries=8, num_items=40, dtype=dtype)
+    fast = _ap_and_gradient(scores, relevance, valid)
+    assert fast[1].dtype == dtype
+    monkeypatch.setenv("RANKSSL_KERNELS", "torch")
+    reference = _ap_and_gradient(scores, relevance, valid)
+    exact = _ap_and_gradient(scores, relevance, valid, in_float64=True)
+    for got, expected, exact_value in zip(fast, reference, exact):
+        error = (got.double() - exact_value).abs().max().item()
+        assert error <= 4 * (expected.double() - exact_value).abs().max().item() + 1e-5

@@ -44,26 +44,32 @@ each with rankssl's own variant as a named option (``RANKSSL_VARIANT`` selects a
 
 from __future__ import annotations
 
-import hashlib
-import math
-import numbers
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from rankssl.losses._deferred import defer_check, is_lazy
 from rankssl.losses._views import as_view_list
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
-from rankssl.losses.pair_sampling import check_pairing, draw_partners, permutation_pair_labels
+from rankssl.losses.hydra_base import (  # noqa: F401  (re-exported: the pml loss and users import them from here)
+    KEY_MODES,
+    PAIR_DRAWS,
+    RANKSSL_VARIANT,
+    REDUCTIONS,
+    SIMLAP_SETTINGS,
+    HydraLossBase,
+    check_hydra_settings,
+    check_variant_settings,
+    checked_class_pair_weight,
+    defer_or_raise,
+    feature_filter_for,
+)
 from rankssl.ops import dist
 from rankssl.ops.validation import (
-    check_choice,
     check_embeddings,
     check_float,
     check_labels,
-    check_positive_int,
     check_tensor,
     collect_checks,
     send_collected_checks,
@@ -72,21 +78,10 @@ from rankssl.ops.validation import (
 __all__ = ["HydraLoss", "RANKSSL_VARIANT", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss",
            "hydra_pair_term_matrix", "hydra_pair_terms"]
 
-KEY_MODES = ("all", "other")
-REDUCTIONS = ("anchor_mean", "pair_mean")
-PAIR_DRAWS = ("per_row", "permutation")
-# The SimLAP recipe of the paper's second version (erow/hydra: cl/losses.py, main_cl.py): the defaults.
-SIMLAP_SETTINGS = dict(key_views="other", reduction="pair_mean", pair_draw="permutation")
-# rankssl's own variant (the defaults before they became SimLAP's): every view as keys, the mean per
-# anchor, a partner drawn for every row.
-RANKSSL_VARIANT = dict(key_views="all", reduction="anchor_mean", pair_draw="per_row")
-
 _EPS = 1e-8
 # Stands in for log(0) at the logits that are not negatives: finite, so rows without a
 # negative give a zero term and a zero (not NaN) gradient; far below any logit.
 _NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
-# Device types of a saved generator state (code 0: no generator yet).
-_DEVICE_CODES = {"cpu": 1, "cuda": 2, "xpu": 3, "mps": 4}
 
 
 def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor,
@@ -302,177 +297,6 @@ def hydra_pair_loss(
     return sums / num_positive.clamp_min(1), num_positive > 0
 
 
-def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) -> None:
-    """Raise a ``ValueError`` for a non-positive temperature, a negative gate penalty or an
-    unknown pairing (shared by the lightly-style and the pml loss)."""
-    check_float(temperature, "temperature", 0.0)
-    check_float(gate_penalty, "gate_penalty", 0.0, inclusive=True)
-    check_pairing(pairing)
-
-
-def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int) -> None:
-    """Raise a ``ValueError`` for an unknown key mode, reduction or pair draw, a permutation
-    draw with ``pairing='distinct'`` (a permutation may map an image to its own class), or a
-    negative warm-up."""
-    check_choice(key_views, "key_views", KEY_MODES)
-    check_choice(reduction, "reduction", REDUCTIONS)
-    check_choice(pair_draw, "pair_draw", PAIR_DRAWS)
-    if pair_draw == "permutation" and pairing == "distinct":
-        raise ValueError("pair_draw='permutation' draws partners as the authors do and cannot guarantee "
-                         "pairing='distinct'; use pair_draw='per_row' or pairing='arbitrary'.")
-    check_positive_int(filter_warmup_epochs, "filter_warmup_epochs", minimum=0)
-
-
-def feature_filter_for(
-    num_classes: int,
-    dim: int,
-    embed_dim: int,
-    hidden_dim: int,
-    gate_mode: str,
-    feature_filter: Optional[FeatureFilter] = None,
-) -> FeatureFilter:
-    """Build the loss's :class:`FeatureFilter`, or check that a given one gates ``dim``
-    dimensions of ``num_classes`` classes."""
-    if feature_filter is None:
-        return FeatureFilter(num_classes, dim, embed_dim, hidden_dim, gate_mode)
-    if feature_filter.num_classes != num_classes or feature_filter.out_dim != dim:
-        raise ValueError(
-            f"feature_filter has num_classes={feature_filter.num_classes}, out_dim="
-            f"{feature_filter.out_dim} but the loss was given num_classes={num_classes}, dim={dim}."
-        )
-    return feature_filter
-
-
-def checked_class_pair_weight(weight: Optional[torch.Tensor], num_classes: int) -> Optional[torch.Tensor]:
-    """``weight`` as a (C, C) finite, non-negative float32 tensor, or ``None``; a clear error otherwise."""
-    if weight is None:
-        return None
-    weight = torch.as_tensor(weight, dtype=torch.float32)
-    if weight.shape != (num_classes, num_classes):
-        raise ValueError(
-            f"class_pair_weight must have shape ({num_classes}, {num_classes}), got {tuple(weight.shape)}."
-        )
-    if bool((weight < 0).any()) or not bool(torch.isfinite(weight).all()):  # once, at construction
-        raise ValueError("class_pair_weight must be finite and non-negative.")
-    return weight
-
-
-class HydraLossBase(nn.Module):
-    """What the lightly-style and the pml ``HydraLoss`` share: the logit scale, the settings
-    checked on every call, the seeded partner draw and its generator in the state dict.
-
-    The generator is created on the device of the first input (seeded with ``seed``, plus
-    the process rank where each process draws for its own anchors), so draws never leave
-    the device. :meth:`get_extra_state` puts its state in ``state_dict()``; loading it
-    reproduces the next draws, also on another device type (where the state cannot be
-    carried over as it is, a new generator is seeded from a digest of the saved state).
-    """
-
-    _seed_offset_by_rank = True
-
-    def _init_common(self, num_classes: int, temperature: float, pairing: str, gate_penalty: float,
-                     seed: Optional[int], learn_scale: bool, class_pair_weight, pair_draw: str) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an integer or None, got {seed!r}.")
-        self.num_classes = num_classes
-        self.temperature = float(temperature)
-        self.pairing = pairing
-        self.gate_penalty = float(gate_penalty)
-        self.seed = None if seed is None else int(seed)
-        self.pair_draw = pair_draw
-        self.learn_scale = bool(learn_scale)
-        cpw = checked_class_pair_weight(class_pair_weight, num_classes)
-        if cpw is not None:
-            self.register_buffer("class_pair_weight", cpw, persistent=False)
-        else:
-            self.class_pair_weight = None
-        if self.learn_scale:  # exp(s), s initialised at log(1 / temperature) (authors' v1)
-            self.log_scale = nn.Parameter(torch.tensor(-math.log(self.temperature)))
-        self._generator: Optional[torch.Generator] = None
-        self._saved_generator: Optional[Dict[str, Any]] = None
-
-    @property
-    def scale(self) -> Union[float, torch.Tensor]:
-        """The logit scale: 1 / temperature, or the learned exp(s)."""
-        return self.log_scale.exp() if self.learn_scale else 1.0 / self.temperature
-
-    @property
-    def gate_mode(self) -> str:
-        return self.feature_filter.mode
-
-    def _check_settings(self) -> None:
-        """The settings as they are now (attributes may change after construction): pure Python, no sync."""
-        check_hydra_settings(self.temperature, self.gate_penalty, self.pairing)
-        check_choice(self.pair_draw, "pair_draw", PAIR_DRAWS)
-        check_choice(self.reduction, "reduction", REDUCTIONS)
-        if self.pair_draw == "permutation" and self.pairing == "distinct":
-            check_variant_settings("all", self.reduction, self.pair_draw, self.pairing, 0)
-
-    # ---------------------------------------------------------------- the seeded generator
-
-    def _generator_on(self, device: torch.device) -> Optional[torch.Generator]:
-        """The loss's own generator on ``device`` (None without a seed: torch's global one)."""
-        if self.seed is None:
-            return None
-        device = torch.device(device)
-        if self._generator is not None and self._generator.device.type == device.type:
-            return self._generator
-        generator = torch.Generator(device=device)
-        saved, self._saved_generator = self._saved_generator, None
-        if self._generator is not None:  # the loss moved to another device type: continue from the old stream
-            generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self._generator,
-                                                    device=self._generator.device)))
-        elif saved is not None and saved["device"] == device.type:
-            generator.set_state(saved["state"])
-        elif saved is not None:
-            digest = hashlib.sha256(saved["state"].numpy().tobytes()).digest()
-            generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-        else:
-            generator.manual_seed(self.seed + (dist.rank() if self._seed_offset_by_rank else 0))
-        self._generator = generator
-        return generator
-
-    def get_extra_state(self) -> torch.Tensor:
-        """The partner draw's generator state as one uint8 tensor (in ``state_dict()``, so mmengine
-        checkpoints carry it; a tensor, so every consumer of a state dict can copy it).
-
-        Layout: seed (int64, little-endian), has-seed flag, device-type code, the generator's
-        own state bytes (none before the first draw)."""
-        if self._generator is not None:
-            device, state = self._generator.device.type, self._generator.get_state().cpu()
-        elif self._saved_generator is not None:
-            device, state = self._saved_generator["device"], self._saved_generator["state"]
-        else:
-            device, state = None, torch.empty(0, dtype=torch.uint8)
-        seed = 0 if self.seed is None else self.seed
-        header = torch.tensor(list(seed.to_bytes(8, "little", signed=True))
-                              + [self.seed is not None, _DEVICE_CODES.get(device, 0)], dtype=torch.uint8)
-        return torch.cat([header, state.to(torch.uint8).reshape(-1)])
-
-    def set_extra_state(self, state: Any) -> None:
-        """Restore :meth:`get_extra_state`'s state: the next draws are the saved run's next draws."""
-        if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1 or state.numel() < 10:
-            raise ValueError(f"HydraLoss extra state must be the uint8 tensor get_extra_state() returns, "
-                             f"got {type(state).__name__}.")
-        state = state.cpu()
-        header = bytes(state[:10].tolist())
-        self.seed = int.from_bytes(header[:8], "little", signed=True) if header[8] else None
-        device = {code: name for name, code in _DEVICE_CODES.items()}.get(header[9])
-        self._generator = None
-        self._saved_generator = None if device is None else dict(device=device, state=state[10:].clone())
-
-    # ---------------------------------------------------------------- the partner draw
-
-    def _draw(self, labels: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
-              self_index: Optional[torch.Tensor]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(y2, admissible) for the (V*B,) ``rows`` (``labels`` repeated V times), on their device; a
-        permutation draw gives one (B,) y2 per image, shared by its views."""
-        generator = self._generator_on(rows.device)
-        if self.pairing == "arbitrary" and self.pair_draw == "permutation":
-            return permutation_pair_labels(labels, generator), None
-        return draw_partners(rows, self.pairing, pool, self_index, self.class_pair_weight, generator)
-
-
 def _split_call(args: tuple, labels, pair_labels, out0, out1) -> Tuple[list, Any, Any]:
     """Views, labels and pair labels of ``forward``'s accepted call forms (see HydraLoss.forward)."""
     if out0 is not None or out1 is not None:
@@ -595,18 +419,19 @@ class HydraLoss(HydraLossBase):
         filter_warmup_epochs: int = 0,
     ) -> None:
         super().__init__()
-        check_hydra_settings(temperature, gate_penalty, pairing)
-        check_variant_settings(key_views, reduction, pair_draw, pairing, filter_warmup_epochs)
-        self.feature_filter = feature_filter_for(num_classes, dim, embed_dim, hidden_dim, gate_mode, feature_filter)
-        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
-                          pair_draw)
+        self._init_common(
+            num_classes, dim, temperature=temperature, gate_mode=gate_mode, pairing=pairing, embed_dim=embed_dim,
+            hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight, seed=seed,
+            feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
+            key_views=key_views, filter_warmup_epochs=filter_warmup_epochs,
+        )
         self.dim = dim
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
         self.key_views = key_views
-        self.reduction = reduction
         self.filter_warmup_epochs = filter_warmup_epochs
         self.epoch = 0
+        self._invalid_cache: dict = {}
 
     def set_epoch(self, epoch: int) -> None:
         """Tell the loss the current training epoch (0-based), for ``filter_warmup_epochs``."""
@@ -615,15 +440,6 @@ class HydraLoss(HydraLossBase):
     def _check_settings(self) -> None:
         super()._check_settings()
         check_variant_settings(self.key_views, self.reduction, self.pair_draw, self.pairing, self.filter_warmup_epochs)
-
-    def _pair_labels(self, labels, y, pair_labels, key_labels, self_index):
-        """(pair labels, admissible): (B,) when every view of an image shares its partner, else (V*B,)."""
-        if pair_labels is None:
-            return self._draw(labels, y, key_labels, self_index)
-        if isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]:
-            return check_class_labels(pair_labels, self.num_classes, name="pair_labels").to(y.device), None
-        pair_labels = check_class_labels(pair_labels, self.num_classes, length=y.shape[0], name="pair_labels")
-        return pair_labels.to(y.device), None
 
     def forward(
         self,
@@ -668,7 +484,7 @@ class HydraLoss(HydraLossBase):
         self._check_classes(key_labels)
         invalid, anchor_rows = self._invalid_keys(z.shape[0], key_labels.shape[0], offset, batch_size, device)
         rows = anchor_rows if pair_labels is None and self.pair_draw == "per_row" else None
-        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, key_labels, rows)
+        pair_labels, admissible = self._partners(labels, y, key_labels, rows, pair_labels)
         if pair_labels.shape[0] == batch_size and num_views > 1:
             # one partner per image: its gates once per image (the filter's BatchNorm sees the
             # batch's images, as in the authors' code), shared by the image's views
@@ -681,7 +497,7 @@ class HydraLoss(HydraLossBase):
         terms, positive = _masked_terms(z, keys, gates, y, pair_labels, key_labels, invalid, self.scale)
         loss = self._reduce(terms, positive, num_views)
         if self.gate_penalty > 0:
-            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
+            loss = loss + self._gate_penalty(gates)
         return loss
 
     def _other_views_loss(self, views: List[torch.Tensor], labels: torch.Tensor, pair_labels) -> torch.Tensor:
@@ -700,7 +516,7 @@ class HydraLoss(HydraLossBase):
         permutation = pair_labels is None and self.pairing == "arbitrary" and self.pair_draw == "permutation"
         y = labels if permutation else labels.repeat(num_views)
         rows = torch.arange(y.shape[0], device=z.device) if per_row else None
-        pair_labels, admissible = self._pair_labels(labels, y, pair_labels, y, rows)
+        pair_labels, admissible = self._partners(labels, y, y, rows, pair_labels)
         if pair_labels.shape[0] == batch_size:  # one partner per image, shared by its views
             gates = self.feature_filter.gates(labels, pair_labels).expand(num_views, -1, -1)
             pairs = pair_labels.expand(num_views, -1)
@@ -716,7 +532,7 @@ class HydraLoss(HydraLossBase):
                                   not_negative, self.scale)
         loss = self._reduce(terms, to_pair, num_views)
         if self.gate_penalty > 0:
-            loss = loss + self.gate_penalty * (gates * (1 - gates)).mean()
+            loss = loss + self._gate_penalty(gates)
         return loss
 
     def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -725,7 +541,7 @@ class HydraLoss(HydraLossBase):
 
         Depends on shapes only, so it is built once per shape and device and kept."""
         key = (self.key_views, rows, num_keys, offset, batch_size, str(device))
-        cache = self.__dict__.setdefault("_invalid_cache", {})
+        cache = self.__dict__.setdefault("_invalid_cache", {})  # modules saved before it was made in __init__
         if key not in cache:
             anchor_rows = torch.arange(rows, device=device) + offset
             key_rows = torch.arange(num_keys, device=device)
@@ -768,10 +584,3 @@ class HydraLoss(HydraLossBase):
             f"filter_warmup_epochs={self.filter_warmup_epochs}"
         )
 
-
-def defer_or_raise(bad: torch.Tensor, message: str, like: torch.Tensor) -> None:
-    """``ValueError(message)`` where ``bad``: deferred under lazy validation for ``like``'s device, else at once."""
-    if is_lazy(like):
-        defer_check(bad, message)
-    elif bool(bad):
-        raise ValueError(message)

@@ -20,13 +20,11 @@ from mmengine.model import BaseModel
 from torch import nn
 
 from rankssl.mm.builder import build_module
-from rankssl.mm.checkpoint import allow_mmengine_checkpoints
 
 __all__ = ["SelfSupervisedAlgorithm", "GroCo", "SimCLR"]
 
 ConfigType = Union[dict, nn.Module]
 
-allow_mmengine_checkpoints()
 # Ranking losses send tiny gradients back; on CPUs the resulting subnormal floats make
 # back-propagation ~10x slower. Flushing them must happen before torch starts its
 # worker threads (they inherit the setting), hence here, at import. See FlushDenormalHook.

@@ -26,13 +26,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import pickle
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from rankssl.mm.checkpoint import allow_mmengine_checkpoints, verify_checkpoint
+from rankssl.mm.checkpoint import load_checkpoint_file
 from rankssl.models.feature_filter import FeatureFilter, class_pair_gates
 
 __all__ = ["add_analyze_arguments", "analyze_checkpoint", "load_feature_filter", "main", "run_analyze"]
@@ -63,28 +62,9 @@ def _mode_from_meta(meta: dict) -> Optional[str]:
         return None
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """The one ``getattr`` an mmengine checkpoint needs: a public method of ``HistoryBuffer``.
-
-    mmengine pickles each buffer's statistics methods as ``getattr(HistoryBuffer, 'min')``;
-    allowing the builtin ``getattr`` itself would open ``weights_only`` loading to
-    arbitrary attribute access, so only this restricted stand-in is allowed, and only
-    while a checkpoint is read here.
-    """
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    if obj is HistoryBuffer and isinstance(name, str) and not name.startswith("_") and callable(
-        getattr(HistoryBuffer, name, None)
-    ):
-        return getattr(HistoryBuffer, name)
-    raise pickle.UnpicklingError(f"Refusing getattr({obj!r}, {name!r}) while loading a checkpoint.")
-
-
 def _load(path: str) -> Any:
-    allow_mmengine_checkpoints()
-    verify_checkpoint(path)  # CRC-checked: a damaged file is refused, not half-read
-    with torch.serialization.safe_globals([(_history_buffer_getattr, "builtins.getattr")]):
-        return torch.load(path, map_location="cpu", weights_only=True)
+    # CRC-checked (a damaged file is refused, not half-read); mmengine's types allowed only while loading.
+    return load_checkpoint_file(path, map_location="cpu")
 
 
 def load_feature_filter(path: str, mode: Optional[str] = None) -> Dict[str, Any]:

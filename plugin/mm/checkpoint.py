@@ -4,8 +4,11 @@ Loading. Since torch 2.6 ``torch.load`` refuses any class it does not know, and 
 checkpoints hold a message hub with ``HistoryBuffer`` objects and NumPy scalars, so a
 plain ``Runner(..., resume=True)`` stops with ``UnpicklingError``. Instead of turning
 ``weights_only`` off (which would let a checkpoint run code), we allow-list exactly the
-plain-data types those checkpoints contain. Loading stays safe: these classes are
-rebuilt from their state, no arbitrary callable is ever invoked. Before loading,
+plain-data types those checkpoints contain, and only while a checkpoint is read
+(:func:`mmengine_safe_globals`; importing rankssl changes nothing in torch). Loading stays
+safe: these classes are rebuilt from their state, no arbitrary callable is ever invoked.
+:func:`check_runner_loads` routes a runner's own loads (``load_from``, ``resume``) through
+:func:`load_checkpoint_file` while they run, not mmengine's loader for the whole process. Before loading,
 :func:`verify_checkpoint` checks the zip archive's CRC-32s and says plainly when a file
 is empty, truncated, damaged or not a checkpoint at all.
 
@@ -19,6 +22,8 @@ that passes :func:`verify_checkpoint`, ignoring an empty or dangling ``last_chec
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
 import pickle
@@ -26,7 +31,7 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -40,10 +45,10 @@ def mmengine_checkpoint_types() -> List[Callable[..., Any]]:
     """The non-tensor types found in mmengine 0.10 checkpoints (message hub, meta)."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types: List[Callable[..., Any]] = [HistoryBuffer, np.ndarray, np.dtype]
-    # NumPy 1.x (the `mmpretrain` extra pins it) has numpy.core; numpy._core is only a shim there.
-    numpy_core = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
-    multiarray = importlib.import_module(f"{numpy_core}.multiarray")
+    types: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
+    # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
+    numpy_2 = int(np.__version__.split(".")[0]) >= 2
+    multiarray: Any = importlib.import_module("numpy._core.multiarray" if numpy_2 else "numpy.core.multiarray")
     types.append(multiarray.scalar)
     types.append(multiarray._reconstruct)
     for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType", "UInt8DType"):
@@ -69,15 +74,44 @@ def _history_buffer_attribute(obj: object, name: str) -> object:
     raise pickle.UnpicklingError(f"Checkpoint asks for attribute {name!r} of {obj!r}; refused.")
 
 
+def _mmengine_safe_globals() -> List[Any]:
+    """What ``torch.load(weights_only=True)`` must accept for mmengine's checkpoints."""
+    entries: List[Any] = mmengine_checkpoint_types()
+    return entries + [(_history_buffer_attribute, "builtins.getattr")]
+
+
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list mmengine's checkpoint types for ``torch.load(weights_only=True)``; idempotent."""
+    """Allow-list mmengine's checkpoint types for every later ``torch.load(weights_only=True)``; idempotent.
+
+    Process-wide, by the caller's choice (for a plain ``torch.load(ckpt)`` of a rankssl
+    checkpoint). rankssl itself never calls it: its own loads use :func:`mmengine_safe_globals`.
+    """
     global _DONE
     if _DONE or not hasattr(torch.serialization, "add_safe_globals"):
         return
-    torch.serialization.add_safe_globals(
-        mmengine_checkpoint_types() + [(_history_buffer_attribute, "builtins.getattr")]
-    )
+    torch.serialization.add_safe_globals(_mmengine_safe_globals())
     _DONE = True
+
+
+@contextlib.contextmanager
+def mmengine_safe_globals() -> Iterator[None]:
+    """Within the block, ``torch.load(weights_only=True)`` accepts mmengine's checkpoint types.
+
+    On leaving, torch's safe globals are what they were: only the entries this block
+    added are removed (an earlier :func:`allow_mmengine_checkpoints` stays in force).
+
+    Example:
+        >>> before = list(torch.serialization.get_safe_globals())
+        >>> with mmengine_safe_globals():
+        ...     len(torch.serialization.get_safe_globals()) > len(before)
+        True
+        >>> torch.serialization.get_safe_globals() == before
+        True
+    """
+    present = torch.serialization.get_safe_globals()
+    added = [entry for entry in _mmengine_safe_globals() if entry not in present]
+    with torch.serialization.safe_globals(added):
+        yield
 
 
 # ----------------------------------------------------------------------------- atomic files
@@ -149,10 +183,10 @@ def verify_checkpoint(path: str) -> None:
 
 def load_checkpoint_file(path: str, map_location=None) -> dict:
     """``torch.load(path, weights_only=True)`` after :func:`verify_checkpoint`, with clear errors."""
-    allow_mmengine_checkpoints()
     verify_checkpoint(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with mmengine_safe_globals():
+            return torch.load(path, map_location=map_location, weights_only=True)
     except (EOFError, IndexError, zipfile.BadZipFile) as exc:
         raise CheckpointError(f"{path!r} is not a loadable checkpoint ({type(exc).__name__}: {exc}).") from exc
     except RuntimeError as exc:
@@ -161,24 +195,56 @@ def load_checkpoint_file(path: str, map_location=None) -> dict:
         raise
 
 
-def install_checkpoint_safety() -> None:
-    """Allow-list mmengine's types and make mmengine load local checkpoints through
-    :func:`load_checkpoint_file` (CRC check, clear errors); idempotent.
+@contextlib.contextmanager
+def checked_checkpoint_loading() -> Iterator[None]:
+    """Within the block, mmengine reads local checkpoints through :func:`load_checkpoint_file`.
 
-    mmengine looks loaders up by path prefix; this replaces the loader of plain local
-    paths, which calls ``torch.load`` without any check.
+    mmengine looks its checkpoint loaders up by path prefix, and its loader of plain local
+    paths calls ``torch.load`` without any check (and, since torch 2.6, fails on the
+    message hub). The block registers :func:`load_checkpoint_file` for that prefix (CRC
+    check, clear errors, mmengine's types allowed only while loading) and puts the previous
+    loader back on leaving, so nothing outside the block changes.
     """
-    global _LOADER_DONE
-    allow_mmengine_checkpoints()
-    if _LOADER_DONE:
-        return
     from mmengine.runner.checkpoint import CheckpointLoader
 
+    previous = CheckpointLoader._schemes.get("")
     CheckpointLoader.register_scheme(prefixes="", loader=load_checkpoint_file, force=True)
-    _LOADER_DONE = True
+    try:
+        yield
+    finally:
+        if previous is None:
+            CheckpointLoader._schemes.pop("", None)
+        else:
+            CheckpointLoader.register_scheme(prefixes="", loader=previous, force=True)
 
 
-_LOADER_DONE = False
+_CHECKED = "_rankssl_checked_loads"
+# Runner methods that read checkpoints through mmengine's loader: ``init_cfg``'s pretrained weights,
+# then ``load_from`` / ``resume``.
+_LOADING_METHODS = ("_init_model_weights", "load_or_resume")
+
+
+def check_runner_loads(runner) -> None:
+    """Make ``runner`` read its checkpoints through :func:`load_checkpoint_file`; idempotent.
+
+    Wraps this runner object's loading methods (``load_or_resume`` and the initialisation
+    of pretrained weights) in :func:`checked_checkpoint_loading`, so mmengine's loader is
+    replaced only while this runner loads; other runners and plain ``torch.load`` calls
+    are unaffected.
+    """
+    if getattr(runner, _CHECKED, False):
+        return
+    for name in _LOADING_METHODS:
+        original = getattr(runner, name, None)
+        if original is None:
+            continue
+
+        def checked(*args, _original=original, **kwargs):
+            with checked_checkpoint_loading():
+                return _original(*args, **kwargs)
+
+        setattr(runner, name, functools.wraps(original)(checked))
+    setattr(runner, _CHECKED, True)
 
 
 # ----------------------------------------------------------------------------- resume

@@ -38,7 +38,10 @@ It is piecewise constant in the scores, so the estimators below relax it:
     Relevance is carried through a relaxed sorting network of
     :mod:`rankssl.ops.sorting` (Petersen et al., ICML 2021 / ICLR 2022): the soft
     permutation ``P`` of each row maps relevance and validity to ranks
-    (``relevance @ P``) without forming ``P``, and AP is computed on that soft ranking.
+    (``relevance @ P``, i.e. ``P^T @ relevance``) without forming ``P``, and AP is
+    computed on that soft ranking. The whole network is one fused operator
+    (``soft_permutation_matmul(..., transpose=True)``: Triton on the GPU, C++ on the
+    CPU) where the kernels apply, else the layers recorded one by one.
     Tends to the exact AP as ``steepness`` grows. A network of log2(N)^2 / 2 layers
     blurs the ranking at every layer, so the comparators must be sharp on the scale of
     the gaps between neighbouring scores (about 1 / N): the former default (Cauchy,
@@ -47,9 +50,11 @@ It is piecewise constant in the scores, so the estimators below relax it:
     Cauchy's at equal steepness) at steepness 1e4: bias under 0.005 for N = 256 to
     4,096, growing slowly with N (about x2 over that range). O(N * layers) per query.
 
-Queries are processed ``chunk_size`` at a time; for ``sigmoid`` and ``sorting`` each
-chunk is recomputed on the backward pass (activation checkpointing), so the memory held
-for backward is that of the inputs, linear in Q for a fixed N, plus one chunk's work.
+Queries are processed ``chunk_size`` at a time; for ``sigmoid`` and for ``sorting`` on
+the torch path each chunk is recomputed on the backward pass (activation checkpointing),
+so the memory held for backward is that of the inputs, linear in Q for a fixed N, plus
+one chunk's work. The fused ``sorting`` operator keeps only its inputs for the backward
+and is not checkpointed.
 """
 
 from __future__ import annotations
@@ -61,8 +66,9 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from rankssl.ops.layers import comparator_step, mix
+from rankssl.ops import fused
 from rankssl.ops.networks import check_network, get_network
+from rankssl.ops.permutation_matmul import permutation_matmul, under_functorch
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import (
     check_choice,
@@ -364,11 +370,11 @@ def _sorting_ap(s, rel, valid, sorting_network, distribution, steepness, art_lam
     # Invalid items go below every valid one; they carry no validity mass either way.
     floor = s.detach().masked_fill(~valid, float("inf")).min() - 1.0
     x = s.masked_fill(~valid, 0.0) + (~valid).to(s.dtype) * floor
-    carried = torch.stack((rel, valid), dim=1).to(s.dtype)  # (c, 2, N): [relevance, validity] @ P
-    for layer in get_network(sorting_network, s.shape[1], s.device):
-        x, alpha = comparator_step(layer, x, distribution, steepness, art_lambda)
-        carried = mix(layer, carried, alpha.unsqueeze(-2))
-    relevant_at, valid_at = carried[:, 0], carried[:, 1]  # ascending ranks: the top is last
+    carried = torch.stack((rel, valid), dim=-1).to(s.dtype)  # (c, N, 2): [relevance, validity]
+    layers = get_network(sorting_network, s.shape[1], s.device)
+    # P^T @ carried = [relevance, validity] @ P: what lands at each rank, in one operator.
+    ranked = permutation_matmul(x, carried, layers, distribution, steepness, art_lambda, transpose=True)
+    relevant_at, valid_at = ranked[..., 0], ranked[..., 1]  # ascending ranks: the top is last
     precision = relevant_at.flip(1).cumsum(1).flip(1) / valid_at.flip(1).cumsum(1).flip(1).clamp_min(1e-6)
     return (relevant_at * precision).sum(1) / rel.sum(1)
 
@@ -380,6 +386,13 @@ _ESTIMATOR_FUNCTIONS: Dict[str, Callable[..., torch.Tensor]] = {
     "sorting": _sorting_ap,
 }
 _CHECKPOINTED = ("sigmoid", "sorting")
+
+
+def _fused_sorting(scores: torch.Tensor) -> bool:
+    """Whether the ``sorting`` estimator's network runs as one fused operator for these
+    (float32) scores: it keeps only its inputs for the backward, so checkpointing would
+    only run it twice."""
+    return not under_functorch(scores) and fused.backend_for(scores.device.type, scores.dtype) is not None
 
 
 def average_precision(
@@ -460,6 +473,8 @@ def _average_precision(
         return function(s, rel, val, max_relevant=max_relevant, **settings)
 
     recompute = estimator in _CHECKPOINTED and torch.is_grad_enabled() and scores.requires_grad
+    if recompute and (under_functorch(scores) or (estimator == "sorting" and _fused_sorting(scores))):
+        recompute = False  # torch.func transforms refuse checkpointing's saved-tensor hooks
     chunks = []
     for start in range(0, scores.shape[0], chunk_size):
         args = [t[start : start + chunk_size] for t in (scores, relevance, valid)]

@@ -113,26 +113,38 @@ def under_functorch(*tensors: torch.Tensor) -> bool:
     return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
 
 
-def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` recorded op by op by autograd: slow, but differentiable any number of
-    times. The backward passes of the fast paths use it when ``create_graph=True``."""
+def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
+    """``P(x) @ v`` (or ``P(x)^T @ v`` with ``transpose``) recorded op by op by autograd:
+    slow, but differentiable any number of times. The backward passes of the fast paths
+    use it when ``create_graph=True``; for ``transpose`` it is also the torch path.
+
+    ``P^T @ v`` carries the rows of ``v^T`` (..., m, n) forward through the layers with
+    the values, each layer mixing them as it mixes the values: ``out[..., c, :]`` is
+    what lands at ascending rank ``c`` when input ``r`` brings ``v[..., r, :]``.
+    """
     alphas = []
     values = x
+    w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:]).transpose(-1, -2)
     for layer in layers:
         values, alpha = comparator_step(layer, values, distribution, steepness, art_lambda)
-        alphas.append(alpha)
-    w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:]).transpose(-1, -2)
+        if transpose:
+            w = mix(layer, w, alpha.unsqueeze(-2))
+        else:
+            alphas.append(alpha)
     for layer, alpha in zip(reversed(layers), reversed(alphas)):
         w = mix(layer, w, alpha.unsqueeze(-2), transposed=True)
     return w.transpose(-1, -2)
 
 
-def composed_permutation_matmul_vjp(grad_output, x, v, layers, distribution, steepness, art_lambda, needs=(True, True)):
-    """``(grad_x, grad_v)`` of ``P(x) @ v`` for ``grad_output``, itself differentiable
-    (``None`` where ``needs`` says the gradient is not wanted)."""
+def composed_permutation_matmul_vjp(
+    grad_output, x, v, layers, distribution, steepness, art_lambda, needs=(True, True), transpose=False
+):
+    """``(grad_x, grad_v)`` of ``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``) for
+    ``grad_output``, itself differentiable (``None`` where ``needs`` says the gradient
+    is not wanted)."""
     with torch.enable_grad():
         inputs = [t if t.requires_grad else t.detach().requires_grad_(True) for t in (x, v)]
-        out = composed_permutation_matmul(inputs[0], inputs[1], layers, distribution, steepness, art_lambda)
+        out = composed_permutation_matmul(inputs[0], inputs[1], layers, distribution, steepness, art_lambda, transpose)
         grads = torch.autograd.grad(out, inputs, grad_output, create_graph=True, allow_unused=True)
     return tuple(
         (torch.zeros_like(t) if g is None else g) if need else None for g, t, need in zip(grads, (x, v), needs)
@@ -144,17 +156,22 @@ def reference_permutation_matmul(x, v, layers, distribution, steepness, art_lamb
     return _PermutationMatmul.apply(x, v, layers, distribution, steepness, art_lambda)
 
 
-def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` for already-validated arguments; see :func:`rankssl.ops.soft_permutation_matmul`.
+def permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
+    """``P(x) @ v``, or ``P(x)^T @ v`` with ``transpose``, for already-validated
+    arguments; see :func:`rankssl.ops.soft_permutation_matmul`.
 
-    Takes the fused kernels of :mod:`rankssl.ops.fused` where they apply (CPU tensors,
-    kernels built and not disabled), else the pure-torch path above.
+    Takes the fused kernels of :mod:`rankssl.ops.fused` where they apply, else the
+    pure-torch path: the hand-written backward above for ``P @ v``, the layers recorded
+    op by op (:func:`composed_permutation_matmul`) for ``P^T @ v``.
     """
     if under_functorch(x, v):
         # torch.func transforms need autograd.Functions with setup_context; the recorded
         # ops serve them (and vmap) at the cost of speed.
-        return composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
-    out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
+        return composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose)
+    out = fused.permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose)
     if out is None:
-        out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
+        if transpose:
+            out = composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=True)
+        else:
+            out = reference_permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
     return out

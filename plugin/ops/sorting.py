@@ -231,8 +231,9 @@ def soft_permutation_matmul(
     distribution: str = "cauchy",
     steepness: float = 1.0,
     art_lambda: float = 0.25,
+    transpose: bool = False,
 ) -> torch.Tensor:
-    """``P @ v`` for the relaxed permutation ``P`` of ``x``, without forming ``P``.
+    """``P @ v`` (or ``P^T @ v``) for the relaxed permutation ``P`` of ``x``, without forming ``P``.
 
     Args:
         x: (..., n) floating tensor of values to sort (see :func:`soft_sort`).
@@ -240,9 +241,13 @@ def soft_permutation_matmul(
             with the leading dimensions of ``x``. A column of ones on a block of ranks
             gives the mass each input puts on that block.
         network, distribution, steepness, art_lambda: as for :func:`soft_sort`.
+        transpose: return ``P^T @ v`` instead: ``v`` is indexed by input, and row ``c``
+            of the result is what lands at ascending rank ``c`` (the soft ranking of
+            ``v``'s rows; the ``sorting`` AP estimator carries relevance so).
 
     Returns:
-        (..., n, m) tensor equal to ``soft_sort(x)[1] @ v``.
+        (..., n, m) tensor equal to ``soft_sort(x)[1] @ v`` (``transpose``:
+        ``soft_sort(x)[1].transpose(-1, -2) @ v``).
 
     Example:
         >>> x = torch.tensor([[0.1, 0.9, 0.5]])
@@ -262,7 +267,7 @@ def soft_permutation_matmul(
     if v.is_complex() or v.dtype == torch.bool:
         raise TypeError(f"v must be a real-valued tensor, got dtype {v.dtype}.")
     check_finite([("v", v)])
-    return permutation_matmul(x, v, layers, distribution, steepness, art_lambda)
+    return permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose)
 
 
 class DiffSortNetwork(torch.nn.Module):

@@ -5,6 +5,4 @@ from rankssl.pml.wrappers import CrossBatchMemory, SelfSupervisedLoss
 from rankssl.pml.hydra import HydraLoss
 from rankssl.pml.s2r2 import S2R2Loss
 
-__all__ = ["CrossBatchMemory", "GroCoLoss", "SelfSupervisedLoss"]
-__all__ += ["HydraLoss"]
-__all__ += ["S2R2Loss"]
+__all__ = ["CrossBatchMemory", "GroCoLoss", "HydraLoss", "S2R2Loss", "SelfSupervisedLoss"]

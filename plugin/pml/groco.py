@@ -19,7 +19,13 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from rankssl.losses.groco import _ordered_group_ordering_loss, check_gradient_scale, scale_gradient
 from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
-from rankssl.ops.validation import check_finite, check_optional_positive_int, check_positive_int
+from rankssl.ops.validation import (
+    check_finite,
+    check_optional_positive_int,
+    check_positive_int,
+    checks_lazily,
+    defer_check,
+)
 from rankssl.pml._checks import CheckedInputsMixin
 from rankssl.pml.distances import ScaleSafeCosineSimilarity
 
@@ -54,6 +60,15 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             authors' loss. GroCo's gradients are much smaller than those of pml's
             contrastive losses: at their usual learning rates use about 50 (see
             :class:`rankssl.losses.GroCoLoss`).
+        uniform_groups: promise that every anchor has at least ``n_positives``
+            positives and at least ``n_negatives`` negatives (e.g. two views of each
+            image, labels unique per image, a batch of more than ``n_negatives + 1``
+            images; needs ``n_positives``). All anchors then share one sorting network
+            of ``n_positives + n_negatives`` inputs, and the loss never reads the group
+            sizes on the host: no host sync on the GPU, where the default groups the
+            anchors by their (P, K) from a copy of the counts. The values are the
+            default's. A batch that breaks the promise raises ``ValueError`` (at once
+            for CPU tensors, lazily for CUDA tensors: see ``RANKSSL_VALIDATE``).
         **kwargs: ``distance``, ``reducer``, ``embedding_regularizer`` ... as for any
             pml loss.
 
@@ -77,11 +92,13 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         art_lambda: float = 0.25,
         stop_gradient: bool = True,
         gradient_scale: float = 1.0,
+        uniform_groups: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         check_positive_int(n_negatives, "n_negatives")
         check_optional_positive_int(n_positives, "n_positives")
+        _check_uniform_groups(uniform_groups, n_positives)
         check_network(sorting_network)
         check_relaxation(distribution, steepness, art_lambda)
         self.n_negatives = n_negatives
@@ -94,6 +111,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         )
         self.stop_gradient = stop_gradient
         self.gradient_scale = check_gradient_scale(gradient_scale)
+        self.uniform_groups = uniform_groups
         self.add_to_recordable_attributes(list_of_names=["n_negatives"], is_stat=False)
 
     def get_default_distance(self) -> CosineSimilarity:
@@ -107,11 +125,14 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         check_network(self.sort_kwargs["sorting_network"])
         check_relaxation(self.sort_kwargs["distribution"], self.sort_kwargs["steepness"], self.sort_kwargs["art_lambda"])
         check_gradient_scale(self.gradient_scale)
+        _check_uniform_groups(self.uniform_groups, self.n_positives)
         keys = ref_emb.detach() if self.stop_gradient else ref_emb
         scores = self.distance(embeddings, keys).float()
         if not self.distance.is_inverted:
             scores = -scores
         is_positive, is_negative = self._pair_masks(scores, labels, indices_tuple, ref_labels)
+        if self.uniform_groups:
+            return self._uniform_group_loss(scores, is_positive, is_negative)
 
         num_pos = is_positive.sum(1)
         if self.n_positives is not None:
@@ -149,6 +170,34 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             }
         }
 
+    def _uniform_group_loss(self, scores, is_positive, is_negative):
+        """``compute_loss`` for ``uniform_groups``: every anchor in one group of
+        (n_positives, n_negatives), the promise checked on the device."""
+        num_pos, num_neg = self.n_positives, self.n_negatives
+        short = (is_positive.sum(1) < num_pos) | (is_negative.sum(1) < num_neg)
+        message = (
+            f"uniform_groups=True promises at least n_positives={num_pos} positives and n_negatives={num_neg} "
+            "negatives for every anchor, and some anchor has fewer; use uniform_groups=False (the default), "
+            "which groups anchors by their counts."
+        )
+        if checks_lazily(scores):
+            defer_check(short.any(), message)
+        elif bool(short.any()):
+            raise ValueError(message)
+        # As the default path: the first P of the positives sorted ascending, the last
+        # K of the negatives sorted ascending.
+        positives = scores.masked_fill(~is_positive, float("inf")).sort(dim=1).values[:, :num_pos]
+        negatives = scores.masked_fill(~is_negative, float("-inf")).sort(dim=1).values[:, scores.shape[1] - num_neg:]
+        check_finite([("scores", scores)], "anchor")
+        losses = _ordered_group_ordering_loss(negatives, positives, **self.sort_kwargs)
+        return {
+            "loss": {
+                "losses": scale_gradient(losses, self.gradient_scale),
+                "indices": torch.arange(scores.shape[0], device=scores.device),
+                "reduction_type": "element",
+            }
+        }
+
     @staticmethod
     def _pair_masks(scores, labels, indices_tuple, ref_labels):
         """(A, N) positive and negative masks; from labels without a host sync."""
@@ -166,6 +215,15 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         is_positive[a1, p] = True
         is_negative[a2, n] = True
         return is_positive, is_negative
+
+
+def _check_uniform_groups(uniform_groups: object, n_positives: Optional[int]) -> None:
+    if not isinstance(uniform_groups, bool):
+        raise TypeError(f"uniform_groups must be True or False, got {uniform_groups!r}.")
+    if uniform_groups and n_positives is None:
+        raise ValueError(
+            "uniform_groups=True needs n_positives (the positives every anchor has at least, e.g. 1 for two views)."
+        )
 
 
 def _runs(sorted_keys: List[int]) -> List[Tuple[int, int, int]]:

@@ -4,8 +4,9 @@ Wu, Kittler, Awais, Atito, Mo, Feng, "Rethinking Positive Pairs in Contrastive L
 (arXiv:2410.18200). The objective of :mod:`rankssl.losses.hydra` with pml's calling
 conventions: ``loss_fn(embeddings, labels, ref_emb=..., ref_labels=...)``, reducers and
 embedding regularizers. The scale, the settings checks, the seeded partner draw and its
-state in ``state_dict()`` are :class:`rankssl.losses.hydra.HydraLossBase`'s, shared with
-the lightly-style loss.
+state in ``state_dict()`` are :class:`rankssl.losses.hydra_base.HydraLossBase`'s, shared with
+the lightly-style loss. The per-call inputs pml's ``compute_loss`` hook has no slot for
+(``pair_labels``, ``ref_self_index``) travel as arguments, never as attributes.
 """
 
 from __future__ import annotations
@@ -16,23 +17,18 @@ import torch
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 from pytorch_metric_learning.reducers import MeanReducer
+from pytorch_metric_learning.utils import common_functions as c_f
 
 from rankssl.losses.feature_filter import FeatureFilter, check_class_labels
-from rankssl.losses.hydra import (
-    HydraLossBase,
-    _masked_terms,
-    check_hydra_settings,
-    check_variant_settings,
-    defer_or_raise,
-    feature_filter_for,
-)
+from rankssl.losses.hydra import _masked_terms
+from rankssl.losses.hydra_base import HydraLossBase, defer_or_raise
 from rankssl.ops.validation import check_float, collect_checks, send_collected_checks
-from rankssl.pml._checks import CheckedInputsMixin
+from rankssl.pml._checks import check_inputs, check_reducer
 
 __all__ = ["HydraLoss"]
 
 
-class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
+class HydraLoss(BaseMetricLossFunction, HydraLossBase):
     """Hydra loss for labelled embeddings, as a pml ``BaseMetricLossFunction``.
 
     Every row of ``embeddings`` is an anchor of class y1 = ``labels[i]`` with a partner
@@ -63,11 +59,12 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
     length, B * N - B pairs, without reading values); the anchors' own rows are then left
     out as with ``ref_self_index=arange(B)``.
 
-    **Distributed draws.** The seed is not offset by the process rank: under
+    **Distributed draws.** As in the lightly-style loss, each process seeds its draw with
+    ``seed + rank``, so the processes' draws are independent. Under pml's
     ``DistributedLossWrapper(efficient=False)`` every process computes the loss of the
-    gathered batch and so draws the same partners, which makes it equal the
-    single-process loss. (The lightly-style loss offsets it: there each process draws for
-    its own anchors.)
+    gathered batch (its own rows first, then the others'), so each process draws its own
+    partners for that batch; with a deterministic pairing (``pairing='identical'`` or
+    ``pair_labels`` given) the result equals the single-process loss.
 
     **Reduction.** With ``reduction="pair_mean"`` (default, SimLAP) the loss is the sum of
     the terms over (anchor, positive) pairs divided by the number of pairs; with
@@ -91,8 +88,8 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         temperature, gate_mode, pairing, embed_dim, hidden_dim, gate_penalty,
         class_pair_weight, feature_filter, learn_scale: as for
         :class:`rankssl.losses.HydraLoss`.
-        seed: seed of the pair draw's own generator (on the input's device, in
-            ``state_dict()``); ``None`` uses torch's global generator.
+        seed: seed of the pair draw's own generator (on the input's device, offset by the
+            process rank, in ``state_dict()``); ``None`` uses torch's global generator.
         reduction: ``"pair_mean"`` (default, SimLAP) or ``"anchor_mean"`` (rankssl's variant).
         pair_draw: ``"permutation"`` (default, SimLAP: the class of the row a random
             permutation of the batch maps each row to) or ``"per_row"`` (variant: a
@@ -109,8 +106,6 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         >>> loss = loss_fn(embeddings, labels)
         >>> loss.backward()
     """
-
-    _seed_offset_by_rank = False
 
     def __init__(
         self,
@@ -139,17 +134,13 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
                 f"HydraLoss compares embeddings by its own gated cosine similarity; distance must be "
                 f"CosineSimilarity, got {type(self.distance).__name__}."
             )
-        check_hydra_settings(temperature, gate_penalty, pairing)
-        check_variant_settings("all", reduction, pair_draw, pairing, 0)
-        self.reduction = reduction
-        self.feature_filter = feature_filter_for(
-            num_classes, embedding_size, embed_dim, hidden_dim, gate_mode, feature_filter
+        self._init_common(
+            num_classes, embedding_size, temperature=temperature, gate_mode=gate_mode, pairing=pairing,
+            embed_dim=embed_dim, hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight,
+            seed=seed, feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
         )
-        self._init_common(num_classes, temperature, pairing, gate_penalty, seed, learn_scale, class_pair_weight,
-                          pair_draw)
         self.embedding_size = embedding_size
-        self._pair_labels: Optional[torch.Tensor] = None
-        self._ref_self_index: Optional[torch.Tensor] = None
+        self._own_rows_cache: dict = {}
         self.add_to_recordable_attributes(list_of_names=["temperature"], is_stat=False)
 
     def get_default_distance(self) -> CosineSimilarity:
@@ -175,13 +166,27 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
             raise ValueError("HydraLoss needs ref_labels whenever ref_emb is given.")
         if ref_self_index is not None:
             ref_self_index = self._checked_ref_self_index(ref_self_index, embeddings, ref_emb)
-        self._pair_labels, self._ref_self_index = pair_labels, ref_self_index
         started = collect_checks()  # the lazy verdicts of this call reach the host in one copy
         try:
-            return super().forward(embeddings, labels, indices_tuple, ref_emb, ref_labels)
+            check_reducer(self)
+            embeddings, labels, indices_tuple, ref_emb, ref_labels = check_inputs(
+                embeddings, labels, indices_tuple, ref_emb, ref_labels
+            )
+            return self._reduced_loss(embeddings, labels, ref_emb, ref_labels, pair_labels, ref_self_index)
         finally:
-            self._pair_labels = self._ref_self_index = None
             send_collected_checks(started)
+
+    def _reduced_loss(self, embeddings, labels, ref_emb, ref_labels, pair_labels, ref_self_index):
+        """pml's ``BaseMetricLossFunction.forward`` after the input checks, with this call's
+        ``pair_labels`` and ``ref_self_index`` handed to :meth:`_loss_dict` as arguments."""
+        self.reset_stats()
+        c_f.check_shapes(embeddings, labels)
+        if labels is not None:
+            labels = c_f.to_device(labels, embeddings)
+        ref_emb, ref_labels = c_f.set_ref_emb(embeddings, labels, ref_emb, ref_labels)
+        loss_dict = self._loss_dict(embeddings, labels, ref_emb, ref_labels, pair_labels, ref_self_index)
+        self.add_embedding_regularization_to_loss_dict(loss_dict, embeddings)
+        return self.reducer(loss_dict, embeddings, labels)
 
     @staticmethod
     def _self_index_of_all_pairs(embeddings, indices_tuple, ref_emb, ref_self_index):
@@ -211,6 +216,12 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         return ref_self_index
 
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
+        """pml's hook: the loss dictionary with drawn partners and no ``ref_self_index``."""
+        return self._loss_dict(embeddings, labels, ref_emb, ref_labels, None, None)
+
+    def _loss_dict(self, embeddings, labels, ref_emb, ref_labels, pair_labels, ref_self_index):
+        """pml's loss dictionary for (B, D) ``embeddings`` against (N, D) ``ref_emb`` (the batch
+        itself when it *is* ``embeddings``), with optional (B,) ``pair_labels`` and ``ref_self_index``."""
         same_labels = ref_labels is labels  # pml's default references: the batch itself, checked once
         labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
         ref_labels = labels if same_labels else check_class_labels(ref_labels, self.num_classes,
@@ -222,14 +233,9 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
             )
         device = embeddings.device
         self_index, invalid = self._own_rows(embeddings.shape[0], device) if ref_emb is embeddings else (None, None)
-        if self_index is None and self._ref_self_index is not None:
-            self_index = self._ref_self_index.to(device)
-        pair_labels, admissible = self._pair_labels, None
-        if pair_labels is None:
-            pair_labels, admissible = self._draw(labels, labels, ref_labels, self_index)
-        else:
-            pair_labels = check_class_labels(pair_labels, self.num_classes, length=embeddings.shape[0],
-                                             name="pair_labels").to(device)
+        if self_index is None and ref_self_index is not None:
+            self_index = ref_self_index.to(device)
+        pair_labels, admissible = self._partners(labels, labels, ref_labels, self_index, pair_labels)
         gates = self.feature_filter.gates(labels, pair_labels)
         if self_index is not None and invalid is None:
             invalid = torch.arange(ref_emb.shape[0], device=device)[None, :] == self_index[:, None]
@@ -241,7 +247,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         loss_dict = {"loss": self._loss_entry(terms, positive)}
         if self.gate_penalty > 0:
             loss_dict["gate_penalty"] = {
-                "losses": self.gate_penalty * (gates * (1 - gates)).mean(),
+                "losses": self._gate_penalty(gates),
                 "indices": None,
                 "reduction_type": "already_reduced",
             }
@@ -251,7 +257,7 @@ class HydraLoss(CheckedInputsMixin, BaseMetricLossFunction, HydraLossBase):
         """``(arange(rows), eye(rows, dtype=bool))``: each anchor's own row when the references are
         the batch. Depends on the shape only, so it is built once per shape and device and kept."""
         key = (rows, str(device))
-        cache = self.__dict__.setdefault("_own_rows_cache", {})
+        cache = self.__dict__.setdefault("_own_rows_cache", {})  # modules saved before it was made in __init__
         if key not in cache:
             index = torch.arange(rows, device=device)
             cache.clear()

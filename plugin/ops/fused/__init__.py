@@ -1,6 +1,7 @@
-"""Fused sorting-network kernels: one kernel per network pass for ``P @ v`` and GroCo.
+"""Fused sorting-network kernels: one kernel per network pass for ``P @ v``, ``P^T @ v`` and GroCo.
 
-:func:`rankssl.ops.soft_permutation_matmul` and GroCo's core call
+:func:`rankssl.ops.soft_permutation_matmul` (GroCo's masses, and with ``transpose`` the
+``sorting`` AP estimator's carried relevance) and GroCo's core call
 :func:`permutation_matmul` and :func:`group_ordering_mass_loss` here first; each returns
 ``None`` when no fused kernel applies, and the caller then takes the pure-torch
 reference path of :mod:`rankssl.ops.permutation_matmul`, which the tests hold equal to
@@ -61,7 +62,7 @@ __all__ = [
 KERNEL_CHOICES = ("auto", "torch", "cpu", "triton")
 #: Relaxation names as the kernels number them.
 KINDS = {"logistic": 0, "logistic_phi": 1, "gaussian": 2, "reciprocal": 3, "cauchy": 4, "optimal": 5}
-_FORWARD, _BACKWARD, _GROCO = 0, 1, 2
+_FORWARD, _BACKWARD, _GROCO, _T_FORWARD, _T_BACKWARD = 0, 1, 2, 3, 4
 _NATIVE = (torch.float32, torch.float64)
 # Rows x comparators below which one thread is faster than waking a team (~0.5 ms of work).
 _PARALLEL_WORK = 1 << 18
@@ -222,19 +223,22 @@ def _rows_and_vectors(x: torch.Tensor, v: torch.Tensor, dtype: torch.dtype):
     return rows, vectors.to(dtype).contiguous()
 
 
-def cpu_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` (..., n, m) with the C++ kernels (CPU tensors)."""
+def cpu_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
+    """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``), (..., n, m), with the C++ kernels (CPU tensors)."""
     dtype = _compute_dtype(x.dtype)
     n, m = x.shape[-1], v.shape[-1]
     rows, vectors = _rows_and_vectors(x, v, dtype)
     out = torch.empty(rows.shape[0], n, m, dtype=dtype)
     if rows.shape[0] and m:
-        _run(layers, distribution, steepness, art_lambda, _FORWARD, rows, vectors, v.dim() > 2, m, out=out)
+        mode = _T_FORWARD if transpose else _FORWARD
+        _run(layers, distribution, steepness, art_lambda, mode, rows, vectors, v.dim() > 2, m, out=out)
     return out.view(*x.shape[:-1], n, m).to(x.dtype)
 
 
-def cpu_permutation_matmul_backward(grad_output, x, v, layers, distribution, steepness, art_lambda, need_v):
-    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` with the C++ kernels."""
+def cpu_permutation_matmul_backward(
+    grad_output, x, v, layers, distribution, steepness, art_lambda, need_v, transpose=False
+):
+    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` (``P(x)^T @ v``) with the C++ kernels."""
     dtype = _compute_dtype(x.dtype)
     n, m = x.shape[-1], v.shape[-1]
     rows, vectors = _rows_and_vectors(x, v, dtype)
@@ -243,7 +247,8 @@ def cpu_permutation_matmul_backward(grad_output, x, v, layers, distribution, ste
     grad_v_rows = torch.zeros(rows.shape[0], n, m, dtype=dtype) if need_v else None
     if rows.shape[0] and m:
         _run(
-            layers, distribution, steepness, art_lambda, _BACKWARD, rows, vectors, v.dim() > 2, m,
+            layers, distribution, steepness, art_lambda, _T_BACKWARD if transpose else _BACKWARD, rows, vectors,
+            v.dim() > 2, m,
             grad_out=grad_out, grad_x=grad_x, grad_v=grad_v_rows,
         )
     return grad_x.view(x.shape).to(x.dtype), _sum_grad_v(grad_v_rows, x, v)
@@ -271,11 +276,11 @@ def cpu_group_ordering(scores, num_neg, layers, distribution, steepness, art_lam
 
 # ---------------------------------------------------------------- Triton kernels
 
-def triton_permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` (..., n, m) with the Triton kernels."""
+def triton_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
+    """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``), (..., n, m), with the Triton kernels."""
     n, m = x.shape[-1], v.shape[-1]
     rows, vectors = x.reshape(-1, n).contiguous(), _batched_vectors(x, v)
-    out = _triton_network().permutation_matmul(rows, vectors, layers, distribution, steepness, art_lambda)
+    out = _triton_network().permutation_matmul(rows, vectors, layers, distribution, steepness, art_lambda, transpose)
     return out.view(*x.shape[:-1], n, m)
 
 
@@ -286,13 +291,15 @@ def _batched_vectors(x, v):
     return v.expand(*x.shape[:-1], n, m).reshape(-1, n, m).contiguous()
 
 
-def triton_permutation_matmul_backward(grad_output, x, v, layers, distribution, steepness, art_lambda, need_v):
-    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` with the Triton kernels."""
+def triton_permutation_matmul_backward(
+    grad_output, x, v, layers, distribution, steepness, art_lambda, need_v, transpose=False
+):
+    """``(grad_x, grad_v or None)`` of ``P(x) @ v`` (``P(x)^T @ v``) with the Triton kernels."""
     n, m = x.shape[-1], v.shape[-1]
     rows, vectors = x.reshape(-1, n).contiguous(), _batched_vectors(x, v)
     grad_out = grad_output.reshape(-1, n, m).contiguous()
     grad_x, grad_v_rows = _triton_network().permutation_matmul_backward(
-        grad_out, rows, vectors, layers, distribution, steepness, art_lambda
+        grad_out, rows, vectors, layers, distribution, steepness, art_lambda, transpose
     )
     return grad_x.view(x.shape), _sum_grad_v(grad_v_rows if need_v else None, x, v)
 
@@ -308,9 +315,10 @@ def triton_group_ordering(scores, num_neg, layers, distribution, steepness, art_
 
 def permutation_matmul(
     x: torch.Tensor, v: torch.Tensor, layers: Sequence[ComparatorLayer], distribution: str, steepness: float,
-    art_lambda: float,
+    art_lambda: float, transpose: bool = False,
 ) -> Optional[torch.Tensor]:
-    """``P(x) @ v`` through the fused kernels, or ``None`` if none applies.
+    """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``) through the fused kernels, or
+    ``None`` if none applies.
 
     Arguments as :func:`rankssl.ops.permutation_matmul.permutation_matmul` (validated);
     ``layers`` as returned by :func:`rankssl.ops.get_network` (it carries the network's
@@ -322,7 +330,7 @@ def permutation_matmul(
     if v.dtype != x.dtype:
         v = v.to(x.dtype)
     return ops.permutation_matmul(
-        x, v, layers.name, distribution, float(steepness), float(art_lambda), backend
+        x, v, layers.name, distribution, float(steepness), float(art_lambda), backend, bool(transpose)
     )
 
 

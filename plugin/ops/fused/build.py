@@ -49,7 +49,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
     # Blocks of 32 float32 rows: one or two 512-bit registers per comparator where the
     # CPU has AVX-512 (twice as fast as gcc's default 256-bit preference, measured).
     FLAGS.append("-mprefer-vector-width=512")
-ABI_VERSION = 2
+ABI_VERSION = 3
 #: Seconds a build takes on an idle core (measured with g++ 12 on x86_64); said when one starts.
 BUILD_SECONDS = 5
 

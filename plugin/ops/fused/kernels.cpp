@@ -11,6 +11,11 @@
 //       w_a = alpha w_min + (1 - alpha) w_max,  w_b = (1 - alpha) w_min + alpha w_max
 //   backward: g (gradient of P @ v) first to last gives dL/dalpha and dL/dv; then the
 //   value sweep is walked back, last to first, with f'(d).
+//   transposed (P^T @ v): w starts as v and is carried first to last with the values,
+//       w_min = w_b + alpha (w_a - w_b),  w_max = w_a + alpha (w_b - w_a);
+//   its backward walks last to first once: dL/dalpha = sum_j (g_min - g_max)(w_a - w_b)
+//   with the w entering the layer, g_a = g_max + alpha (g_min - g_max),
+//   g_b = g_min + alpha (g_max - g_min), and the values' gradient as above.
 //
 // Plain C ABI (loaded with ctypes): no torch headers, so it builds in seconds.
 //
@@ -126,7 +131,7 @@ static inline T relax_derivative(T d, T alpha, T s, T lam) {
   return std::fabs(s * d) <= T(0.25) ? s : s / (T(16) * v * v);
 }
 
-enum Mode { FORWARD = 0, BACKWARD = 1, GROCO = 2 };
+enum Mode { FORWARD = 0, BACKWARD = 1, GROCO = 2, T_FORWARD = 3, T_BACKWARD = 4 };
 
 // Everything one thread needs for one block of R rows.
 template <typename T, int R>
@@ -146,15 +151,158 @@ struct Call {
   bool v_batched;
   int64_t m, rows;
   T s, lam;
-  const T* grad_out;   // BACKWARD: (B, n, m)
-  T* out;              // FORWARD: (B, n, m); GROCO: (B,) loss per row
-  T* grad_x;           // BACKWARD / GROCO: (B, n)
-  T* grad_v;           // BACKWARD: (B, n, m) per-row gradient of v, or null
+  const T* grad_out;   // BACKWARD, T_BACKWARD: (B, n, m)
+  T* out;              // FORWARD, T_FORWARD: (B, n, m); GROCO: (B,) loss per row
+  T* grad_x;           // BACKWARD / T_BACKWARD / GROCO: (B, n)
+  T* grad_v;           // BACKWARD / T_BACKWARD: (B, n, m) per-row gradient of v, or null
   int64_t num_neg;     // GROCO: inputs [0, K) are negatives, [K, n) positives
 };
 
+// Load a block's rows of x and of v, transposed to [wire][row] and [wire][column][row];
+// padding rows are zeros (x) or a copy of a real row (v), never written back.
+template <typename T, int R>
+static void load_block(const Net& net, const Call<T>& c, int64_t row0, int64_t valid, T* x, T* w) {
+  const int64_t n = net.n, m = c.m;
+  for (int64_t i = 0; i < n; ++i)
+    for (int r = 0; r < R; ++r) x[i * R + r] = r < valid ? c.x[(row0 + r) * n + i] : T(0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      for (int r = 0; r < R; ++r) {
+        const T* vsrc = c.v_batched ? c.v + (r < valid ? row0 + r : row0) * n * m : c.v;
+        w[(i * m + j) * R + r] = vsrc[i * m + j];
+      }
+}
+
+// T_FORWARD: out = P^T @ v; T_BACKWARD: grad_x and grad_v of it from grad_out.
+template <typename T, int R, int K>
+static void run_block_transposed(const Net& net, const Call<T>& c, int64_t row0, int mode, Scratch<T, R>& sc) {
+  const int64_t n = net.n, m = c.m;
+  const int64_t valid = std::min<int64_t>(R, c.rows - row0);
+  const bool backward = mode == T_BACKWARD;
+  T* x = sc.x.data();
+  T* w = sc.w.data();
+  T* alpha = sc.alpha.data();
+  T* dd = sc.d.data();
+  T* dw = sc.dw.data();  // T_BACKWARD: w_a - w_b entering every comparator, [cmp][column][row]
+  const T s = c.s, lam = c.lam;
+  load_block<T, R>(net, c, row0, valid, x, w);
+
+  // 1. Values and w together, first layer to last.
+  for (int64_t cmp = 0; cmp < net.comparators; ++cmp) {
+    T* A = x + net.a[cmp] * R;
+    T* B = x + net.b[cmp] * R;
+    T* LO = x + net.lo[cmp] * R;
+    T* HI = x + net.hi[cmp] * R;
+    T* al = alpha + cmp * R;
+    T* dc = dd + cmp * R;
+    T lo_v[R], hi_v[R];
+#pragma omp simd
+    for (int r = 0; r < R; ++r) {
+      T a = A[r], b = B[r];
+      T d = b - a;
+      T p = relax<T, K>(d, s, lam);
+      al[r] = p;
+      dc[r] = d;
+      lo_v[r] = b + p * (a - b);
+      hi_v[r] = a + p * (b - a);
+    }
+    for (int r = 0; r < R; ++r) {
+      LO[r] = lo_v[r];
+      HI[r] = hi_v[r];
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      T* WA = w + (net.a[cmp] * m + j) * R;
+      T* WB = w + (net.b[cmp] * m + j) * R;
+      T* WLO = w + (net.lo[cmp] * m + j) * R;
+      T* WHI = w + (net.hi[cmp] * m + j) * R;
+      T* dwc = backward ? dw + (cmp * m + j) * R : nullptr;
+      T nl[R], nh[R];
+#pragma omp simd
+      for (int r = 0; r < R; ++r) {
+        T a = WA[r], b = WB[r], p = al[r];
+        nl[r] = b + p * (a - b);
+        nh[r] = a + p * (b - a);
+      }
+      if (dwc)
+        for (int r = 0; r < R; ++r) dwc[r] = WA[r] - WB[r];
+      for (int r = 0; r < R; ++r) {
+        WLO[r] = nl[r];
+        WHI[r] = nh[r];
+      }
+    }
+  }
+
+  if (!backward) {
+    for (int r = 0; r < valid; ++r)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j) c.out[((row0 + r) * n + i) * m + j] = w[(i * m + j) * R + r];
+    return;
+  }
+
+  // 2. Last layer to first: g back through the mixing of w, dL/dalpha, and the values.
+  T* g = sc.g.data();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      for (int r = 0; r < R; ++r)
+        g[(i * m + j) * R + r] = r < valid ? c.grad_out[((row0 + r) * n + i) * m + j] : T(0);
+  T* gx = sc.gx.data();
+  for (int64_t i = 0; i < n * R; ++i) gx[i] = T(0);
+  for (int64_t cmp = net.comparators - 1; cmp >= 0; --cmp) {
+    const T* al = alpha + cmp * R;
+    const T* dc = dd + cmp * R;
+    T galpha[R];
+    for (int r = 0; r < R; ++r) galpha[r] = T(0);
+    for (int64_t j = 0; j < m; ++j) {
+      T* GA = g + (net.a[cmp] * m + j) * R;
+      T* GB = g + (net.b[cmp] * m + j) * R;
+      T* GLO = g + (net.lo[cmp] * m + j) * R;
+      T* GHI = g + (net.hi[cmp] * m + j) * R;
+      const T* dwc = dw + (cmp * m + j) * R;
+      T na[R], nb[R];
+#pragma omp simd
+      for (int r = 0; r < R; ++r) {
+        T gl = GLO[r], gh = GHI[r], p = al[r];
+        galpha[r] += (gl - gh) * dwc[r];
+        na[r] = gh + p * (gl - gh);
+        nb[r] = gl + p * (gh - gl);
+      }
+      for (int r = 0; r < R; ++r) {
+        GA[r] = na[r];
+        GB[r] = nb[r];
+      }
+    }
+    T* XA = gx + net.a[cmp] * R;
+    T* XB = gx + net.b[cmp] * R;
+    T* XLO = gx + net.lo[cmp] * R;
+    T* XHI = gx + net.hi[cmp] * R;
+    T na[R], nb[R];
+#pragma omp simd
+    for (int r = 0; r < R; ++r) {
+      T gmin = XLO[r], gmax = XHI[r], p = al[r], d = dc[r];
+      T ga = galpha[r] - (gmin - gmax) * d;
+      T gd = ga * relax_derivative<T, K>(d, p, s, lam);
+      na[r] = gmax + p * (gmin - gmax) - gd;
+      nb[r] = gmin + p * (gmax - gmin) + gd;
+    }
+    for (int r = 0; r < R; ++r) {
+      XA[r] = na[r];
+      XB[r] = nb[r];
+    }
+  }
+  if (c.grad_v)
+    for (int r = 0; r < valid; ++r)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j) c.grad_v[((row0 + r) * n + i) * m + j] = g[(i * m + j) * R + r];
+  for (int r = 0; r < valid; ++r)
+    for (int64_t i = 0; i < n; ++i) c.grad_x[(row0 + r) * n + i] = gx[i * R + r];
+}
+
 template <typename T, int R, int K>
 static void run_block(const Net& net, const Call<T>& c, int64_t row0, int mode, Scratch<T, R>& sc) {
+  if (mode == T_FORWARD || mode == T_BACKWARD) {
+    run_block_transposed<T, R, K>(net, c, row0, mode, sc);
+    return;
+  }
   const int64_t n = net.n, m = c.m;
   const int64_t valid = std::min<int64_t>(R, c.rows - row0);
   const bool backward = mode != FORWARD;
@@ -331,6 +479,8 @@ static void run_block(const Net& net, const Call<T>& c, int64_t row0, int mode, 
     for (int64_t i = 0; i < n; ++i) c.grad_x[(row0 + r) * n + i] = gx[i * R + r];
 }
 
+static inline bool needs_gradient(int mode) { return mode != FORWARD && mode != T_FORWARD; }
+
 // Blocks handed out to the caller and its helpers; shared so that a helper that starts
 // after the call returned finds no block left and exits without touching the call.
 struct Progress {
@@ -362,7 +512,7 @@ template <typename T, int R, int K>
 static void helper(Net net, Call<T> c, int mode, std::shared_ptr<Progress> progress) {
   std::unique_ptr<Scratch<T, R>> sc;
   try {
-    sc.reset(new Scratch<T, R>(net, c.m, mode != FORWARD));
+    sc.reset(new Scratch<T, R>(net, c.m, needs_gradient(mode)));
   } catch (...) {  // out of memory: claim nothing, the caller does the rest
     return;
   }
@@ -374,7 +524,7 @@ static void run_all(const Net& net, const Call<T>& c, int mode, int threads) {
   const int64_t blocks = (c.rows + R - 1) / R;
   if (blocks == 0) return;
   threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
-  Scratch<T, R> sc(net, c.m, mode != FORWARD);  // may throw: before any helper exists
+  Scratch<T, R> sc(net, c.m, needs_gradient(mode));  // may throw: before any helper exists
   auto progress = std::make_shared<Progress>(blocks);
   for (int t = 1; t < threads; ++t) {
     try {
@@ -421,10 +571,11 @@ static int entry(int64_t n, int64_t layers, int64_t comparators, const int32_t* 
 
 extern "C" {
 
-int rankssl_abi_version() { return 2; }
+int rankssl_abi_version() { return 3; }
 
 // mode 0: out = P @ v; mode 1: grad_x (and grad_v per row if non-null) from grad_out;
-// mode 2: GroCo, out = per-row loss and grad_x = its gradient. Returns 0 on success.
+// mode 2: GroCo, out = per-row loss and grad_x = its gradient; modes 3 and 4: as 0 and 1
+// for P^T @ v. Returns 0 on success.
 int rankssl_network_f32(int64_t n, int64_t layers, int64_t comparators, const int32_t* ptr, const int32_t* a,
                         const int32_t* b, const int32_t* lo, const int32_t* hi, int kind, double s, double lam,
                         int mode, int threads, const void* x, const void* v, int v_batched, int64_t m,

@@ -5,8 +5,9 @@ implementation gives its output shapes), ``torch.func`` transforms differentiate
 through it, and a dispatch-level launch counter sees one operator per network pass:
 
 * ``rankssl::permutation_matmul(x, v, network, distribution, steepness, art_lambda,
-  backend) -> P(x) @ v``;
-* ``rankssl::permutation_matmul_backward(grad, x, v, ..., need_v) -> (grad_x, grad_v)``;
+  backend, transpose) -> P(x) @ v``, or ``P(x)^T @ v`` if ``transpose`` (the rows of
+  ``v^T`` carried forward through the layers with the values);
+* ``rankssl::permutation_matmul_backward(grad, x, v, ..., need_v, transpose) -> (grad_x, grad_v)``;
 * ``rankssl::group_ordering_mass_loss(scores, num_neg, network, ...) -> (loss, grad)``.
 
 ``network`` is a name of :data:`rankssl.ops.NETWORKS` (the operator looks its layers
@@ -35,54 +36,56 @@ def _layers(network: str, x: Tensor):
 
 @torch.library.custom_op("rankssl::permutation_matmul", mutates_args=())
 def permutation_matmul(
-    x: Tensor, v: Tensor, network: str, distribution: str, steepness: float, art_lambda: float, backend: str
+    x: Tensor, v: Tensor, network: str, distribution: str, steepness: float, art_lambda: float, backend: str,
+    transpose: bool,
 ) -> Tensor:
-    """``P(x) @ v``: x (..., n), v (n, m) or (..., n, m) of x's dtype; returns (..., n, m)."""
+    """``P(x) @ v``, or ``P(x)^T @ v`` if ``transpose``: x (..., n), v (n, m) or
+    (..., n, m) of x's dtype; returns (..., n, m)."""
     run = fused.cpu_permutation_matmul if backend == "cpu" else fused.triton_permutation_matmul
-    return run(x, v, _layers(network, x), distribution, steepness, art_lambda)
+    return run(x, v, _layers(network, x), distribution, steepness, art_lambda, transpose)
 
 
 @permutation_matmul.register_fake
-def _(x, v, network, distribution, steepness, art_lambda, backend):
+def _(x, v, network, distribution, steepness, art_lambda, backend, transpose):
     return x.new_empty(*x.shape, v.shape[-1])
 
 
 @torch.library.custom_op("rankssl::permutation_matmul_backward", mutates_args=())
 def permutation_matmul_backward(
     grad: Tensor, x: Tensor, v: Tensor, network: str, distribution: str, steepness: float, art_lambda: float,
-    backend: str, need_v: bool,
+    backend: str, need_v: bool, transpose: bool,
 ) -> Tuple[Tensor, Tensor]:
     """``(grad_x, grad_v)`` of :func:`permutation_matmul`; ``grad_v`` is empty (0,)
     unless ``need_v``."""
     run = fused.cpu_permutation_matmul_backward if backend == "cpu" else fused.triton_permutation_matmul_backward
-    grad_x, grad_v = run(grad, x, v, _layers(network, x), distribution, steepness, art_lambda, need_v)
+    grad_x, grad_v = run(grad, x, v, _layers(network, x), distribution, steepness, art_lambda, need_v, transpose)
     return grad_x, (grad_v if need_v else v.new_empty(0))
 
 
 @permutation_matmul_backward.register_fake
-def _(grad, x, v, network, distribution, steepness, art_lambda, backend, need_v):
+def _(grad, x, v, network, distribution, steepness, art_lambda, backend, need_v, transpose):
     return torch.empty_like(x), (torch.empty_like(v) if need_v else v.new_empty(0))
 
 
 def _setup_permutation_matmul(ctx, inputs, output):
-    x, v, network, distribution, steepness, art_lambda, backend = inputs
+    x, v, network, distribution, steepness, art_lambda, backend, transpose = inputs
     ctx.save_for_backward(x, v)
-    ctx.settings = (network, distribution, steepness, art_lambda, backend)
+    ctx.settings = (network, distribution, steepness, art_lambda, backend, transpose)
 
 
 def _backward_permutation_matmul(ctx, grad):
     x, v = ctx.saved_tensors
-    network, distribution, steepness, art_lambda, backend = ctx.settings
+    network, distribution, steepness, art_lambda, backend, transpose = ctx.settings
     need_x, need_v = ctx.needs_input_grad[:2]
     if torch.is_grad_enabled():  # create_graph=True: the backward must be differentiable
         grad_x, grad_v = _reference.composed_permutation_matmul_vjp(
-            grad, x, v, _layers(network, x), distribution, steepness, art_lambda, (need_x, need_v)
+            grad, x, v, _layers(network, x), distribution, steepness, art_lambda, (need_x, need_v), transpose
         )
     else:
         grad_x, grad_v = permutation_matmul_backward(
-            grad, x, v, network, distribution, steepness, art_lambda, backend, need_v
+            grad, x, v, network, distribution, steepness, art_lambda, backend, need_v, transpose
         )
-    return (grad_x if need_x else None), (grad_v if need_v else None), None, None, None, None, None
+    return (grad_x if need_x else None), (grad_v if need_v else None), None, None, None, None, None, None
 
 
 permutation_matmul.register_autograd(_backward_permutation_matmul, setup_context=_setup_permutation_matmul)

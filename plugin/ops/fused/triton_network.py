@@ -1,6 +1,6 @@
 """Triton kernels for relaxed sorting networks: one launch runs a whole network.
 
-The GPU counterpart of ``kernels.cpp`` (same math, same three modes): each program
+The GPU counterpart of ``kernels.cpp`` (same math, same modes): each program
 takes a block of rows, keeps the rows' values and product vectors in registers and
 loops over the network's layers. A layer is given per wire by four int32 tables,
 ``a``, ``b`` (the inputs of the wire's comparator), ``lo``, ``hi`` (the wires receiving
@@ -19,6 +19,14 @@ Per row, with ``alpha = f(x_b - x_a)`` (:mod:`rankssl.ops.relaxations`):
   ``w_a = w_hi + alpha (w_lo - w_hi)``, ``w_b = w_lo + alpha (w_hi - w_lo)``;
 * backward: the gradient ``g`` of ``P @ v`` walks first to last, giving ``dL/dalpha``
   and ``dL/dv``, then the value sweep is walked back with ``f'``.
+
+The transposed product ``P^T @ v`` (:func:`_transposed_kernel`) carries ``w`` (starting
+as ``v``) forward with the values, mixed as the values are mixed:
+``w_lo = w_b + alpha (w_a - w_b)``, ``w_hi = w_a + alpha (w_b - w_a)``; one sweep, no
+scratch. Its backward keeps the values and ``w`` entering each layer and then walks the
+layers once, last to first, giving ``dL/dalpha`` from ``g`` and ``w``,
+``g_a = g_hi + alpha (g_lo - g_hi)``, ``g_b = g_lo + alpha (g_hi - g_lo)``, and the
+gradient of the values as in the backward above.
 
 Nothing is kept between the forward and the backward call but the inputs. Arithmetic
 is float32 for float16, bfloat16 and float32 inputs. This module imports Triton at
@@ -268,6 +276,116 @@ def _network_kernel(
         tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
 
 
+@triton.jit
+def _transposed_kernel(
+    X, V, GRAD_OUT, OUT, GRAD_X, GRAD_V, XS, WS, TABLE,
+    rows, n, m, num_layers, v_row_stride, steepness, art_lambda,
+    KIND: tl.constexpr, BACKWARD: tl.constexpr, NP: tl.constexpr, MP: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    r = pid * BLOCK_R + tl.arange(0, BLOCK_R)
+    wires = tl.arange(0, NP)
+    cols = tl.arange(0, MP)
+    row_ok = r < rows
+    wire_ok = wires < n
+    mask2 = row_ok[:, None] & wire_ok[None, :]
+    mask3 = row_ok[:, None, None] & (cols[None, :, None] < m) & wire_ok[None, None, :]
+    r64 = r.to(tl.int64)
+    tstride = num_layers * NP
+    xs_row = XS + (r64[:, None] * num_layers) * NP + wires[None, :]
+    ws_row = WS + ((r64[:, None, None] * num_layers) * MP + cols[None, :, None]) * NP + wires[None, None, :]
+    off3 = r64[:, None, None] * n * m + wires[None, None, :] * m + cols[None, :, None]
+
+    # 1. Values and w together, first layer to last (the backward keeps what enters each layer).
+    x = tl.load(X + r64[:, None] * n + wires[None, :], mask=mask2, other=0.0).to(tl.float32)
+    v_off = r64[:, None, None] * v_row_stride + wires[None, None, :] * m + cols[None, :, None]
+    w = tl.load(V + v_off, mask=mask3, other=0.0).to(tl.float32)
+    for t in range(num_layers):
+        ta = tl.load(TABLE + t * NP + wires)
+        tb = tl.load(TABLE + tstride + t * NP + wires)
+        tlo = tl.load(TABLE + 2 * tstride + t * NP + wires)
+        if BACKWARD:
+            tl.store(xs_row + t * NP, x)
+            tl.store(ws_row + t * MP * NP, w)
+        xa = _pick2(x, ta, BLOCK_R, NP)
+        xb = _pick2(x, tb, BLOCK_R, NP)
+        alpha = _relax(xb - xa, steepness, art_lambda, KIND)
+        to_lo = wires == tlo
+        x = tl.where(to_lo[None, :], xb + alpha * (xa - xb), xa + alpha * (xb - xa))
+        wa = _pick3(w, ta, BLOCK_R, MP, NP)
+        wb = _pick3(w, tb, BLOCK_R, MP, NP)
+        a3 = alpha[:, None, :]
+        w = tl.where(to_lo[None, None, :], wb + a3 * (wa - wb), wa + a3 * (wb - wa))
+
+    if not BACKWARD:
+        tl.store(OUT + off3, w.to(OUT.dtype.element_ty), mask=mask3)
+    else:
+        tl.debug_barrier()
+        # 2. Last layer to first: g (the gradient of w) back through each layer's mixing,
+        #    dL/dalpha from g and the w that entered the layer, and the values' gradient.
+        g = tl.load(GRAD_OUT + off3, mask=mask3, other=0.0).to(tl.float32)
+        gx = tl.zeros((BLOCK_R, NP), dtype=tl.float32)
+        for step in range(num_layers):
+            t = num_layers - 1 - step
+            ta = tl.load(TABLE + t * NP + wires)
+            tb = tl.load(TABLE + tstride + t * NP + wires)
+            tlo = tl.load(TABLE + 2 * tstride + t * NP + wires)
+            thi = tl.load(TABLE + 3 * tstride + t * NP + wires)
+            xt = tl.load(xs_row + t * NP)
+            d = _pick2(xt, tb, BLOCK_R, NP) - _pick2(xt, ta, BLOCK_R, NP)
+            alpha = _relax(d, steepness, art_lambda, KIND)
+            wt = tl.load(ws_row + t * MP * NP)
+            gl = _pick3(g, tlo, BLOCK_R, MP, NP)
+            gh = _pick3(g, thi, BLOCK_R, MP, NP)
+            dw = _pick3(wt, ta, BLOCK_R, MP, NP) - _pick3(wt, tb, BLOCK_R, MP, NP)
+            galpha_w = tl.sum((gl - gh) * dw, axis=1)
+            a3 = alpha[:, None, :]
+            g = tl.where((wires == ta)[None, None, :], gh + a3 * (gl - gh), gl + a3 * (gh - gl))
+            gmin = _pick2(gx, tlo, BLOCK_R, NP)
+            gmax = _pick2(gx, thi, BLOCK_R, NP)
+            galpha = galpha_w - (gmin - gmax) * d
+            gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
+            gd = tl.where((ta == tb)[None, :], 0.0, gd)
+            gx = tl.where(
+                (wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd
+            )
+        tl.store(GRAD_V + off3, g.to(GRAD_V.dtype.element_ty), mask=mask3)
+        tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
+
+
+def _launch_transposed(layers, distribution, steepness, art_lambda, x, v, grad_out=None):
+    """``P^T @ v`` (R, n, m) in x's dtype, or with ``grad_out`` its gradients
+    ``(grad_x (R, n) in x's dtype, grad_v_rows (R, n, m) float32)``."""
+    network = tables(layers, x.device)
+    if network is None:
+        raise ValueError("the Triton kernels take networks whose comparators write to their own input wires")
+    num_layers, padded, table = network
+    rows, n = x.shape
+    m = v.shape[-1]
+    mp = triton.next_power_of_2(m)
+    block_r = max(1, min(64, triton.next_power_of_2(max(rows, 1)), _TILE // (mp * padded)))
+    programs = triton.cdiv(rows, block_r)
+    backward = grad_out is not None
+    f32 = dict(dtype=torch.float32, device=x.device)
+    if backward:
+        slots = programs * block_r
+        xs = torch.empty(slots, num_layers, padded, **f32)
+        ws = torch.empty(slots, num_layers, mp, padded, **f32)
+        out, grad_x = x, torch.empty(rows, n, dtype=x.dtype, device=x.device)
+        grad_v = torch.empty(rows, n, m, **f32)
+    else:
+        xs = ws = x  # no scratch: one sweep
+        out = torch.empty(rows, n, m, dtype=x.dtype, device=x.device)
+        grad_x = grad_v = x
+    v_stride = 0 if v.dim() == 2 else n * m
+    _transposed_kernel[(programs,)](
+        x, v, x if grad_out is None else grad_out, out, grad_x, grad_v, xs, ws, table,
+        rows, n, m, num_layers, v_stride, float(steepness), float(art_lambda),
+        KIND=KINDS[distribution], BACKWARD=backward, NP=padded, MP=mp, BLOCK_R=block_r,
+    )
+    return (grad_x, grad_v) if backward else out
+
+
 def _launch(layers, distribution, steepness, art_lambda, mode, x, v=None, grad_out=None, num_neg=0):
     """Run one network pass over the rows of ``x`` (R, n); see the module docstring.
 
@@ -313,18 +431,23 @@ def _launch(layers, distribution, steepness, art_lambda, mode, x, v=None, grad_o
     return out, grad_x
 
 
-def permutation_matmul(x, v, layers, distribution, steepness, art_lambda) -> torch.Tensor:
-    """``P(x) @ v`` for ``x`` (R, n) and ``v`` (n, m) or (R, n, m), contiguous: (R, n, m)."""
+def permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
+    """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``) for ``x`` (R, n) and ``v``
+    (n, m) or (R, n, m), contiguous: (R, n, m)."""
     if x.shape[0] == 0 or v.shape[-1] == 0:
         return x.new_zeros(x.shape[0], x.shape[1], v.shape[-1])
+    if transpose:
+        return _launch_transposed(layers, distribution, steepness, art_lambda, x, v)
     return _launch(layers, distribution, steepness, art_lambda, FORWARD, x, v=v)
 
 
-def permutation_matmul_backward(grad_out, x, v, layers, distribution, steepness, art_lambda):
-    """Gradients of ``P(x) @ v``: ``grad_x`` (R, n) in x's dtype and the per-row
-    gradient of ``v``, (R, n, m) float32."""
+def permutation_matmul_backward(grad_out, x, v, layers, distribution, steepness, art_lambda, transpose=False):
+    """Gradients of ``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``): ``grad_x`` (R, n)
+    in x's dtype and the per-row gradient of ``v``, (R, n, m) float32."""
     if x.shape[0] == 0 or v.shape[-1] == 0:
         return torch.zeros_like(x), x.new_zeros(x.shape[0], x.shape[1], v.shape[-1], dtype=torch.float32)
+    if transpose:
+        return _launch_transposed(layers, distribution, steepness, art_lambda, x, v, grad_out=grad_out)
     return _launch(layers, distribution, steepness, art_lambda, BACKWARD, x, v=v, grad_out=grad_out)
 
 
