@@ -31,7 +31,7 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
