@@ -62,37 +62,62 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     from rankssl import __version__
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback of an error")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error"
+    )
 
-    parser = argparse.ArgumentParser(prog="rankssl", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    parser = argparse.ArgumentParser(
+        prog="rankssl",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
     parser.add_argument("--version", action="version", version=f"rankssl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".", parents=[common])
 
-    data_root_help = ("folder of the recipe's data set: sets data_root of every dataset (train, kNN bank and "
-                      "queries, test)")
+    data_root_help = (
+        "folder of the recipe's data set: sets data_root of every dataset (train, kNN bank and queries, test)"
+    )
     options_help = "override config entries: KEY=VALUE ... (e.g. optim_wrapper.optimizer.lr=0.1)"
     train = add("train", "train a recipe")
     train.add_argument("recipe", help="shipped recipe name (see `rankssl recipes`) or path to a config file")
-    train.add_argument("--work-dir", help="where logs, checkpoints, scalars and plots go "
-                       "(default: work_dirs/<recipe name>)")
-    train.add_argument("--epochs", type=int, default=None,
-                       help="train N epochs; the warm-up + cosine schedule is stretched to end at N")
+    train.add_argument(
+        "--work-dir", help="where logs, checkpoints, scalars and plots go (default: work_dirs/<recipe name>)"
+    )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="train N epochs; the warm-up + cosine schedule is stretched to end at N",
+    )
     train.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help=options_help)
     train.add_argument("--data-root", metavar="DIR", default=None, help=data_root_help)
-    train.add_argument("--resume", nargs="?", const="auto", default=None,
-                       help="resume from the work dir's newest intact checkpoint, or from the given checkpoint")
-    train.add_argument("--resume-or-start", action="store_true",
-                       help="resume like --resume if the work dir has a checkpoint, else start fresh")
-    train.add_argument("--launcher", choices=["none", "pytorch"], default="none",
-                       help="'pytorch' under torchrun (CPU/gloo or GPU/NCCL)")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="resume from the work dir's newest intact checkpoint, or from the given checkpoint",
+    )
+    train.add_argument(
+        "--resume-or-start",
+        action="store_true",
+        help="resume like --resume if the work dir has a checkpoint, else start fresh",
+    )
+    train.add_argument(
+        "--launcher",
+        choices=["none", "pytorch"],
+        default="none",
+        help="'pytorch' under torchrun (CPU/gloo or GPU/NCCL)",
+    )
     train.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper, GPUs)")
-    train.add_argument("--verbose", action="store_true",
-                       help="print mmengine's environment, config and log lines on the console too")
+    train.add_argument(
+        "--verbose", action="store_true", help="print mmengine's environment, config and log lines on the console too"
+    )
 
     test = add("test", "evaluate a checkpoint with a recipe's test set and metrics")
     test.add_argument("recipe", help="shipped recipe name or path to a config file")
@@ -103,8 +128,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     test.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     test.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
-    export = add("export", "write a checkpoint's trained backbone as a plain state_dict (torchvision names "
-                           "for ResNets)")
+    export = add(
+        "export", "write a checkpoint's trained backbone as a plain state_dict (torchvision names for ResNets)"
+    )
     export.add_argument("checkpoint", help="checkpoint file (.pth) written by `rankssl train`")
     export.add_argument("out", help="output file, e.g. resnet18_groco.pth")
 
@@ -114,9 +140,15 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     demo = add("demo", "the main job: GroCo and SimCLR on the embedded digits, then a kNN table")
     demo.add_argument("--work-dir", default="work_dirs/demo")
     demo.add_argument("--epochs", type=int, default=None, help="override both recipes' epochs")
-    demo.add_argument("--write-results", nargs="?", const="", default=None, metavar="CHECKOUT",
-                      help="record the numbers in benchmarks/demo_results.json and rewrite the README's and "
-                           "benchmarks/RESULTS.md's main-job lines (in this source checkout, or the one given)")
+    demo.add_argument(
+        "--write-results",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CHECKOUT",
+        help="record the numbers in benchmarks/demo_results.json and rewrite the README's and "
+        "benchmarks/RESULTS.md's main-job lines (in this source checkout, or the one given)",
+    )
     demo.add_argument("--verbose", action="store_true", help="print mmengine's log lines on the console too")
 
     analyze = add("analyze", "Hydra checkpoint: class-pair gates, overlap of active dimensions, CSV/NPZ, heatmaps")
@@ -132,8 +164,14 @@ def _add_analyze_arguments(parser: argparse.ArgumentParser) -> None:
     add_analyze_arguments(parser)
 
 
-COMMANDS = {"train": cmd_train, "test": cmd_test, "list": cmd_list, "recipes": cmd_recipes, "demo": cmd_demo,
-            "export": cmd_export}
+COMMANDS = {
+    "train": cmd_train,
+    "test": cmd_test,
+    "list": cmd_list,
+    "recipes": cmd_recipes,
+    "demo": cmd_demo,
+    "export": cmd_export,
+}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

@@ -24,8 +24,16 @@ from rankssl.run_config import (
     setup_launcher,
 )
 
-__all__ = ["build_runner", "recipe_label", "component_rows", "cmd_train", "cmd_test", "cmd_export", "cmd_list",
-           "cmd_recipes"]
+__all__ = [
+    "build_runner",
+    "recipe_label",
+    "component_rows",
+    "cmd_train",
+    "cmd_test",
+    "cmd_export",
+    "cmd_list",
+    "cmd_recipes",
+]
 
 
 def build_runner(cfg, progress: Optional[str] = None):
@@ -79,8 +87,11 @@ def _train(args, cfg) -> int:
 
         choice = select_resume_checkpoint(cfg.work_dir)
         if choice.path is None and not args.resume_or_start:
-            raise FileNotFoundError("--resume: " + "; ".join(choice.messages()) +
-                                    ". Train without --resume to start fresh (or pass --resume-or-start).")
+            raise FileNotFoundError(
+                "--resume: "
+                + "; ".join(choice.messages())
+                + ". Train without --resume to start fresh (or pass --resume-or-start)."
+            )
         for line in choice.messages():
             print(f"rankssl: {line}", file=sys.stderr)
         cfg.resume, cfg.load_from = choice.path is not None, choice.path
@@ -89,8 +100,10 @@ def _train(args, cfg) -> int:
     setup_launcher(cfg, args.launcher)
     cpu_fallbacks(cfg)
     label = recipe_label(cfg)
-    print(f"[{label}] training {cfg.train_cfg.get('max_epochs', '?')} epochs; work dir "
-          f"{os.path.abspath(cfg.work_dir)}", flush=True)
+    print(
+        f"[{label}] training {cfg.train_cfg.get('max_epochs', '?')} epochs; work dir {os.path.abspath(cfg.work_dir)}",
+        flush=True,
+    )
     build_runner(cfg, progress=None if args.verbose else label).train()
     print(f"[{label}] done: checkpoints, scalars.json, loss.png and metrics.png in {os.path.abspath(cfg.work_dir)}")
     return 0
@@ -99,8 +112,10 @@ def _train(args, cfg) -> int:
 def cmd_test(args) -> int:
     cfg = load_config(args.recipe, args.work_dir, parse_cfg_options(args.cfg_options))
     if not os.path.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
-                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+        raise CommandError(
+            f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
+            "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth)."
+        )
     from rankssl.mm.checkpoint import load_checkpoint_file
     from rankssl.mm.checkpoint_match import check_checkpoint_matches
 
@@ -142,8 +157,10 @@ def cmd_list(args) -> int:
     print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'hosts':<{widths[2]}}  module")
     for kind, name, hosts, module in rows:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {hosts:<{widths[2]}}  {module}")
-    print(f"\n{len(rows)} components in scope 'rankssl' (use type='NAME' with default_scope='rankssl', "
-          "or type='rankssl.NAME').")
+    print(
+        f"\n{len(rows)} components in scope 'rankssl' (use type='NAME' with default_scope='rankssl', "
+        "or type='rankssl.NAME')."
+    )
     for line in plugins.report_lines():  # failed plugins, and names a plugin tried to take over
         print(line)
     return 0
@@ -162,7 +179,9 @@ def cmd_export(args) -> int:
     from rankssl.mm.export import export_backbone
 
     if not os.path.isfile(args.checkpoint):
-        raise CommandError(f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
-                           "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth).")
+        raise CommandError(
+            f"checkpoint {args.checkpoint!r} not found; give the path of a .pth file written by "
+            "`rankssl train` (e.g. work_dirs/RECIPE/epoch_N.pth)."
+        )
     print(export_backbone(args.checkpoint, args.out))
     return 0

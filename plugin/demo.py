@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from types import ModuleType
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rankssl.commands import build_runner
 from rankssl.errors import CommandError
@@ -38,9 +38,11 @@ def find_checkout(path: Optional[str] = None) -> str:
     for root in candidates:
         if all(os.path.isfile(os.path.join(root, name)) for name in _CHECKOUT_FILES):
             return os.path.abspath(root)
-    raise CommandError(f"--write-results needs a source checkout of rankssl (with README.md, "
-                       f"benchmarks/RESULTS.md and {RESULTS_TOOL}); none at {', '.join(map(repr, candidates))}. "
-                       "Give its path: --write-results PATH.")
+    raise CommandError(
+        f"--write-results needs a source checkout of rankssl (with README.md, "
+        f"benchmarks/RESULTS.md and {RESULTS_TOOL}); none at {', '.join(map(repr, candidates))}. "
+        "Give its path: --write-results PATH."
+    )
 
 
 def load_results_tool(checkout: str) -> ModuleType:
@@ -72,9 +74,10 @@ def demo_baselines(cfg) -> dict:
     out = {"raw pixels": knn_accuracy(bank, query, lambda x: x.flatten(1))}
     torch.manual_seed(cfg.get("randomness", {}).get("seed", 0))
     with DefaultScope.overwrite_default_scope("rankssl"):
-        model = build_module(dict(cfg.model)).eval()
+        model: Any = build_module(dict(cfg.model)).eval()  # an algorithm: extract_feat, data_preprocessor
     out["random init"] = knn_accuracy(
-        bank, query, lambda x: model.extract_feat(model.data_preprocessor({"inputs": [x]})["inputs"][0][0]))
+        bank, query, lambda x: model.extract_feat(model.data_preprocessor({"inputs": [x]})["inputs"][0][0])
+    )
     return out
 
 
@@ -118,18 +121,28 @@ def cmd_demo(args) -> int:
         runner.train()
         rows.append((method, last_knn(runner), time.time() - t0, cfg.train_cfg.max_epochs))
     total = time.time() - start
-    print("\nMain job: self-supervised training on the embedded digits canvas "
-          "(weighted kNN, k=20, T=0.07, 1,437 train / 360 test)")
+    print(
+        "\nMain job: self-supervised training on the embedded digits canvas "
+        "(weighted kNN, k=20, T=0.07, 1,437 train / 360 test)"
+    )
     print(f"{'method':<30}{'kNN top-1 (%)':>15}{'epochs':>8}{'time (s)':>10}")
     for method, knn, seconds, epochs in rows:
         print(f"{method:<30}{knn:>15.1f}{epochs:>8}{seconds:>10.0f}")
     for name, acc in baselines.items():
         print(f"{name + ' (no training)':<30}{acc:>15.1f}{'-':>8}{'-':>10}")
-    print(f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
-          "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)")
+    print(
+        f"total wall time {total:.0f} s; work dir {os.path.abspath(args.work_dir)} "
+        "(checkpoints, logs, scalars.json, loss.png, metrics.png per method)"
+    )
     if checkout is not None and demo_results is not None:
-        record = demo_results.make_record(rows, baselines, total, sys.argv if sys.argv else None, load_average=load,
-                                          load_average_at_end=load_average())
+        record = demo_results.make_record(
+            rows,
+            baselines,
+            total,
+            sys.argv if sys.argv else None,
+            load_average=load,
+            load_average_at_end=load_average(),
+        )
         for path in demo_results.write(checkout, record):
             print(f"wrote {path}")
     return 0

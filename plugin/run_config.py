@@ -26,8 +26,17 @@ from typing import Optional, Sequence
 
 from rankssl.errors import CommandError
 
-__all__ = ["parse_cfg_options", "load_config", "schedule_end", "check_epochs", "set_epochs", "apply_data_root",
-           "check_data", "setup_launcher", "cpu_fallbacks"]
+__all__ = [
+    "parse_cfg_options",
+    "load_config",
+    "schedule_end",
+    "check_epochs",
+    "set_epochs",
+    "apply_data_root",
+    "check_data",
+    "setup_launcher",
+    "cpu_fallbacks",
+]
 
 
 def parse_cfg_options(pairs: Sequence[str]) -> dict:
@@ -36,8 +45,10 @@ def parse_cfg_options(pairs: Sequence[str]) -> dict:
 
     for pair in pairs:
         if "=" not in pair or pair.startswith("="):
-            raise CommandError(f"--cfg-options takes KEY=VALUE pairs, got {pair!r}; "
-                               "e.g. --cfg-options train_cfg.max_epochs=20 optim_wrapper.optimizer.lr=0.1")
+            raise CommandError(
+                f"--cfg-options takes KEY=VALUE pairs, got {pair!r}; "
+                "e.g. --cfg-options train_cfg.max_epochs=20 optim_wrapper.optimizer.lr=0.1"
+            )
     namespace = argparse.Namespace()
     DictAction(option_strings=["--cfg-options"], dest="options")(None, namespace, list(pairs))
     return namespace.options
@@ -71,8 +82,11 @@ def load_config(recipe: str, work_dir: Optional[str] = None, cfg_options: Option
             if schedule_end(cfg) == recipe_epochs:
                 set_epochs(cfg, epochs)
             elif schedule_end(cfg) not in (None, epochs):
-                warnings.warn(f"train_cfg.max_epochs={epochs} but the learning-rate schedule ends at epoch "
-                              f"{schedule_end(cfg)}; use --epochs {epochs} to stretch it.")
+                warnings.warn(
+                    f"train_cfg.max_epochs={epochs} but the learning-rate schedule ends at epoch "
+                    f"{schedule_end(cfg)}; use --epochs {epochs} to stretch it.",
+                    stacklevel=2,
+                )
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get("work_dir") is None:
@@ -93,8 +107,9 @@ def schedule_end(cfg) -> Optional[int]:
 def check_epochs(epochs, name: str) -> None:
     """Refuse a run length that is not a whole number of epochs >= 1 (``name``: where it came from)."""
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise CommandError(f"{name} must be a whole number of epochs >= 1, got {epochs!r}; "
-                           "a run of zero epochs would train nothing.")
+        raise CommandError(
+            f"{name} must be a whole number of epochs >= 1, got {epochs!r}; a run of zero epochs would train nothing."
+        )
 
 
 def set_epochs(cfg, epochs: int) -> None:
@@ -166,8 +181,10 @@ def setup_launcher(cfg, launcher: str) -> None:
         raise ValueError(f"launcher must be 'none' or 'pytorch', got {launcher!r}.")
     missing = [k for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise CommandError(f"--launcher pytorch needs torchrun's environment ({', '.join(missing)} missing): "
-                           "run `torchrun --nproc_per_node N -m rankssl train RECIPE --launcher pytorch`.")
+        raise CommandError(
+            f"--launcher pytorch needs torchrun's environment ({', '.join(missing)} missing): "
+            "run `torchrun --nproc_per_node N -m rankssl train RECIPE --launcher pytorch`."
+        )
     if torch.cuda.is_available():
         return  # mmengine's init_dist handles NCCL and sets the device
     from rankssl.mm.launch import init_cpu_process_group
@@ -178,7 +195,7 @@ def setup_launcher(cfg, launcher: str) -> None:
     wrapper.setdefault("broadcast_buffers", False)
     cfg.model_wrapper_cfg = wrapper
     if cfg.get("sync_bn"):
-        warnings.warn("SyncBatchNorm needs GPUs; running with per-process BatchNorm on CPU.")
+        warnings.warn("SyncBatchNorm needs GPUs; running with per-process BatchNorm on CPU.", stacklevel=2)
         cfg.pop("sync_bn")
 
 
@@ -190,7 +207,7 @@ def cpu_fallbacks(cfg) -> None:
         return
     wrapper = cfg.get("optim_wrapper") or {}
     if wrapper.get("type") == "AmpOptimWrapper":
-        warnings.warn("AmpOptimWrapper needs a GPU; training in float32 with OptimWrapper.")
+        warnings.warn("AmpOptimWrapper needs a GPU; training in float32 with OptimWrapper.", stacklevel=2)
         wrapper["type"] = "OptimWrapper"
         for key in ("loss_scale", "dtype"):
             wrapper.pop(key, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from types import FrameType
 from typing import Any, List, Optional, Tuple
 
 from mmengine.registry import Registry
@@ -45,7 +46,7 @@ def _lookup_context() -> Tuple[bool, bool]:
     ``tests/test_mmengine_contract.py`` (``test_failed_build_is_a_key_error_with_the_closest_names``)
     fails.
     """
-    frame = sys._getframe(2)  # 0: this function, 1: RankSSLRegistry.get
+    frame: Optional[FrameType] = sys._getframe(2)  # 0: this function, 1: RankSSLRegistry.get
     via_parent = False
     while frame is not None and frame.f_globals.get("__name__") in _REGISTRY_MODULES:
         via_parent = True

@@ -16,8 +16,17 @@ from rankssl.mm.transforms import EvalView, MultiView, PackViews
 from rankssl.registry import DATA_SAMPLERS, DATASETS, TRANSFORMS
 from rankssl.registry._catalog import register
 
-for _dataset in (DigitsCanvas, TwoDigitCanvas, CIFAR10, STL10, ImageFolder, FakeImageDataset, KNNEvalDataset,
-                 FashionMNIST, UnlabelledImages):
+for _dataset in (
+    DigitsCanvas,
+    TwoDigitCanvas,
+    CIFAR10,
+    STL10,
+    ImageFolder,
+    FakeImageDataset,
+    KNNEvalDataset,
+    FashionMNIST,
+    UnlabelledImages,
+):
     register(DATASETS, _dataset)
 for _transform in (MultiView, EvalView, PackViews):
     register(TRANSFORMS, _transform, hosts=("mmengine", "lightly transforms"))

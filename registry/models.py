@@ -21,16 +21,16 @@ from rankssl.registry import MODEL_WRAPPERS, MODELS
 from rankssl.registry._catalog import register
 
 # Losses: the same objective serves lightly-style code, pytorch-metric-learning and mmengine.
-for _cls in (GroCoLoss, HydraLoss, S2R2Loss):
-    register(MODELS, _cls, hosts=("lightly", "pml", "mmengine"))
+for _loss in (GroCoLoss, HydraLoss, S2R2Loss):
+    register(MODELS, _loss, hosts=("lightly", "pml", "mmengine"))
 register(MODELS, NTXentLoss, hosts=("mmengine", "from lightly"))
 # Plain torch modules (rankssl.models): backbones, projection heads, Hydra's feature filter.
-for _cls in (SmallCNN, TorchvisionResNet, MLPHead, GroCoProjectionHead, FeatureFilter, HydraProjectionHead):
-    register(MODELS, _cls, hosts=("torch", "mmengine"))
+for _module in (SmallCNN, TorchvisionResNet, MLPHead, GroCoProjectionHead, FeatureFilter, HydraProjectionHead):
+    register(MODELS, _module, hosts=("torch", "mmengine"))
 # mmengine algorithms and their data preprocessor; LabelledViews runs a pml loss with labels over all views
 # (the label-based reference, pml's SupConLoss).
-for _cls in (SelfSupervisedAlgorithm, GroCo, SimCLR, Hydra, S2R2, LabelledViews, MultiViewDataPreprocessor):
-    register(MODELS, _cls)
+for _algorithm in (SelfSupervisedAlgorithm, GroCo, SimCLR, Hydra, S2R2, LabelledViews, MultiViewDataPreprocessor):
+    register(MODELS, _algorithm)
 register(MODEL_WRAPPERS, CPUDistributedDataParallel)
 
 # mmpretrain: a head handing embeddings to a rankssl loss inside mmpretrain's self-supervisors, and a

@@ -103,8 +103,11 @@ def load_plugins() -> None:
             if isinstance(exc, SystemExit):
                 error = f"called sys.exit({exc.code!r}) while loading"
             FAILED[ep.name] = error
-            warnings.warn(f"rankssl plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {error}",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"rankssl plugin {ep.name!r} ({ep.value}) failed to load and was skipped: {error}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         after = _snapshot()
         replaced = [key for key in before if after.get(key) is not before[key]]
@@ -112,12 +115,14 @@ def load_plugins() -> None:
             refused = {key: after.get(key) for key in replaced}
             _restore({**after, **{key: before[key] for key in replaced}})
             COLLISIONS[ep.name] = [(key[0], key[1], _path(before[key]), _path(refused[key])) for key in replaced]
-            for (reg_name, name, kept, ignored) in COLLISIONS[ep.name]:
+            for reg_name, name, kept, ignored in COLLISIONS[ep.name]:
                 warnings.warn(
                     f"rankssl plugin {ep.name!r} registers {reg_name} {name!r}, which {_owner((reg_name, name))} "
                     f"already provides ({kept}); builds keep using {kept} and ignore the plugin's {ignored}. "
                     "The plugin should register it under another name.",
-                    RuntimeWarning, stacklevel=2)
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         added = [key for key in after if key not in before]
         dist = getattr(getattr(ep, "dist", None), "name", None)
         for key in added:
@@ -130,8 +135,9 @@ def report_lines() -> List[str]:
     lines = [f"plugin {name!r} failed to load and was skipped: {error}" for name, error in sorted(FAILED.items())]
     for name, rows in sorted(COLLISIONS.items()):
         for reg_name, component, kept, ignored in rows:
-            lines.append(f"plugin {name!r} also registers {reg_name} {component!r}: ignored ({ignored}); "
-                         f"builds use {kept}")
+            lines.append(
+                f"plugin {name!r} also registers {reg_name} {component!r}: ignored ({ignored}); builds use {kept}"
+            )
     return lines
 
 

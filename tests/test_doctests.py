@@ -88,4 +88,3 @@ def test_docstring_examples(name: str, tmp_path, monkeypatch):
         _seed()
         runner.run(test, out=report.append)
     assert runner.failures == 0, "".join(report)
-

@@ -50,8 +50,7 @@ def views_from_call(
         return views
     if views:
         raise TypeError(
-            f"{loss_name} takes its views either positionally or as out0=..., out1=... (lightly's keywords), "
-            "not both."
+            f"{loss_name} takes its views either positionally or as out0=..., out1=... (lightly's keywords), not both."
         )
     if out0 is None or out1 is None:
         missing = "out0" if out0 is None else "out1"

@@ -31,7 +31,9 @@ __all__ = ["FeatureFilter", "GATE_MODES", "check_class_labels"]
 GATE_MODES = ("fused", "product", "open")
 
 
-def check_class_labels(labels: object, num_classes: int, length: Optional[int] = None, name: str = "labels") -> torch.Tensor:
+def check_class_labels(
+    labels: object, num_classes: int, length: Optional[int] = None, name: str = "labels"
+) -> torch.Tensor:
     """Validate class indices in ``[0, num_classes)``; return them as a 1-D int64 tensor.
 
     Any integer dtype (int8, uint8, ...) or a Python sequence of integers is accepted.
@@ -90,7 +92,12 @@ class FeatureFilter(nn.Module):
         mode: str = "fused",
     ) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("out_dim", out_dim), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
+        for name, value in (
+            ("num_classes", num_classes),
+            ("out_dim", out_dim),
+            ("embed_dim", embed_dim),
+            ("hidden_dim", hidden_dim),
+        ):
             check_positive_int(value, name)
         check_choice(mode, "gate_mode", GATE_MODES, "gate mode")
         self.num_classes = num_classes

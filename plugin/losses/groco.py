@@ -36,8 +36,11 @@ __all__ = ["GroCoLoss", "group_ordering_loss", "check_gradient_scale", "scale_gr
 
 def check_gradient_scale(gradient_scale: float) -> float:
     """``gradient_scale`` as a float; ``ValueError`` unless it is a finite number > 0."""
-    if isinstance(gradient_scale, bool) or not isinstance(gradient_scale, (int, float)) or not (
-            0.0 < float(gradient_scale) < float("inf")):
+    if (
+        isinstance(gradient_scale, bool)
+        or not isinstance(gradient_scale, (int, float))
+        or not (0.0 < float(gradient_scale) < float("inf"))
+    ):
         raise ValueError(f"gradient_scale must be a finite number > 0, got {gradient_scale!r}.")
     return float(gradient_scale)
 
@@ -96,9 +99,7 @@ def group_ordering_loss(
         )
     num_neg, num_pos = negative_scores.shape[1], positive_scores.shape[1]
     if num_neg < 1 or num_pos < 1:
-        raise ValueError(
-            f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}."
-        )
+        raise ValueError(f"Every anchor needs at least one positive and one negative, got P={num_pos}, K={num_neg}.")
     check_finite([("positive_scores", positive_scores), ("negative_scores", negative_scores)], "anchor")
     return _ordered_group_ordering_loss(
         negative_scores.float().sort(dim=1).values,
@@ -263,7 +264,9 @@ class GroCoLoss(nn.Module):
             art_lambda=self.art_lambda,
         )
 
-    def forward(self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         views = views_from_call(views, out0, out1, "GroCoLoss")
         view_list = as_view_list(views, loss_name="GroCoLoss", labelled_alternative="rankssl.pml.GroCoLoss")
         self._check_settings()
@@ -277,9 +280,7 @@ class GroCoLoss(nn.Module):
         num_views, batch_size = len(normalized), normalized[0].shape[0]
         num_global = num_views if self.n_positive_views is None else self.n_positive_views
         if num_global > num_views:
-            raise ValueError(
-                f"n_positive_views={num_global} but only {num_views} views were given."
-            )
+            raise ValueError(f"n_positive_views={num_global} but only {num_views} views were given.")
         num_candidates = batch_size * (dist.world_size() if self.gather_distributed else 1) - 1
         # As rankssl.pml.GroCoLoss: an anchor with fewer than K candidates uses all of them.
         num_negatives = min(self.n_negatives, num_candidates)
@@ -301,7 +302,9 @@ class GroCoLoss(nn.Module):
             losses.append(self._anchor_losses(normalized[num_global:], positive_scores, num_negatives))
         return scale_gradient(torch.cat(losses).mean(), self.gradient_scale)
 
-    def _anchor_losses(self, anchors: List[torch.Tensor], positive_scores: torch.Tensor, num_negatives: int) -> torch.Tensor:
+    def _anchor_losses(
+        self, anchors: List[torch.Tensor], positive_scores: torch.Tensor, num_negatives: int
+    ) -> torch.Tensor:
         """Losses of every (view, image) anchor; ``positive_scores`` is (V, P, B)."""
         negative_scores = torch.stack([self._hardest_negatives(anchor, num_negatives) for anchor in anchors])
         num_pos = positive_scores.shape[1]

@@ -75,8 +75,15 @@ from rankssl.ops.validation import (
     send_collected_checks,
 )
 
-__all__ = ["HydraLoss", "RANKSSL_VARIANT", "SIMLAP_SETTINGS", "gated_cosine_logits", "hydra_pair_loss",
-           "hydra_pair_term_matrix", "hydra_pair_terms"]
+__all__ = [
+    "HydraLoss",
+    "RANKSSL_VARIANT",
+    "SIMLAP_SETTINGS",
+    "gated_cosine_logits",
+    "hydra_pair_loss",
+    "hydra_pair_term_matrix",
+    "hydra_pair_terms",
+]
 
 _EPS = 1e-8
 # Stands in for log(0) at the logits that are not negatives: finite, so rows without a
@@ -84,8 +91,9 @@ _EPS = 1e-8
 _NOT_NEGATIVE = torch.finfo(torch.float32).min / 4
 
 
-def gated_cosine_logits(anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor,
-                        scale: Union[float, torch.Tensor]) -> torch.Tensor:
+def gated_cosine_logits(
+    anchors: torch.Tensor, keys: Optional[torch.Tensor], gates: torch.Tensor, scale: Union[float, torch.Tensor]
+) -> torch.Tensor:
     """(A, N) logits ``scale * cos(g_a * anchors[a], g_a * keys[n])``; ``keys=None``: the anchors.
 
     Written with matmuls over squared gates, so memory is O(A*N), never O(A*N*D):
@@ -143,8 +151,9 @@ class _GatedTerms(torch.autograd.Function):
         x = torch.where(to_pair, lse - logits, float("-inf"))
         ctx.keys_mode = keys if keys is None or isinstance(keys, str) else "tensor"
         ctx.scale_is_tensor = isinstance(scale, torch.Tensor)
-        ctx.save_for_backward(u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, x,
-                              scale if ctx.scale_is_tensor else None)
+        ctx.save_for_backward(
+            u, cu, v, cv, gates, g2, gu, vv, a, k, rs, logits, masked, x, scale if ctx.scale_is_tensor else None
+        )
         return F.softplus(x)
 
     @staticmethod
@@ -206,8 +215,9 @@ def _masked_terms(
         not_negative = not_negative | invalid
         to_pair = to_pair > invalid  # to_pair and not invalid
     # log(exp(l_ij) + sum_k exp(l_ik)) - l_ij = softplus(LSE_k l_ik - l_ij): no row centring needed.
-    terms = _GatedTerms.apply(anchors.float(), None if keys is None else keys.float(), gates.float(), to_pair,
-                              not_negative, scale)
+    terms = _GatedTerms.apply(
+        anchors.float(), None if keys is None else keys.float(), gates.float(), to_pair, not_negative, scale
+    )
     return terms, to_pair
 
 
@@ -292,8 +302,9 @@ def hydra_pair_loss(
         >>> bool(has.all())
         True
     """
-    sums, num_positive = hydra_pair_terms(anchors, keys, gates, anchor_labels, pair_labels, key_labels,
-                                          self_index, scale)
+    sums, num_positive = hydra_pair_terms(
+        anchors, keys, gates, anchor_labels, pair_labels, key_labels, self_index, scale
+    )
     return sums / num_positive.clamp_min(1), num_positive > 0
 
 
@@ -332,8 +343,10 @@ def _split_call(args: tuple, labels, pair_labels, out0, out1) -> Tuple[list, Any
     if rest:
         raise TypeError(f"HydraLoss takes (views, labels, pair_labels); got {len(rest)} positional argument(s) more.")
     if isinstance(labels, torch.Tensor) and labels.is_floating_point() and labels.dim() == 2:
-        raise TypeError("labels is a 2-D floating tensor, i.e. a view: pass the views as a list, "
-                        "loss([view0, view1], labels), or the labels as labels=.")
+        raise TypeError(
+            "labels is a 2-D floating tensor, i.e. a view: pass the views as a list, "
+            "loss([view0, view1], labels), or the labels as labels=."
+        )
     return views, labels, pair_labels
 
 
@@ -420,10 +433,22 @@ class HydraLoss(HydraLossBase):
     ) -> None:
         super().__init__()
         self._init_common(
-            num_classes, dim, temperature=temperature, gate_mode=gate_mode, pairing=pairing, embed_dim=embed_dim,
-            hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight, seed=seed,
-            feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
-            key_views=key_views, filter_warmup_epochs=filter_warmup_epochs,
+            num_classes,
+            dim,
+            temperature=temperature,
+            gate_mode=gate_mode,
+            pairing=pairing,
+            embed_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            gate_penalty=gate_penalty,
+            class_pair_weight=class_pair_weight,
+            seed=seed,
+            feature_filter=feature_filter,
+            reduction=reduction,
+            pair_draw=pair_draw,
+            learn_scale=learn_scale,
+            key_views=key_views,
+            filter_warmup_epochs=filter_warmup_epochs,
         )
         self.dim = dim
         dist.check_gather_distributed(gather_distributed)
@@ -467,8 +492,10 @@ class HydraLoss(HydraLossBase):
                 f"dimensions; build HydraLoss(dim={views[0].shape[1]}, ...) or change the projector."
             )
         if self.key_views == "other" and num_views < 2:
-            raise ValueError("key_views='other' (SimLAP, the default) compares each view with the others: pass at "
-                             "least two views, loss([view0, view1], labels), or use key_views='all'.")
+            raise ValueError(
+                "key_views='other' (SimLAP, the default) compares each view with the others: pass at "
+                "least two views, loss([view0, view1], labels), or use key_views='all'."
+            )
         if self.epoch < self.filter_warmup_epochs:  # filter-only warm-up: no gradient to the embeddings
             views = [v.detach() for v in views]
         if self.key_views == "other" and not self.gather_distributed:
@@ -504,6 +531,7 @@ class HydraLoss(HydraLossBase):
         """SimLAP's directions batched: (V, B) anchors, each view against the (V-1)*B keys of the others."""
         num_views, batch_size = len(views), labels.shape[0]
         z = torch.stack(views).float()
+        keys: Union[str, torch.Tensor]
         if num_views == 2:
             keys = "flip"
         else:
@@ -528,14 +556,17 @@ class HydraLoss(HydraLossBase):
         if admissible is not None:
             inadmissible = ~admissible.view(num_views, batch_size, 1)
             not_negative, to_pair = not_negative | inadmissible, to_pair > inadmissible
-        terms = _GatedTerms.apply(z, keys if isinstance(keys, str) else keys.float(), gates.float(), to_pair,
-                                  not_negative, self.scale)
+        terms = _GatedTerms.apply(
+            z, keys if isinstance(keys, str) else keys.float(), gates.float(), to_pair, not_negative, self.scale
+        )
         loss = self._reduce(terms, to_pair, num_views)
         if self.gate_penalty > 0:
             loss = loss + self._gate_penalty(gates)
         return loss
 
-    def _invalid_keys(self, rows: int, num_keys: int, offset: int, batch_size: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _invalid_keys(
+        self, rows: int, num_keys: int, offset: int, batch_size: int, device
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(rows, num_keys) keys each anchor must not see: itself ('all') or its own view ('other'),
         and the (rows,) anchors' rows among the keys.
 
@@ -554,8 +585,10 @@ class HydraLoss(HydraLossBase):
         return cache[key]
 
     def _check_classes(self, key_labels: torch.Tensor) -> None:
-        message = ("The batch holds a single class: Hydra has no negatives. Batches need several classes "
-                   "(e.g. pytorch-metric-learning's MPerClassSampler).")
+        message = (
+            "The batch holds a single class: Hydra has no negatives. Batches need several classes "
+            "(e.g. pytorch-metric-learning's MPerClassSampler)."
+        )
         single = (key_labels == key_labels[0]).all()
         if is_lazy(key_labels):
             defer_check(single, message)
@@ -569,8 +602,12 @@ class HydraLoss(HydraLossBase):
             groups = num_views if self.key_views == "other" else 1
             sums, counts = terms.view(groups, -1).sum(dim=1), positive.view(groups, -1).sum(dim=1)
         with_positive = (counts > 0).sum()
-        defer_or_raise(with_positive == 0, "No anchor has a positive: every paired class occurs only as the anchor "
-                       "itself (with pairing='identical' each class needs at least two samples in the batch).", counts)
+        defer_or_raise(
+            with_positive == 0,
+            "No anchor has a positive: every paired class occurs only as the anchor "
+            "itself (with pairing='identical' each class needs at least two samples in the batch).",
+            counts,
+        )
         # sums are 0 where counts are (any divisor does there; 1 keeps it finite): the mean over the
         # groups (anchors or directions) that have a positive
         return (sums / (counts * with_positive).clamp_min(1)).sum()
@@ -579,8 +616,8 @@ class HydraLoss(HydraLossBase):
         return (
             f"num_classes={self.num_classes}, dim={self.dim}, temperature={self.temperature}, "
             f"pairing={self.pairing!r}, gate_penalty={self.gate_penalty}, "
-            f"gather_distributed={self.gather_distributed}, key_views={self.key_views!r}, reduction={self.reduction!r}, "
+            f"gather_distributed={self.gather_distributed}, key_views={self.key_views!r}, "
+            f"reduction={self.reduction!r}, "
             f"pair_draw={self.pair_draw!r}, learn_scale={self.learn_scale}, "
             f"filter_warmup_epochs={self.filter_warmup_epochs}"
         )
-

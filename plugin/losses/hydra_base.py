@@ -33,8 +33,17 @@ from rankssl.losses.pair_sampling import check_pairing, draw_partners, permutati
 from rankssl.ops import dist
 from rankssl.ops.validation import check_choice, check_float, check_positive_int
 
-__all__ = ["RANKSSL_VARIANT", "SIMLAP_SETTINGS", "HydraLossBase", "PartnerDraw", "check_hydra_settings",
-           "check_variant_settings", "checked_class_pair_weight", "defer_or_raise", "feature_filter_for"]
+__all__ = [
+    "RANKSSL_VARIANT",
+    "SIMLAP_SETTINGS",
+    "HydraLossBase",
+    "PartnerDraw",
+    "check_hydra_settings",
+    "check_variant_settings",
+    "checked_class_pair_weight",
+    "defer_or_raise",
+    "feature_filter_for",
+]
 
 KEY_MODES = ("all", "other")
 REDUCTIONS = ("anchor_mean", "pair_mean")
@@ -61,7 +70,9 @@ def check_hydra_settings(temperature: float, gate_penalty: float, pairing: str) 
     check_pairing(pairing)
 
 
-def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int) -> None:
+def check_variant_settings(
+    key_views: str, reduction: str, pair_draw: str, pairing: str, filter_warmup_epochs: int
+) -> None:
     """Raise a ``ValueError`` for an unknown key mode, reduction or pair draw, a permutation
     draw with ``pairing='distinct'`` (a permutation may map an image to its own class), or a
     negative warm-up."""
@@ -69,8 +80,10 @@ def check_variant_settings(key_views: str, reduction: str, pair_draw: str, pairi
     check_choice(reduction, "reduction", REDUCTIONS)
     check_choice(pair_draw, "pair_draw", PAIR_DRAWS)
     if pair_draw == "permutation" and pairing == "distinct":
-        raise ValueError("pair_draw='permutation' draws partners as the authors do and cannot guarantee "
-                         "pairing='distinct'; use pair_draw='per_row' or pairing='arbitrary'.")
+        raise ValueError(
+            "pair_draw='permutation' draws partners as the authors do and cannot guarantee "
+            "pairing='distinct'; use pair_draw='per_row' or pairing='arbitrary'."
+        )
     check_positive_int(filter_warmup_epochs, "filter_warmup_epochs", minimum=0)
 
 
@@ -173,8 +186,9 @@ class PartnerDraw:
         generator = torch.Generator(device=device)
         saved, self._saved = self._saved, None
         if self._generator is not None:  # the loss moved to another device type: continue from the old stream
-            generator.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self._generator,
-                                                    device=self._generator.device)))
+            generator.manual_seed(
+                int(torch.randint(0, 2**62, (1,), generator=self._generator, device=self._generator.device))
+            )
         elif saved is not None and saved["device"] == device.type:
             generator.set_state(saved["state"])
         elif saved is not None:
@@ -229,16 +243,23 @@ class PartnerDraw:
         else:
             device, state = "", torch.empty(0, dtype=torch.uint8)
         seed = 0 if self.seed is None else self.seed
-        header = torch.tensor(list(seed.to_bytes(8, "little", signed=True))
-                              + [self.seed is not None, _DEVICE_CODES.get(device, 0)], dtype=torch.uint8)
+        header = torch.tensor(
+            list(seed.to_bytes(8, "little", signed=True)) + [self.seed is not None, _DEVICE_CODES.get(device, 0)],
+            dtype=torch.uint8,
+        )
         return torch.cat([header, state.to(torch.uint8).reshape(-1)])
 
     def load_state(self, state: Any) -> None:
         """Restore :meth:`state`'s stream: the next draws are the saved object's next draws."""
-        if (not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1
-                or state.numel() < _HEADER_BYTES):
-            raise ValueError(f"HydraLoss extra state must be the uint8 tensor get_extra_state() returns, "
-                             f"got {type(state).__name__}.")
+        if (
+            not isinstance(state, torch.Tensor)
+            or state.dtype != torch.uint8
+            or state.dim() != 1
+            or state.numel() < _HEADER_BYTES
+        ):
+            raise ValueError(
+                f"HydraLoss extra state must be the uint8 tensor get_extra_state() returns, got {type(state).__name__}."
+            )
         state = state.cpu()
         header = bytes(state[:_HEADER_BYTES].tolist())
         self.seed = int.from_bytes(header[:8], "little", signed=True) if header[8] else None
@@ -331,18 +352,27 @@ class HydraLossBase(nn.Module):
         if self.pair_draw == "permutation" and self.pairing == "distinct":
             check_variant_settings("all", self.reduction, self.pair_draw, self.pairing, 0)
 
-    def _partners(self, labels: torch.Tensor, rows: torch.Tensor, pool: torch.Tensor,
-                  self_index: Optional[torch.Tensor], pair_labels: Optional[object]
-                  ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _partners(
+        self,
+        labels: torch.Tensor,
+        rows: torch.Tensor,
+        pool: torch.Tensor,
+        self_index: Optional[torch.Tensor],
+        pair_labels: Optional[object],
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``(y2, admissible)`` on ``rows``' device: the given ``pair_labels`` checked (one per image,
         (B,), or one per row, (R,)), else drawn (see :class:`PartnerDraw` for the arguments)."""
         if pair_labels is None:
-            return self._partner_draw(labels, rows, pool, self_index, self.pairing, self.pair_draw,
-                                      self.class_pair_weight)
-        per_image = (isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1
-                     and pair_labels.shape[0] == labels.shape[0])
+            return self._partner_draw(
+                labels, rows, pool, self_index, self.pairing, self.pair_draw, self.class_pair_weight
+            )
+        per_image = (
+            isinstance(pair_labels, torch.Tensor) and pair_labels.dim() == 1 and pair_labels.shape[0] == labels.shape[0]
+        )
         length = None if per_image else rows.shape[0]
-        return check_class_labels(pair_labels, self.num_classes, length=length, name="pair_labels").to(rows.device), None
+        return check_class_labels(pair_labels, self.num_classes, length=length, name="pair_labels").to(
+            rows.device
+        ), None
 
     def _gate_penalty(self, gates: torch.Tensor) -> torch.Tensor:
         """``gate_penalty * mean(g * (1 - g))`` over the (..., D) gates: 0 for binary gates."""

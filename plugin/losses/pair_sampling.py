@@ -84,8 +84,9 @@ def draw_partners(
         return pool[picked], None
     weights = torch.ones(n, m, device=device)
     if self_index is not None:
-        weights = weights.index_put((torch.arange(n, device=device), self_index.to(device)),
-                                    torch.zeros((), device=device))
+        weights = weights.index_put(
+            (torch.arange(n, device=device), self_index.to(device)), torch.zeros((), device=device)
+        )
     if pairing == "distinct":
         weights = weights * (labels[:, None] != pool[None, :])
     if class_pair_weight is not None:
@@ -143,18 +144,27 @@ def sample_pair_labels(
     y2, admissible = draw_partners(labels, pairing, pool_labels, self_index, class_pair_weight, generator)
     if admissible is None:
         return y2
-    reason = {"arbitrary": "the batch has no other sample", "distinct": "the batch holds a single class",
-              "identical": ""}[pairing]
+    reason = {
+        "arbitrary": "the batch has no other sample",
+        "distinct": "the batch holds a single class",
+        "identical": "",
+    }[pairing]
     if class_pair_weight is not None:
         reason += " or class_pair_weight is zero for every class present"
-    advice = ("Batches need several classes (use a class-balanced sampler such as "
-              "pytorch-metric-learning's MPerClassSampler).")
+    advice = (
+        "Batches need several classes (use a class-balanced sampler such as "
+        "pytorch-metric-learning's MPerClassSampler)."
+    )
     if is_lazy(labels):
-        defer_check(~admissible.all(), f"An anchor has no admissible partner for pairing={pairing!r}: {reason}. {advice}")
+        defer_check(
+            ~admissible.all(), f"An anchor has no admissible partner for pairing={pairing!r}: {reason}. {advice}"
+        )
     elif not bool(admissible.all()):
         row = int(torch.nonzero(~admissible)[0])
-        raise ValueError(f"Anchor {row} (class {int(labels[row])}) has no admissible partner for "
-                         f"pairing={pairing!r}: {reason}. {advice}")
+        raise ValueError(
+            f"Anchor {row} (class {int(labels[row])}) has no admissible partner for "
+            f"pairing={pairing!r}: {reason}. {advice}"
+        )
     return y2
 
 

@@ -80,9 +80,7 @@ def ranking_ap_loss(
     check_embeddings(query_emb, "query_emb")
     check_embeddings(db_emb, "db_emb")
     if query_emb.shape[1] != db_emb.shape[1]:
-        raise ValueError(
-            f"query_emb has dim {query_emb.shape[1]} but db_emb has dim {db_emb.shape[1]}."
-        )
+        raise ValueError(f"query_emb has dim {query_emb.shape[1]} but db_emb has dim {db_emb.shape[1]}.")
     if callable(similarity):
         scores = similarity(query_emb, db_emb)
     else:
@@ -215,8 +213,13 @@ class S2R2Loss(nn.Module):
         _check_similarity(similarity)
         check_optional_positive_int(chunk_size, "chunk_size")
         settings = estimator_settings_from_arguments(
-            estimator, num_bins=num_bins, score_range=score_range, temperature=temperature,
-            steepness=steepness, sorting_network=sorting_network, distribution=distribution,
+            estimator,
+            num_bins=num_bins,
+            score_range=score_range,
+            temperature=temperature,
+            steepness=steepness,
+            sorting_network=sorting_network,
+            distribution=distribution,
         )
         if estimator in ("binned", "fastap") and score_range is None and similarity == "dot":
             settings["score_range"] = BATCH_RANGE
@@ -227,7 +230,9 @@ class S2R2Loss(nn.Module):
         dist.check_gather_distributed(gather_distributed)
         self.gather_distributed = gather_distributed
 
-    def forward(self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, *views: Views, out0: Optional[torch.Tensor] = None, out1: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         views = views_from_call(views, out0, out1, "S2R2Loss")
         view_list = as_view_list(views, loss_name="S2R2Loss", labelled_alternative="rankssl.pml.S2R2Loss")
         self._check_settings()
@@ -256,7 +261,12 @@ class S2R2Loss(nn.Module):
         # Every query has exactly V - 1 relevant items and only itself left out: the
         # masks need no check, and the estimators know their width without a host sync.
         ap = _average_precision(
-            scores, relevance, valid, self.estimator, self.chunk_size, self.estimator_settings,
+            scores,
+            relevance,
+            valid,
+            self.estimator,
+            self.chunk_size,
+            self.estimator_settings,
             max_relevant=num_views - 1,
             # Cosine scores lie in the default (-1, 1) by construction: no range check needed.
             bounded=self.similarity == "cosine" and self.estimator_settings.get("score_range") == (-1.0, 1.0),

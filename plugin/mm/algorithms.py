@@ -95,8 +95,12 @@ class SelfSupervisedAlgorithm(BaseModel):
         self.backbone = build_module(backbone)
         self.pool = build_module(pool)
         neck = copy.deepcopy(neck if neck is not None else self.default_neck)
-        if (isinstance(neck, dict) and "in_dim" not in neck and hasattr(self.backbone, "out_dim")
-                and str(neck.get("type", "")).split(".")[0] not in _OPENMMLAB_PACKAGES):
+        if (
+            isinstance(neck, dict)
+            and "in_dim" not in neck
+            and hasattr(self.backbone, "out_dim")
+            and str(neck.get("type", "")).split(".")[0] not in _OPENMMLAB_PACKAGES
+        ):
             neck["in_dim"] = self.backbone.out_dim
         self.neck = build_module(neck) if neck is not None else nn.Identity()
         self.neck_takes_tuple = neck_input == "tuple" or (neck_input == "auto" and _is_openmmlab(self.neck))
@@ -144,8 +148,9 @@ class SelfSupervisedAlgorithm(BaseModel):
     def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
         return self.loss_module(*projections)
 
-    def forward(self, inputs: Union[List[torch.Tensor], torch.Tensor], data_samples: Any = None,
-                mode: str = "tensor") -> Any:
+    def forward(
+        self, inputs: Union[List[torch.Tensor], torch.Tensor], data_samples: Any = None, mode: str = "tensor"
+    ) -> Any:
         groups = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
         if mode == "loss":
             return {"loss": self.compute_loss(self.project(groups), data_samples)}
@@ -170,7 +175,7 @@ def _per_sample(features: torch.Tensor, data_samples: Any) -> List[Dict[str, Any
     mmpretrain ``DataSample``: their ``gt_label`` becomes ``label``) into one dict per sample."""
     out = [{"feat": f} for f in features.detach()]
     if isinstance(data_samples, (list, tuple)) and len(data_samples) == len(out):
-        for sample, item in zip(out, data_samples):
+        for sample, item in zip(out, data_samples, strict=True):
             label = getattr(item, "gt_label", None)
             if label is not None and torch.as_tensor(label).numel() == 1:
                 sample["label"] = torch.as_tensor(label).reshape(())
@@ -179,10 +184,10 @@ def _per_sample(features: torch.Tensor, data_samples: Any) -> List[Dict[str, Any
         return out
     for key, value in data_samples.items():
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == len(out):
-            for sample, v in zip(out, value):
+            for sample, v in zip(out, value, strict=True):
                 sample[key] = v
         elif isinstance(value, (list, tuple)) and len(value) == len(out):
-            for sample, v in zip(out, value):
+            for sample, v in zip(out, value, strict=True):
                 sample[key] = v
     return out
 

@@ -86,7 +86,7 @@ def load_feature_filter(path: str, mode: Optional[str] = None) -> Dict[str, Any]
             f"of a Hydra model with gate_mode 'fused' or 'product'."
         )
     prefix = keys[0][: -len("class_embedding.weight")]
-    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     num_classes, embed_dim = own["class_embedding.weight"].shape
     hidden_dim = own["mlp.2.weight"].shape[0]
     out_dim = own["mlp.5.weight"].shape[0]
@@ -137,20 +137,34 @@ def analyze_checkpoint(
     os.makedirs(out_dir, exist_ok=True)
     cls_names = [names[int(c)] for c in table["classes"]]
     pair_names = [f"{names[int(a)]}-{names[int(b)]}" for a, b in table["pairs"].tolist()]
-    written = {"npz": os.path.join(out_dir, "pair_gates.npz"), "csv": os.path.join(out_dir, "pair_gates.csv"),
-               "overlap_csv": os.path.join(out_dir, "pair_overlap.csv")}
-    np.savez(written["npz"], class_names=np.array(cls_names), threshold=threshold,
-             **{k: v.numpy() for k, v in table.items()})
+    written = {
+        "npz": os.path.join(out_dir, "pair_gates.npz"),
+        "csv": os.path.join(out_dir, "pair_gates.csv"),
+        "overlap_csv": os.path.join(out_dir, "pair_overlap.csv"),
+    }
+    np.savez(
+        written["npz"], class_names=np.array(cls_names), threshold=threshold, **{k: v.numpy() for k, v in table.items()}
+    )
     k_index = {int(c): i for i, c in enumerate(table["classes"])}
     with open(written["csv"], "w", newline="") as f:
         writer = csv.writer(f)
         dim = table["gates"].shape[1]
-        writer.writerow(["class_a", "class_b", "name_a", "name_b", "open_fraction", "mean_gate"]
-                        + [f"g_{d}" for d in range(dim)])
+        writer.writerow(
+            ["class_a", "class_b", "name_a", "name_b", "open_fraction", "mean_gate"] + [f"g_{d}" for d in range(dim)]
+        )
         for (a, b), gate in zip(table["pairs"].tolist(), table["gates"], strict=True):
             i, j = k_index[a], k_index[b]
-            writer.writerow([a, b, names[a], names[b], f"{float(table['open_fraction'][i, j]):.6g}",
-                             f"{float(table['mean_gate'][i, j]):.6g}"] + [f"{float(g):.6g}" for g in gate])
+            writer.writerow(
+                [
+                    a,
+                    b,
+                    names[a],
+                    names[b],
+                    f"{float(table['open_fraction'][i, j]):.6g}",
+                    f"{float(table['mean_gate'][i, j]):.6g}",
+                ]
+                + [f"{float(g):.6g}" for g in gate]
+            )
     with open(written["overlap_csv"], "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["pair"] + pair_names)
@@ -159,17 +173,36 @@ def analyze_checkpoint(
     if plot:
         written["open_fraction_png"] = os.path.join(out_dir, "open_fraction.png")
         written["overlap_png"] = os.path.join(out_dir, "pair_overlap.png")
-        _heatmap(table["open_fraction"].numpy(), cls_names, cls_names, "fraction of open gate dimensions",
-                 written["open_fraction_png"], axis_labels=("class b of the pair", "class a of the pair"),
-                 colour_label="fraction of gate dimensions open")
-        _heatmap(table["overlap"].numpy(), pair_names, pair_names, "overlap of active dimensions (Jaccard)",
-                 written["overlap_png"], axis_labels=("class pair", "class pair"),
-                 colour_label="Jaccard overlap of the pairs' open dimensions")
+        _heatmap(
+            table["open_fraction"].numpy(),
+            cls_names,
+            cls_names,
+            "fraction of open gate dimensions",
+            written["open_fraction_png"],
+            axis_labels=("class b of the pair", "class a of the pair"),
+            colour_label="fraction of gate dimensions open",
+        )
+        _heatmap(
+            table["overlap"].numpy(),
+            pair_names,
+            pair_names,
+            "overlap of active dimensions (Jaccard)",
+            written["overlap_png"],
+            axis_labels=("class pair", "class pair"),
+            colour_label="Jaccard overlap of the pairs' open dimensions",
+        )
     return {"table": table, "class_names": cls_names, "pair_names": pair_names, "files": written}
 
 
-def _heatmap(matrix: np.ndarray, rows: List[str], cols: List[str], title: str, path: str,
-             axis_labels: tuple = ("", ""), colour_label: str = "") -> None:
+def _heatmap(
+    matrix: np.ndarray,
+    rows: List[str],
+    cols: List[str],
+    title: str,
+    path: str,
+    axis_labels: tuple = ("", ""),
+    colour_label: str = "",
+) -> None:
     import matplotlib.pyplot as plt
 
     fig = heatmap_figure(matrix, rows, cols, title, axis_labels, colour_label)
@@ -177,8 +210,14 @@ def _heatmap(matrix: np.ndarray, rows: List[str], cols: List[str], title: str, p
     plt.close(fig)
 
 
-def heatmap_figure(matrix: np.ndarray, rows: List[str], cols: List[str], title: str,
-                   axis_labels: tuple = ("", ""), colour_label: str = ""):
+def heatmap_figure(
+    matrix: np.ndarray,
+    rows: List[str],
+    cols: List[str],
+    title: str,
+    axis_labels: tuple = ("", ""),
+    colour_label: str = "",
+):
     """The (len(rows), len(cols)) heatmap in [0, 1]: tick labels (up to 80), axis labels
     ``(x, y)``, a labelled colour bar and a title."""
     import matplotlib
@@ -207,12 +246,17 @@ def add_analyze_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """Arguments of ``rankssl analyze`` (for the CLI to attach to its sub-parser)."""
     parser.add_argument("checkpoint", help="checkpoint of a Hydra model (mmengine .pth or a state dict)")
     parser.add_argument("--out", default=None, help="output folder (default: <checkpoint>_analysis)")
-    parser.add_argument("--classes", default=None,
-                        help="comma-separated class indices to analyse (default: all, up to --max-classes)")
+    parser.add_argument(
+        "--classes", default=None, help="comma-separated class indices to analyse (default: all, up to --max-classes)"
+    )
     parser.add_argument("--class-names", default=None, help="comma-separated names of all classes")
     parser.add_argument("--threshold", type=float, default=0.5, help="gate value above which a dimension is active")
-    parser.add_argument("--mode", choices=("fused", "product"), default=None,
-                        help="gate mode, if the checkpoint does not record its config")
+    parser.add_argument(
+        "--mode",
+        choices=("fused", "product"),
+        default=None,
+        help="gate mode, if the checkpoint does not record its config",
+    )
     parser.add_argument("--max-classes", type=int, default=50)
     parser.add_argument("--no-plot", action="store_true", help="write CSV/NPZ only")
     return parser
@@ -222,11 +266,14 @@ def run_analyze(args: argparse.Namespace) -> int:
     """Run ``rankssl analyze`` from parsed arguments; prints the written files."""
     classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
-    result = analyze_checkpoint(args.checkpoint, args.out, classes, names, args.threshold, args.mode,
-                                args.max_classes, plot=not args.no_plot)
+    result = analyze_checkpoint(
+        args.checkpoint, args.out, classes, names, args.threshold, args.mode, args.max_classes, plot=not args.no_plot
+    )
     table = result["table"]
-    print(f"{len(table['pairs'])} class pairs of {len(table['classes'])} classes, gate width {table['gates'].shape[1]}; "
-          f"mean open fraction {float(table['open_fraction'].mean()):.3f}")
+    print(
+        f"{len(table['pairs'])} class pairs of {len(table['classes'])} classes, gate width {table['gates'].shape[1]}; "
+        f"mean open fraction {float(table['open_fraction'].mean()):.3f}"
+    )
     for kind, file in result["files"].items():
         print(f"{kind}: {file}")
     return 0

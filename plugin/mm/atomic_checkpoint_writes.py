@@ -79,9 +79,16 @@ class AtomicWriteCheckpointHook(CheckpointHook):
         local = os.path.isdir(self.out_dir)
         tmp = temporary_path(path) if local else path
         runner.save_checkpoint(
-            os.path.dirname(tmp), os.path.basename(tmp), self.file_client_args, save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=self.by_epoch,
-            backend_args=self.backend_args, **self.args)
+            os.path.dirname(tmp),
+            os.path.basename(tmp),
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
         if not is_main_process():
             return
         if local:

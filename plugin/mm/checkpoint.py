@@ -31,7 +31,7 @@ import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -41,11 +41,11 @@ from rankssl._files import fsync_directory
 _DONE = False
 
 
-def mmengine_checkpoint_types() -> List[Callable[..., Any]]:
+def mmengine_checkpoint_types() -> List[Any]:
     """The non-tensor types found in mmengine 0.10 checkpoints (message hub, meta)."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types: List[object] = [HistoryBuffer, np.ndarray, np.dtype]
+    types: List[Any] = [HistoryBuffer, np.ndarray, np.dtype]
     # NumPy 1.x (the `mmpretrain` extra pins it): numpy._core is only a shim there
     numpy_2 = int(np.__version__.split(".")[0]) >= 2
     multiarray: Any = importlib.import_module("numpy._core.multiarray" if numpy_2 else "numpy.core.multiarray")
@@ -158,15 +158,20 @@ def verify_checkpoint(path: str) -> None:
         raise CheckpointError(f"{path!r} is not a checkpoint: it is not a file.")
     size = os.path.getsize(path)
     if size == 0:
-        raise CheckpointError(f"{path!r} is not a checkpoint: the file is empty "
-                              "(a write interrupted before the atomic checkpoint writes leaves such files).")
+        raise CheckpointError(
+            f"{path!r} is not a checkpoint: the file is empty "
+            "(a write interrupted before the atomic checkpoint writes leaves such files)."
+        )
     with open(path, "rb") as f:
         head = f.read(4)
     if not zipfile.is_zipfile(path):
         if head[:1] == b"\x80":  # a pickle: torch's legacy format, no checksums to verify
             return
-        what = "its zip directory is missing (truncated?)" if head[:2] == b"PK" else (
-            f"it is not a torch zip archive (starts with {head!r})")
+        what = (
+            "its zip directory is missing (truncated?)"
+            if head[:2] == b"PK"
+            else (f"it is not a torch zip archive (starts with {head!r})")
+        )
         raise CheckpointError(f"{path!r} is not a checkpoint ({size} bytes): {what}.")
     try:
         with zipfile.ZipFile(path) as archive:
@@ -175,8 +180,10 @@ def verify_checkpoint(path: str) -> None:
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as exc:
         raise CheckpointError(f"{path!r} is a damaged checkpoint: {exc}.") from exc
     if damaged is not None:
-        raise CheckpointError(f"{path!r} is a damaged checkpoint: the CRC-32 of {damaged!r} does not match "
-                              "its contents (bytes changed after writing); refusing to load it.")
+        raise CheckpointError(
+            f"{path!r} is a damaged checkpoint: the CRC-32 of {damaged!r} does not match "
+            "its contents (bytes changed after writing); refusing to load it."
+        )
     if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
         raise CheckpointError(f"{path!r} is not a checkpoint: a zip archive without torch's data.pkl.")
 

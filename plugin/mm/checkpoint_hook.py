@@ -45,7 +45,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from mmengine.dist import is_main_process
 from mmengine.logging import print_log
@@ -58,7 +58,7 @@ from rankssl.mm.resume_start import choose_resume
 from rankssl.mm.rng_continuity import capture_run_states, restore_run_states, restore_sampler_seed, sampler_seed
 from rankssl.mm.stop_signals import StopOnSignal, exit_status
 from rankssl.mm.validation_marker import mark_validated, new_token, validation_finished, validation_follows
-from rankssl.mm.workdir_lock import hold_work_dir
+from rankssl.mm.workdir_lock import WorkDirLock, hold_work_dir
 
 __all__ = ["AtomicCheckpointHook", "RESUME_KEY"]
 
@@ -86,9 +86,9 @@ class AtomicCheckpointHook(AtomicWriteCheckpointHook):
         self._stop = StopOnSignal()
         self._to_save: Optional[Dict[str, Any]] = None  # RESUME_KEY entry for the next save
         self._pending: Optional[Dict[str, Any]] = None  # to restore before the next training epoch
-        self._epoch_start_states = None
+        self._epoch_start_states: Optional[List[Dict[str, Any]]] = None
         self._batches_done = 0
-        self._lock = None
+        self._lock: Optional[WorkDirLock] = None
         self._val_token: Optional[str] = None  # marked validated when the validation ends
         self._redo_validation = False
 
@@ -123,8 +123,11 @@ class AtomicCheckpointHook(AtomicWriteCheckpointHook):
             # The checkpoint was written just before a validation that never finished (a kill):
             # run it now, as the uninterrupted run did (the training stream is restored after it).
             self._redo_validation = False
-            print_log(f"The validation after epoch {runner.epoch} did not finish before the run stopped: "
-                      "running it now.", logger="current", level=30)
+            print_log(
+                f"The validation after epoch {runner.epoch} did not finish before the run stopped: running it now.",
+                logger="current",
+                level=30,
+            )
             self._val_token = self._pending.get("validation_token") if self._pending else None
             runner.val_loop.run()
         if self.save_on_signal:
@@ -147,8 +150,11 @@ class AtomicCheckpointHook(AtomicWriteCheckpointHook):
         if pending is not None:
             restore_run_states(runner, pending.get("rng_states") or [])
             if skip > 0:
-                print_log(f"Resuming inside epoch {runner.epoch + 1}: drawing and skipping its first {skip} "
-                          "batches, trained on before the stop.", logger="current")
+                print_log(
+                    f"Resuming inside epoch {runner.epoch + 1}: drawing and skipping its first {skip} "
+                    "batches, trained on before the stop.",
+                    logger="current",
+                )
                 skip_first_batches(runner.train_loop, skip)
         self._epoch_start_states = capture_run_states(runner)  # what a stop inside this epoch will save
         self._batches_done = skip
@@ -171,8 +177,11 @@ class AtomicCheckpointHook(AtomicWriteCheckpointHook):
             self._to_save["validation_token"] = self._val_token
         if not self.by_epoch:
             return
-        if self.every_n_epochs(runner, self.interval, self.save_begin) or (
-                self.save_last and self.is_last_train_epoch(runner)) or (self.save_at_val and validates):
+        if (
+            self.every_n_epochs(runner, self.interval, self.save_begin)
+            or (self.save_last and self.is_last_train_epoch(runner))
+            or (self.save_at_val and validates)
+        ):
             runner.logger.info(f"Saving checkpoint at {runner.epoch + 1} epochs")
             self._save_checkpoint(runner)
         self._to_save = None
@@ -203,16 +212,26 @@ class AtomicCheckpointHook(AtomicWriteCheckpointHook):
     # ------------------------------------------------------------------ stop on a signal
     def _save_and_exit(self, runner) -> None:
         signum = self._stop.signal
+        assert signum is not None, "called only after a stop signal arrived"
         # mmengine restarts an epoch-based run at the start of the epoch in meta; the
         # batches already done are then drawn again with the same generators and skipped.
         meta = dict(epoch=runner.epoch, iter=runner.iter + 1)
-        self._to_save = {"rng_states": self._epoch_start_states, "batches_done": self._batches_done,
-                         "sampler_seed": sampler_seed(runner)} if self.by_epoch else None
+        self._to_save = (
+            {
+                "rng_states": self._epoch_start_states,
+                "batches_done": self._batches_done,
+                "sampler_seed": sampler_seed(runner),
+            }
+            if self.by_epoch
+            else None
+        )
         filename = f"{INTERRUPTED_PREFIX}iter_{runner.iter + 1}.pth"
         self.write_checkpoint(runner, filename, meta)
         self._stop.remove()
-        message = (f"rankssl: stopped by {signal.Signals(signum).name} after iteration {runner.iter + 1}; saved "
-                   f"{os.path.join(self.out_dir, filename)}. Continue with `--resume` (or resume=True).")
+        message = (
+            f"rankssl: stopped by {signal.Signals(signum).name} after iteration {runner.iter + 1}; saved "
+            f"{os.path.join(self.out_dir, filename)}. Continue with `--resume` (or resume=True)."
+        )
         print_log(message, logger="current")
         print(message, file=sys.stderr, flush=True)
         self._release_lock()

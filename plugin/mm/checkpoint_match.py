@@ -85,16 +85,23 @@ def model_config_differences(checkpoint: Dict[str, Any], recipe_model: Dict[str,
     if recorded is None or "model" not in recorded:
         return []
     out: List[str] = []
-    _diff(_plain(recorded.model.to_dict() if hasattr(recorded.model, "to_dict") else recorded.model),
-          _plain(recipe_model.to_dict() if hasattr(recipe_model, "to_dict") else recipe_model), "model", out)
+    _diff(
+        _plain(recorded.model.to_dict() if hasattr(recorded.model, "to_dict") else recorded.model),
+        _plain(recipe_model.to_dict() if hasattr(recipe_model, "to_dict") else recipe_model),
+        "model",
+        out,
+    )
     return out
 
 
 def state_dict_differences(model: torch.nn.Module, checkpoint: Dict[str, Any]) -> List[str]:
     """Lines naming missing, unexpected and differently shaped tensors (empty: the checkpoint fits)."""
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()
-             if isinstance(v, torch.Tensor)}
+    state = {
+        k[len("module.") :] if k.startswith("module.") else k: v
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor)
+    }
     expected = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
     preprocessor = tuple(k for k in set(expected) | set(state) if k.startswith("data_preprocessor."))
     missing = sorted(set(expected) - set(state) - set(preprocessor))
@@ -106,13 +113,20 @@ def state_dict_differences(model: torch.nn.Module, checkpoint: Dict[str, Any]) -
             out.append(f"{len(keys)} tensors {label} (e.g. {', '.join(keys[:3])})")
     if shapes:
         k = shapes[0]
-        out.append(f"{len(shapes)} tensors of other shapes (e.g. {k}: checkpoint {tuple(state[k].shape)}, "
-                   f"recipe {tuple(expected[k].shape)})")
+        out.append(
+            f"{len(shapes)} tensors of other shapes (e.g. {k}: checkpoint {tuple(state[k].shape)}, "
+            f"recipe {tuple(expected[k].shape)})"
+        )
     return out
 
 
-def check_checkpoint_matches(checkpoint: Dict[str, Any], recipe_model: Dict[str, Any], checkpoint_path: str,
-                             recipe: str, model: Optional[torch.nn.Module] = None) -> None:
+def check_checkpoint_matches(
+    checkpoint: Dict[str, Any],
+    recipe_model: Dict[str, Any],
+    checkpoint_path: str,
+    recipe: str,
+    model: Optional[torch.nn.Module] = None,
+) -> None:
     """Raise :class:`CheckpointMismatch` (one line: what differs, what to do) unless the checkpoint is the
     recipe's model: its recorded model config first, then (with ``model``) its tensors' names and shapes."""
     problems = model_config_differences(checkpoint, recipe_model)
@@ -125,4 +139,5 @@ def check_checkpoint_matches(checkpoint: Dict[str, Any], recipe_model: Dict[str,
     shown = "; ".join(problems[:2]) + (f"; and {len(problems) - 2} more" if len(problems) > 2 else "")
     raise CheckpointMismatch(
         f"checkpoint {checkpoint_path!r} does not match recipe {recipe!r}: {shown}. Test it with the recipe "
-        f"(and --cfg-options) it was trained with{hint}.")
+        f"(and --cfg-options) it was trained with{hint}."
+    )

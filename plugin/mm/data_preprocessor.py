@@ -29,8 +29,9 @@ class MultiViewDataPreprocessor(BaseDataPreprocessor):
             leaves the pixels as they are.
     """
 
-    def __init__(self, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 non_blocking: bool = False) -> None:
+    def __init__(
+        self, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None, non_blocking: bool = False
+    ) -> None:
         super().__init__(non_blocking=non_blocking)
         if (mean is None) != (std is None):
             raise ValueError("Give both mean and std, or neither.")

@@ -83,7 +83,9 @@ def set_data_root(cfg: Any, data_root: str) -> int:
             dataset["data_root"] = _moved(dataset.get("data_root"), base, data_root)
             count += 1
     if count == 0:
-        raise ValueError(f"--data-root {data_root}: this recipe's datasets read no files (embedded or generated "
-                         "data); drop --data-root or pick a recipe that trains on files.")
+        raise ValueError(
+            f"--data-root {data_root}: this recipe's datasets read no files (embedded or generated "
+            "data); drop --data-root or pick a recipe that trains on files."
+        )
     cfg.data_root = data_root
     return count

@@ -36,21 +36,29 @@ def labels_from_samples(data_samples: Any, owner: str, device: Optional[torch.de
     if isinstance(data_samples, dict):
         labels = data_samples.get("label")
         if labels is None:
-            raise ValueError(f"{owner} needs class labels: the batch's data_samples dict has no 'label' "
-                             "(pack the dataset's gt_label with PackViews).")
+            raise ValueError(
+                f"{owner} needs class labels: the batch's data_samples dict has no 'label' "
+                "(pack the dataset's gt_label with PackViews)."
+            )
         return torch.as_tensor(labels, device=device)
     if isinstance(data_samples, (list, tuple)) and data_samples:
         labels = []
         for i, sample in enumerate(data_samples):
             label = getattr(sample, "gt_label", None)
             if label is None:
-                raise ValueError(f"{owner} needs class labels: data sample {i} ({type(sample).__name__}) has no "
-                                 "gt_label (mmpretrain: a labelled dataset and PackInputs).")
+                raise ValueError(
+                    f"{owner} needs class labels: data sample {i} ({type(sample).__name__}) has no "
+                    "gt_label (mmpretrain: a labelled dataset and PackInputs)."
+                )
             label = torch.as_tensor(label).reshape(-1)
             if label.numel() != 1:
-                raise ValueError(f"{owner} needs one class per sample: data sample {i} has a gt_label of "
-                                 f"{label.numel()} values (multi-label or one-hot labels are not supported).")
+                raise ValueError(
+                    f"{owner} needs one class per sample: data sample {i} has a gt_label of "
+                    f"{label.numel()} values (multi-label or one-hot labels are not supported)."
+                )
             labels.append(label)
         return torch.cat(labels).long().to(device) if device is not None else torch.cat(labels).long()
-    raise ValueError(f"{owner} needs class labels: data_samples must be a dict with 'label' or a list of "
-                     f"mmpretrain DataSamples with gt_label, got {type(data_samples).__name__}.")
+    raise ValueError(
+        f"{owner} needs class labels: data_samples must be a dict with 'label' or a list of "
+        f"mmpretrain DataSamples with gt_label, got {type(data_samples).__name__}."
+    )

@@ -23,12 +23,25 @@ __all__ = ["DigitsCanvas", "TwoDigitCanvas", "CIFAR10", "STL10", "ImageFolder", 
 class _ImageDataset(BaseDataset):
     """mmengine ``BaseDataset`` whose images come from ``_load_image(idx)``."""
 
-    def __init__(self, pipeline: Sequence[Any] = (), indices: Optional[Union[int, Sequence[int]]] = None,
-                 test_mode: bool = False, lazy_init: bool = False, max_refetch: int = 1000) -> None:
+    def __init__(
+        self,
+        pipeline: Sequence[Any] = (),
+        indices: Optional[Union[int, Sequence[int]]] = None,
+        test_mode: bool = False,
+        lazy_init: bool = False,
+        max_refetch: int = 1000,
+    ) -> None:
         # Build the transforms in the rankssl scope, so the dataset also works when built by prefix.
         pipeline = [build_from_config(t, "TRANSFORMS") for t in pipeline]
-        super().__init__(ann_file="", pipeline=pipeline, indices=indices, serialize_data=False,
-                         test_mode=test_mode, lazy_init=lazy_init, max_refetch=max_refetch)
+        super().__init__(
+            ann_file="",
+            pipeline=pipeline,
+            indices=indices,
+            serialize_data=False,
+            test_mode=test_mode,
+            lazy_init=lazy_init,
+            max_refetch=max_refetch,
+        )
 
     def _labels(self) -> Union[Sequence[int], np.ndarray]:
         raise NotImplementedError
@@ -63,8 +76,16 @@ class DigitsCanvas(_ImageDataset):
 
     METAINFO = {"classes": tuple(str(i) for i in range(10))}
 
-    def __init__(self, split: str = "train", canvas: int = 32, min_size: int = 10, max_size: int = 20,
-                 noise: float = 30.0, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        canvas: int = 32,
+        min_size: int = 10,
+        max_size: int = 20,
+        noise: float = 30.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         self.images, self.labels = make_digits_canvas(split, canvas, min_size, max_size, noise, seed)
         super().__init__(**kwargs)
 
@@ -90,8 +111,17 @@ class TwoDigitCanvas(_ImageDataset):
 
     METAINFO = {"classes": tuple(f"{i:02d}" for i in range(100))}
 
-    def __init__(self, split: str = "train", per_class: int = 30, canvas: int = 32, min_size: int = 8,
-                 max_size: int = 16, noise: float = 30.0, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        per_class: int = 30,
+        canvas: int = 32,
+        min_size: int = 8,
+        max_size: int = 16,
+        noise: float = 30.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         self.images, self.labels = make_two_digit_canvas(split, per_class, canvas, min_size, max_size, noise, seed)
         super().__init__(**kwargs)
 
@@ -109,8 +139,15 @@ class FakeImageDataset(_ImageDataset):
         num_samples, image_size, channels, num_classes, seed: what to generate.
     """
 
-    def __init__(self, num_samples: int = 32, image_size: int = 32, channels: int = 3, num_classes: int = 4,
-                 seed: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_samples: int = 32,
+        image_size: int = 32,
+        channels: int = 3,
+        num_classes: int = 4,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
         rng = np.random.default_rng(seed)
         shape = (num_samples, image_size, image_size) + ((channels,) if channels > 1 else ())
         self.images = rng.integers(0, 256, size=shape, dtype=np.uint8)
@@ -154,9 +191,13 @@ class CIFAR10(_TorchvisionDataset):
     def check_data_root(data_root: str = "data/cifar10") -> None:
         """Raise ``FileNotFoundError`` with instructions when the data is not under ``data_root``."""
         if not os.path.isdir(os.path.join(data_root, "cifar-10-batches-py")):
-            raise _missing("CIFAR10", data_root, "Get it with `python -c \"import torchvision; "
-                           f"torchvision.datasets.CIFAR10('{data_root}', download=True)\"` on a machine with network "
-                           "access, or unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html there.")
+            raise _missing(
+                "CIFAR10",
+                data_root,
+                'Get it with `python -c "import torchvision; '
+                f"torchvision.datasets.CIFAR10('{data_root}', download=True)\"` on a machine with network "
+                "access, or unpack cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html there.",
+            )
 
     def __init__(self, data_root: str = "data/cifar10", split: str = "train", **kwargs: Any) -> None:
         import torchvision
@@ -187,9 +228,13 @@ class STL10(_TorchvisionDataset):
     def check_data_root(data_root: str = "data/stl10") -> None:
         """Raise ``FileNotFoundError`` with instructions when the data is not under ``data_root``."""
         if not os.path.isdir(os.path.join(data_root, "stl10_binary")):
-            raise _missing("STL10", data_root, "Get it with `python -c \"import torchvision; "
-                           f"torchvision.datasets.STL10('{data_root}', download=True)\"` on a machine with network "
-                           "access, or unpack stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ there.")
+            raise _missing(
+                "STL10",
+                data_root,
+                'Get it with `python -c "import torchvision; '
+                f"torchvision.datasets.STL10('{data_root}', download=True)\"` on a machine with network "
+                "access, or unpack stl10_binary.tar.gz from https://cs.stanford.edu/~acoates/stl10/ there.",
+            )
 
     def __init__(self, data_root: str = "data/stl10", split: str = "train", **kwargs: Any) -> None:
         import torchvision
@@ -210,9 +255,13 @@ class ImageFolder(_TorchvisionDataset):
     def check_data_root(data_root: str = "data/imagenet/train") -> None:
         """Raise ``FileNotFoundError`` with instructions when ``data_root`` is not a folder."""
         if not os.path.isdir(data_root):
-            raise _missing("ImageFolder", data_root, "Point data_root at a folder with one sub-folder of images per "
-                           "class (for ImageNet-1k: the extracted ILSVRC2012 train/ or val/ folder, val sorted into "
-                           "class folders).")
+            raise _missing(
+                "ImageFolder",
+                data_root,
+                "Point data_root at a folder with one sub-folder of images per "
+                "class (for ImageNet-1k: the extracted ILSVRC2012 train/ or val/ folder, val sorted into "
+                "class folders).",
+            )
 
     def __init__(self, data_root: str = "data/imagenet/train", **kwargs: Any) -> None:
         import torchvision

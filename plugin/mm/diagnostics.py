@@ -48,8 +48,15 @@ class EffectiveRank(BaseMetric):
 
     default_prefix = "spectrum"
 
-    def __init__(self, key: str = "feat", subset: str = "all", normalize: bool = True, center: bool = True,
-                 collect_device: str = "cpu", prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        key: str = "feat",
+        subset: str = "all",
+        normalize: bool = True,
+        center: bool = True,
+        collect_device: str = "cpu",
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if subset not in ("all", "bank", "query"):
             raise ValueError(f"subset must be 'all', 'bank' or 'query', got {subset!r}.")
@@ -59,7 +66,9 @@ class EffectiveRank(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             if self.key not in sample:
-                raise KeyError(f"EffectiveRank needs '{self.key}' in every predicted sample; got keys {sorted(sample)}.")
+                raise KeyError(
+                    f"EffectiveRank needs '{self.key}' in every predicted sample; got keys {sorted(sample)}."
+                )
             if self.subset != "all":
                 if "is_bank" not in sample:
                     raise KeyError(f"subset={self.subset!r} needs 'is_bank' per sample (use a KNNEvalDataset).")
@@ -103,8 +112,9 @@ class SpectrumHook(Hook):
             return
         erank = effective_rank(torch.from_numpy(metric.last_spectrum), from_singular_values=True)
         self.spectra.append((runner.epoch, metric.last_spectrum.copy(), erank))
-        recipe = os.path.splitext(os.path.basename(getattr(getattr(runner, "cfg", None), "filename", None)
-                                                   or "recipe"))[0]
+        recipe = os.path.splitext(
+            os.path.basename(getattr(getattr(runner, "cfg", None), "filename", None) or "recipe")
+        )[0]
         run = os.path.basename(os.path.normpath(runner.work_dir))
         stamp = getattr(runner, "timestamp", None)
         title = f"{recipe}\nrun {run}/{stamp}" if stamp else f"{recipe}\nrun {run}"
@@ -115,8 +125,10 @@ class SpectrumHook(Hook):
 
         from rankssl.mm.plots import spectrum_figure
 
-        np.savez(os.path.join(work_dir, os.path.splitext(self.filename)[0] + ".npz"),
-                 **{f"epoch_{epoch}": s for epoch, s, _ in self.spectra})
+        np.savez(
+            os.path.join(work_dir, os.path.splitext(self.filename)[0] + ".npz"),
+            **{f"epoch_{epoch}": s for epoch, s, _ in self.spectra},
+        )
         fig = spectrum_figure(self.spectra, title)  # titled like loss.png and metrics.png
         fig.savefig(os.path.join(work_dir, self.filename), dpi=100)
         plt.close(fig)

@@ -25,7 +25,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["make_digits_canvas", "make_two_digit_canvas", "two_digit_sources", "digit_split_indices", "related_class_pairs"]
+__all__ = [
+    "make_digits_canvas",
+    "make_two_digit_canvas",
+    "two_digit_sources",
+    "digit_split_indices",
+    "related_class_pairs",
+]
 
 _SPLITS = {"train": 0, "test": 1}
 

@@ -20,8 +20,9 @@ def _collate(items):
 
 
 @torch.no_grad()
-def extract_features(dataset_cfg, featurize: Callable[[torch.Tensor], torch.Tensor],
-                     batch_size: int = 512) -> Tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+    dataset_cfg, featurize: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 512
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Features (N, D) and labels (N,) of a dataset whose pipeline yields one view.
 
     ``featurize`` maps a batch (B, C, H, W) of pixels in [0, 1] to (B, D).
@@ -34,8 +35,9 @@ def extract_features(dataset_cfg, featurize: Callable[[torch.Tensor], torch.Tens
     return torch.cat(feats), torch.cat(labels)
 
 
-def knn_accuracy(bank_cfg, query_cfg, featurize: Callable[[torch.Tensor], torch.Tensor],
-                 k: int = 20, temperature: float = 0.07) -> float:
+def knn_accuracy(
+    bank_cfg, query_cfg, featurize: Callable[[torch.Tensor], torch.Tensor], k: int = 20, temperature: float = 0.07
+) -> float:
     """Weighted-kNN top-1 accuracy (%) of ``featurize`` features, queries against the bank."""
     bank, bank_labels = extract_features(bank_cfg, featurize)
     query, query_labels = extract_features(query_cfg, featurize)

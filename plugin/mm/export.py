@@ -55,15 +55,18 @@ def backbone_state_dict(checkpoint: dict) -> Tuple[Dict[str, torch.Tensor], str]
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint: expected a dict with a 'state_dict', got {type(checkpoint).__name__}.")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}  # DDP-saved
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}  # DDP-saved
     for prefix, layout in _WRAPPERS:
-        picked = OrderedDict((k[len(prefix):], v) for k, v in state.items()
-                             if k.startswith(prefix) and isinstance(v, torch.Tensor))
+        picked = OrderedDict(
+            (k[len(prefix) :], v) for k, v in state.items() if k.startswith(prefix) and isinstance(v, torch.Tensor)
+        )
         if picked:
             return picked, layout
     heads = sorted({k.split(".")[0] for k in state})
-    raise ValueError(f"checkpoint: no backbone tensors (no 'backbone.*' keys; top-level modules: {heads}). "
-                     "Export reads checkpoints of rankssl's or mmpretrain's self-supervised algorithms.")
+    raise ValueError(
+        f"checkpoint: no backbone tensors (no 'backbone.*' keys; top-level modules: {heads}). "
+        "Export reads checkpoints of rankssl's or mmpretrain's self-supervised algorithms."
+    )
 
 
 def export_backbone(checkpoint_path: str, out_path: str) -> str:
@@ -83,12 +86,16 @@ def export_backbone(checkpoint_path: str, out_path: str) -> str:
     publish(tmp, out_path)
     count = sum(v.numel() for v in state.values())
     if layout == "torchvision":
-        how = ("torchvision ResNet names: torchvision.models.resnetNN().load_state_dict(torch.load(OUT), "
-               "strict=False) (only fc.* missing)")
+        how = (
+            "torchvision ResNet names: torchvision.models.resnetNN().load_state_dict(torch.load(OUT), "
+            "strict=False) (only fc.* missing)"
+        )
         conv1 = state.get("conv1.weight")
         if conv1 is not None and tuple(conv1.shape[1:]) != (3, 7, 7):
-            how += (f"; conv1 is {tuple(conv1.shape)} (small-image stem or other channels): set the torchvision "
-                    "model's conv1 (and maxpool = nn.Identity() for the small stem) to match first")
+            how += (
+                f"; conv1 is {tuple(conv1.shape)} (small-image stem or other channels): set the torchvision "
+                "model's conv1 (and maxpool = nn.Identity() for the small stem) to match first"
+            )
     else:
         how = "the backbone module's own names (its load_state_dict reads them)"
     return f"wrote {len(state)} backbone tensors ({count:,} values) to {out_path}; {how}"

@@ -73,11 +73,13 @@ def read_idx(path: str) -> np.ndarray:
         raise ValueError(f"{path}: not an IDX file of unsigned bytes (header {data[:4].hex()}).")
     ndim = data[3]
     header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise ValueError(f"{path}: {len(data)} bytes, expected {expected} for shape {shape}; the file is truncated "
-                         "or damaged, replace it.")
+        raise ValueError(
+            f"{path}: {len(data)} bytes, expected {expected} for shape {shape}; the file is truncated "
+            "or damaged, replace it."
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -106,12 +108,14 @@ class FashionMNIST(_ImageDataset):
         """Raise ``FileNotFoundError`` with instructions when the four IDX files are not under ``data_root``."""
         if find_fashion_mnist(data_root) is None:
             raise _missing(
-                "FashionMNIST", data_root,
+                "FashionMNIST",
+                data_root,
                 "Expected train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                 "t10k-labels-idx1-ubyte (optionally .gz) in DIR/FashionMNIST/raw or in DIR itself. On Debian or "
                 f"Ubuntu `apt-get install dataset-fashion-mnist` puts them in {DEBIAN_ROOT}; elsewhere `python -c "
                 "\"import torchvision; torchvision.datasets.FashionMNIST('DIR', download=True)\"` on a machine with "
-                "network access.")
+                "network access.",
+            )
 
     def __init__(self, data_root: str = "data/fashion-mnist", split: str = "train", **kwargs: Any) -> None:
         if split not in _FILES:
@@ -123,8 +127,10 @@ class FashionMNIST(_ImageDataset):
         self.images = read_idx(images_path)
         self.labels = read_idx(labels_path)
         if self.images.ndim != 3 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
-            raise ValueError(f"{images_path} and {labels_path}: {self.images.shape} images for "
-                             f"{self.labels.shape} labels; expected (N, 28, 28) and (N,).")
+            raise ValueError(
+                f"{images_path} and {labels_path}: {self.images.shape} images for "
+                f"{self.labels.shape} labels; expected (N, 28, 28) and (N,)."
+            )
         super().__init__(**kwargs)
 
     def _labels(self) -> Union[Sequence[int], np.ndarray]:

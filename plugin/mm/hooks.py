@@ -38,8 +38,9 @@ class CurvesHook(Hook):
     priority = "LOW"
     LOG_NAME = "scalars.jsonl"
 
-    def __init__(self, interval: int = 1, all_ranks: bool = False,
-                 baselines: Optional[Dict[str, float]] = None) -> None:
+    def __init__(
+        self, interval: int = 1, all_ranks: bool = False, baselines: Optional[Dict[str, float]] = None
+    ) -> None:
         self.interval = interval
         self.all_ranks = all_ranks
         self.baselines = dict(baselines or {})
@@ -106,8 +107,13 @@ class CurvesHook(Hook):
         if self.train:
             plot_loss(self.train, os.path.join(runner.work_dir, "loss.png"), title)
         if self.val:
-            plot_metrics(self.val, os.path.join(runner.work_dir, "metrics.png"), title,
-                         max_epochs=getattr(runner._train_loop, "max_epochs", None), baselines=self.baselines)
+            plot_metrics(
+                self.val,
+                os.path.join(runner.work_dir, "metrics.png"),
+                title,
+                max_epochs=getattr(runner._train_loop, "max_epochs", None),
+                baselines=self.baselines,
+            )
 
 
 def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, float]]]:
@@ -136,8 +142,7 @@ def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, 
                 continue
             record, problem = _parse_record(raw)
             if record is None:
-                warnings.warn(f"{log}, line {number}: skipped ({problem}); the other lines are kept.",
-                              stacklevel=2)
+                warnings.warn(f"{log}, line {number}: skipped ({problem}); the other lines are kept.", stacklevel=2)
                 continue
             (val if record.pop("split", "train") == "val" else train).append(record)
         return train, val
@@ -146,8 +151,14 @@ def read_scalars(work_dir: str) -> Tuple[List[Dict[str, float]], List[Dict[str, 
         try:
             with open(path, "rb") as f:
                 data = json.loads(f.read().decode("utf-8"))
-            records = {split: [r for r in data.get(split, []) if _parse_record(json.dumps(
-                dict(r, split=split)).encode())[1] is None] for split in ("train", "val")}
+            records = {
+                split: [
+                    r
+                    for r in data.get(split, [])
+                    if _parse_record(json.dumps(dict(r, split=split)).encode())[1] is None
+                ]
+                for split in ("train", "val")
+            }
         except (ValueError, AttributeError, TypeError) as exc:
             warnings.warn(f"{path}: ignored, it is damaged ({type(exc).__name__}: {exc}).", stacklevel=2)
             return train, val

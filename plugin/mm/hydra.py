@@ -79,8 +79,15 @@ class Hydra(SelfSupervisedAlgorithm):
     ) -> None:
         neck_cfg = neck if neck is not None else self.default_neck
         loss = self._loss_config(loss, num_classes, neck_cfg)
-        super().__init__(backbone, neck=neck_cfg, loss=loss, pool=pool, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg, neck_input=neck_input)
+        super().__init__(
+            backbone,
+            neck=neck_cfg,
+            loss=loss,
+            pool=pool,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+            neck_input=neck_input,
+        )
         if not isinstance(pair_weight, (int, float)) or pair_weight < 0:
             raise ValueError(f"pair_weight must be a non-negative number, got {pair_weight!r}.")
         self.instance_loss = build_module(instance_loss)
@@ -96,8 +103,11 @@ class Hydra(SelfSupervisedAlgorithm):
         if "num_classes" not in cfg:
             raise ValueError("Hydra needs the number of classes: give num_classes=... or loss=dict(num_classes=...).")
         if "dim" not in cfg:
-            out_dim = neck.get("out_dim", neck.get("out_channels")) if isinstance(neck, dict) else getattr(
-                neck, "out_dim", None)
+            out_dim = (
+                neck.get("out_dim", neck.get("out_channels"))
+                if isinstance(neck, dict)
+                else getattr(neck, "out_dim", None)
+            )
             if out_dim is None:
                 raise ValueError("Cannot infer the gate dimension from the neck; give loss=dict(dim=...).")
             cfg["dim"] = out_dim

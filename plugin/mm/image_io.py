@@ -72,8 +72,9 @@ def load_rgb(path: str) -> Any:
     except FileNotFoundError as exc:
         raise ImageReadError(f"image file {path!r} not found ({exc.strerror}).") from exc
     except UnidentifiedImageError as exc:
-        raise ImageReadError(f"image file {path!r} is not an image PIL can read (corrupt, or not an image); "
-                             "remove or replace it.") from exc
+        raise ImageReadError(
+            f"image file {path!r} is not an image PIL can read (corrupt, or not an image); remove or replace it."
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # PIL reports truncation and bad data as OSError/SyntaxError
         raise ImageReadError(f"image file {path!r} is corrupt or truncated ({exc}); remove or replace it.") from exc
 

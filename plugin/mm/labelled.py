@@ -57,11 +57,26 @@ class LabelledViews(SelfSupervisedAlgorithm):
 
     default_neck = dict(type="MLPHead", hidden_dim=2048, out_dim=128, num_layers=2)
 
-    def __init__(self, backbone, neck=None, loss: Optional[Union[dict, nn.Module]] = None, pool=None,
-                 data_preprocessor=None, init_cfg=None, neck_input: str = "auto") -> None:
+    def __init__(
+        self,
+        backbone,
+        neck=None,
+        loss: Optional[Union[dict, nn.Module]] = None,
+        pool=None,
+        data_preprocessor=None,
+        init_cfg=None,
+        neck_input: str = "auto",
+    ) -> None:
         loss_module = _build_pml_loss(loss if loss is not None else dict(type="SupConLoss", temperature=0.1))
-        super().__init__(backbone, neck=neck, loss=loss_module, pool=pool, data_preprocessor=data_preprocessor,
-                         init_cfg=init_cfg, neck_input=neck_input)
+        super().__init__(
+            backbone,
+            neck=neck,
+            loss=loss_module,
+            pool=pool,
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg,
+            neck_input=neck_input,
+        )
 
     def compute_loss(self, projections: List[torch.Tensor], data_samples: Any) -> torch.Tensor:
         """Labels from ``data_samples['label']`` or mmpretrain's ``list[DataSample]`` (``gt_label``)."""

@@ -59,7 +59,7 @@ def knn_log_votes(
     k = min(k, bank.shape[0])
     out = []
     for start in range(0, query.shape[0], chunk_size):
-        q = safe_normalize(query[start:start + chunk_size].float(), dim=1)
+        q = safe_normalize(query[start : start + chunk_size].float(), dim=1)
         sims, idx = (q @ bank.T).topk(k, dim=1)
         logits = sims / temperature
         labels = bank_labels[idx]
@@ -144,10 +144,17 @@ class _FeatureMetric(BaseMetric):
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
         for sample in data_samples:
             if "feat" not in sample or "is_bank" not in sample:
-                raise KeyError(f"{type(self).__name__} needs 'feat' and 'is_bank' per sample; validate with a "
-                               "KNNEvalDataset and an algorithm in predict mode.")
-            self.results.append({"feat": sample["feat"].detach().cpu(), "label": int(sample["label"]),
-                                 "is_bank": bool(sample["is_bank"])})
+                raise KeyError(
+                    f"{type(self).__name__} needs 'feat' and 'is_bank' per sample; validate with a "
+                    "KNNEvalDataset and an algorithm in predict mode."
+                )
+            self.results.append(
+                {
+                    "feat": sample["feat"].detach().cpu(),
+                    "label": int(sample["label"]),
+                    "is_bank": bool(sample["is_bank"]),
+                }
+            )
 
 
 class KNNAccuracy(_FeatureMetric):
@@ -164,9 +171,15 @@ class KNNAccuracy(_FeatureMetric):
 
     default_prefix = "knn"
 
-    def __init__(self, k: int = 20, temperature: float = 0.07, topk: Sequence[int] = (1,),
-                 num_classes: Optional[int] = None, collect_device: str = "cpu",
-                 prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        k: int = 20,
+        temperature: float = 0.07,
+        topk: Sequence[int] = (1,),
+        num_classes: Optional[int] = None,
+        collect_device: str = "cpu",
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         check_positive_int(k, "k")
         check_float(temperature, "temperature", 0.0)
@@ -196,9 +209,15 @@ class LinearProbeAccuracy(_FeatureMetric):
 
     default_prefix = "linear"
 
-    def __init__(self, weight_decay: float = 1e-4, max_iter: int = 200, topk: Sequence[int] = (1,),
-                 num_classes: Optional[int] = None, collect_device: str = "cpu",
-                 prefix: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        weight_decay: float = 1e-4,
+        max_iter: int = 200,
+        topk: Sequence[int] = (1,),
+        num_classes: Optional[int] = None,
+        collect_device: str = "cpu",
+        prefix: Optional[str] = None,
+    ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.weight_decay, self.max_iter, self.topk, self.num_classes = weight_decay, max_iter, tuple(topk), num_classes
 

@@ -67,8 +67,9 @@ class RankSSLHead(BaseModule):
     def forward(self, *views: Any) -> Any:
         return views[0] if len(views) == 1 else views
 
-    def loss(self, *views: Union[torch.Tensor, Sequence[torch.Tensor]], data_samples: Any = None,
-             **kwargs: Any) -> torch.Tensor:
+    def loss(
+        self, *views: Union[torch.Tensor, Sequence[torch.Tensor]], data_samples: Any = None, **kwargs: Any
+    ) -> torch.Tensor:
         if len(views) == 1 and isinstance(views[0], (list, tuple)):
             views = tuple(views[0])
         checked: List[torch.Tensor] = []
@@ -78,8 +79,9 @@ class RankSSLHead(BaseModule):
                 raise ValueError(f"RankSSLHead.loss: view {i} must be an (N, D) embedding tensor, got {got}.")
             checked.append(view)
         if self.takes_labels:
-            labels = labels_from_samples(data_samples, f"RankSSLHead({type(self.loss_module).__name__})",
-                                         checked[0].device)
+            labels = labels_from_samples(
+                data_samples, f"RankSSLHead({type(self.loss_module).__name__})", checked[0].device
+            )
             return self.loss_module(checked, labels)
         return self.loss_module(*checked)
 

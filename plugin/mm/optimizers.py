@@ -39,13 +39,24 @@ class LARS(torch.optim.Optimizer):
         >>> optimizer.step()
     """
 
-    def __init__(self, params: Iterable, lr: float = 0.0, weight_decay: float = 0.0, momentum: float = 0.9,
-                 trust_coefficient: float = 0.001) -> None:
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("momentum", momentum),
-                            ("trust_coefficient", trust_coefficient)):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 0.0,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        trust_coefficient: float = 0.001,
+    ) -> None:
+        for name, value in (
+            ("lr", lr),
+            ("weight_decay", weight_decay),
+            ("momentum", momentum),
+            ("trust_coefficient", trust_coefficient),
+        ):
             check_float(value, name, 0.0, inclusive=True)
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum,
-                                      trust_coefficient=trust_coefficient))
+        super().__init__(
+            params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, trust_coefficient=trust_coefficient)
+        )
 
     # torch.optim.Optimizer's overloads: the closure's loss comes back, or None without one.
     @overload

@@ -45,23 +45,30 @@ class UnlabelledImages(_ImageDataset):
     def check_data_root(data_root: str = "data/my_images") -> None:
         """Raise ``FileNotFoundError`` naming the folder when it holds no image file."""
         if not os.path.isdir(data_root):
-            raise _missing("UnlabelledImages", data_root, "Point it at a folder of your images (any PIL-readable "
-                           "format, sub-folders included).")
+            raise _missing(
+                "UnlabelledImages",
+                data_root,
+                "Point it at a folder of your images (any PIL-readable format, sub-folders included).",
+            )
 
-    def __init__(self, data_root: str = "data/my_images", extensions: Optional[Sequence[str]] = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, data_root: str = "data/my_images", extensions: Optional[Sequence[str]] = None, **kwargs: Any
+    ) -> None:
         self.check_data_root(data_root)
         self.data_root = data_root
         self.paths: List[str] = find_images(data_root, extensions)
         if not self.paths:
             shown = ", ".join(extensions or image_extensions()[:12])
-            raise FileNotFoundError(f"UnlabelledImages: no image file under {os.path.abspath(data_root)!r} "
-                                    f"(looked for {shown}, ... in all sub-folders).")
+            raise FileNotFoundError(
+                f"UnlabelledImages: no image file under {os.path.abspath(data_root)!r} "
+                f"(looked for {shown}, ... in all sub-folders)."
+            )
         super().__init__(**kwargs)
 
     def load_data_list(self) -> List[Dict[str, Any]]:
-        return [{"gt_label": -1, "source_index": i, "img_path": p, "channel_order": "rgb"}
-                for i, p in enumerate(self.paths)]
+        return [
+            {"gt_label": -1, "source_index": i, "img_path": p, "channel_order": "rgb"} for i, p in enumerate(self.paths)
+        ]
 
     def _labels(self) -> Sequence[int]:
         return [-1] * len(self.paths)

@@ -45,8 +45,13 @@ def plot_loss(train: Sequence[Dict[str, float]], path: str, title: str = "") -> 
     _save(loss_figure(train, title), path)
 
 
-def plot_metrics(val: Sequence[Dict[str, float]], path: str, title: str = "", max_epochs: Optional[int] = None,
-                 baselines: Optional[Dict[str, float]] = None) -> None:
+def plot_metrics(
+    val: Sequence[Dict[str, float]],
+    path: str,
+    title: str = "",
+    max_epochs: Optional[int] = None,
+    baselines: Optional[Dict[str, float]] = None,
+) -> None:
     """Save :func:`metrics_figure` to ``path`` (nothing when there is no metric)."""
     fig = metrics_figure(val, title, max_epochs, baselines)
     if fig is not None:
@@ -84,8 +89,12 @@ def loss_figure(train: Sequence[Dict[str, float]], title: str = ""):
     return fig
 
 
-def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs: Optional[int] = None,
-                   baselines: Optional[Dict[str, float]] = None):
+def metrics_figure(
+    val: Sequence[Dict[str, float]],
+    title: str = "",
+    max_epochs: Optional[int] = None,
+    baselines: Optional[Dict[str, float]] = None,
+):
     """Validation metrics against the epoch; accuracies on 0-100 % with baseline lines.
 
     Returns a matplotlib figure, or ``None`` when ``val`` holds no metric.
@@ -110,8 +119,14 @@ def metrics_figure(val: Sequence[Dict[str, float]], title: str = "", max_epochs:
             metric = name.split(" ", 1)[0]
             if metric in group:
                 ax.axhline(value, ls="--", lw=1, color="gray")
-                ax.annotate(f"{name.split(' ', 1)[1] if ' ' in name else name} {value:.1f}", (0, value),
-                            xytext=(2, 2), textcoords="offset points", fontsize=7, color="gray")
+                ax.annotate(
+                    f"{name.split(' ', 1)[1] if ' ' in name else name} {value:.1f}",
+                    (0, value),
+                    xytext=(2, 2),
+                    textcoords="offset points",
+                    fontsize=7,
+                    color="gray",
+                )
         ax.set_xlim(0, right * 1.03)
         ax.set_xlabel("epoch")
         if group is percent:
@@ -148,8 +163,12 @@ def spectrum_figure(spectra: Sequence[tuple], title: str = ""):
     for i, (epoch, s, erank) in enumerate(spectra):
         s = np.asarray(s, dtype=float)
         shade = 0.25 + 0.75 * (i + 1) / len(spectra)
-        ax.semilogy(np.arange(1, len(s) + 1), s / max(s[0], 1e-30), color=(0.1, 0.2, 0.6, shade),
-                    label=f"epoch {epoch}: erank {erank:.1f}")
+        ax.semilogy(
+            np.arange(1, len(s) + 1),
+            s / max(s[0], 1e-30),
+            color=(0.1, 0.2, 0.6, shade),
+            label=f"epoch {epoch}: erank {erank:.1f}",
+        )
     ax.set_xlabel("singular value index k")
     ax.set_ylabel("s_k / s_1 (log scale)")
     ax.set_title("singular spectrum of the evaluated features", fontsize=9)

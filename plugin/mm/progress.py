@@ -56,8 +56,14 @@ class ProgressHook(Hook):
 
     priority = "LOW"
 
-    def __init__(self, label: str, interval: Optional[int] = None, stream: Optional[TextIO] = None,
-                 max_silence: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        interval: Optional[int] = None,
+        stream: Optional[TextIO] = None,
+        max_silence: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not max_silence > 0:
             raise ValueError(f"max_silence must be a positive number of seconds, got {max_silence!r}.")
         self.label = label
@@ -91,8 +97,10 @@ class ProgressHook(Hook):
         assert self._start is not None, "before_train starts the clock"
         per_iter = (self.clock() - self._start) / max(done - self._start_iter, 1)
         eta = per_iter * (runner.max_iters - done)
-        parts = [f"epoch {runner.epoch + 1}/{runner.max_epochs}",
-                 f"iter {done}/{runner.max_iters} ({100.0 * done / runner.max_iters:3.0f}%)"]
+        parts = [
+            f"epoch {runner.epoch + 1}/{runner.max_epochs}",
+            f"iter {done}/{runner.max_iters} ({100.0 * done / runner.max_iters:3.0f}%)",
+        ]
         loss = (outputs or {}).get("loss")
         if loss is not None:
             parts.append(f"loss {float(loss.detach() if hasattr(loss, 'detach') else loss):.4f}")

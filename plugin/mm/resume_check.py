@@ -37,8 +37,16 @@ __all__ = ["ResumeReport", "check_resume", "compare_state_dicts", "config_differ
 # Kept from the checkpoint on resume (mmengine loads the optimizer's and the schedulers' states).
 OVERRIDDEN_BY_CHECKPOINT = ("optim_wrapper", "param_scheduler", "randomness.seed")
 # Bookkeeping that differs between a run and its resume by design.
-IGNORED = ("work_dir", "resume", "load_from", "launcher", "experiment_name", "model_wrapper_cfg",
-           "env_cfg.dist_cfg", "filename")
+IGNORED = (
+    "work_dir",
+    "resume",
+    "load_from",
+    "launcher",
+    "experiment_name",
+    "model_wrapper_cfg",
+    "env_cfg.dist_cfg",
+    "filename",
+)
 _MAX_LISTED = 5
 
 
@@ -89,9 +97,10 @@ def compare_state_dicts(saved: Mapping[str, Any], model: Mapping[str, Any]) -> L
     problems = []
     for name in saved:
         # _extra_state (a loss's generator state) is a byte blob whose size varies with the generator's device.
-        if name in model and not name.endswith('_extra_state') and _shape(saved[name]) != _shape(model[name]):
-            problems.append(f"tensor {name!r} is {_shape(saved[name])} in the checkpoint, "
-                            f"{_shape(model[name])} in this run's model")
+        if name in model and not name.endswith("_extra_state") and _shape(saved[name]) != _shape(model[name]):
+            problems.append(
+                f"tensor {name!r} is {_shape(saved[name])} in the checkpoint, {_shape(model[name])} in this run's model"
+            )
     missing = [n for n in model if n not in saved]
     extra = [n for n in saved if n not in model]
     if missing:
@@ -122,27 +131,37 @@ class ResumeReport:
     applied: List[Tuple[str, Any, Any]] = field(default_factory=list)
 
     def error_message(self) -> str:
-        return (f"cannot resume from {self.path}: it was written by recipe {self.checkpoint_recipe!r} and does "
-                f"not fit this run (recipe {self.recipe!r}): " + "; ".join(self.errors[:_MAX_LISTED]) +
-                ". Resume with the recipe and settings that wrote it, or train into a new --work-dir "
-                "(--cfg-options load_from=PATH starts from its matching weights without resuming).")
+        return (
+            f"cannot resume from {self.path}: it was written by recipe {self.checkpoint_recipe!r} and does "
+            f"not fit this run (recipe {self.recipe!r}): "
+            + "; ".join(self.errors[:_MAX_LISTED])
+            + ". Resume with the recipe and settings that wrote it, or train into a new --work-dir "
+            "(--cfg-options load_from=PATH starts from its matching weights without resuming)."
+        )
 
     def messages(self) -> List[str]:
         """Warning lines: the changed settings the checkpoint overrides, and those that apply."""
         lines = []
         if self.overridden:
             changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in self.overridden)
-            lines.append(f"resume keeps the checkpoint's optimizer, learning-rate schedule and seed; these changed "
-                         f"settings have no effect: {changes}. To use them, train into a new --work-dir with "
-                         "--cfg-options load_from=PATH instead of --resume.")
+            lines.append(
+                f"resume keeps the checkpoint's optimizer, learning-rate schedule and seed; these changed "
+                f"settings have no effect: {changes}. To use them, train into a new --work-dir with "
+                "--cfg-options load_from=PATH instead of --resume."
+            )
         if self.applied:
             changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, a, b in self.applied)
             lines.append(f"settings changed since the checkpoint, applied from the resumed iteration on: {changes}")
         return lines
 
 
-def check_resume(path: str, checkpoint: Mapping[str, Any], cfg: Any, model_state: Mapping[str, Any],
-                 experiment_name: Optional[str] = None) -> ResumeReport:
+def check_resume(
+    path: str,
+    checkpoint: Mapping[str, Any],
+    cfg: Any,
+    model_state: Mapping[str, Any],
+    experiment_name: Optional[str] = None,
+) -> ResumeReport:
     """Compare ``checkpoint`` (loaded from ``path``) with the run's config ``cfg`` and model state dict.
 
     Args:
@@ -153,8 +172,9 @@ def check_resume(path: str, checkpoint: Mapping[str, Any], cfg: Any, model_state
         experiment_name: the new run's mmengine experiment name (for the recipe's name).
     """
     meta = checkpoint.get("meta") or {}
-    report = ResumeReport(path=path, checkpoint_recipe=recipe_of(meta.get("experiment_name")),
-                          recipe=recipe_of(experiment_name))
+    report = ResumeReport(
+        path=path, checkpoint_recipe=recipe_of(meta.get("experiment_name")), recipe=recipe_of(experiment_name)
+    )
     old_cfg = None
     if isinstance(meta.get("cfg"), str):
         from mmengine.config import Config

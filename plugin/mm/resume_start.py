@@ -27,8 +27,7 @@ def choose_resume(runner) -> None:
         for line in choice.messages():
             print_log(line, logger="current", level=30 if line.startswith(("skipped", "nothing")) else 20)
         if choice.path is None:
-            print_log("resume=True but nothing to resume: training starts from scratch.", logger="current",
-                      level=30)
+            print_log("resume=True but nothing to resume: training starts from scratch.", logger="current", level=30)
             runner._resume = False
             return
         runner._load_from = choice.path
@@ -45,8 +44,9 @@ def check_resume_fits(runner, path: str) -> None:
     from rankssl.mm.resume_check import check_resume
 
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    report = check_resume(path, load_checkpoint_file(path, map_location="cpu"), runner.cfg,
-                          model.state_dict(), runner.experiment_name)
+    report = check_resume(
+        path, load_checkpoint_file(path, map_location="cpu"), runner.cfg, model.state_dict(), runner.experiment_name
+    )
     if report.errors:
         raise ValueError(report.error_message())
     for line in report.messages():  # warnings reach the console in quiet runs too

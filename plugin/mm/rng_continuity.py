@@ -41,11 +41,19 @@ def restore_run_states(runner, states: List[Dict[str, Any]]) -> None:
         owned = loader_generators(runner.train_loop.dataloader)
         missing = restore_generators(owned, states[runner.rank].get("generators") or {})
         if missing:
-            print_log(f"The checkpoint holds no state for the data loader's generator(s) {missing}: their "
-                      "stream is not continued.", logger="current", level=30)
+            print_log(
+                f"The checkpoint holds no state for the data loader's generator(s) {missing}: their "
+                "stream is not continued.",
+                logger="current",
+                level=30,
+            )
     elif states:
-        print_log(f"The checkpoint holds the random state of {len(states)} processes, this run has "
-                  f"{runner.world_size}: the augmentation stream is not continued.", logger="current", level=30)
+        print_log(
+            f"The checkpoint holds the random state of {len(states)} processes, this run has "
+            f"{runner.world_size}: the augmentation stream is not continued.",
+            logger="current",
+            level=30,
+        )
 
 
 def sampler_seed(runner) -> Optional[int]:

@@ -16,8 +16,14 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-__all__ = ["capture_rng_state", "restore_rng_state", "gather_rng_states", "loader_generators",
-           "capture_generators", "restore_generators"]
+__all__ = [
+    "capture_rng_state",
+    "restore_rng_state",
+    "gather_rng_states",
+    "loader_generators",
+    "capture_generators",
+    "restore_generators",
+]
 
 
 def capture_rng_state() -> Dict[str, Any]:
@@ -63,15 +69,18 @@ def loader_generators(loader: Any) -> Dict[str, Any]:
     while hasattr(loader, "_loader"):  # a wrapper that skips batches on resume
         loader = loader._loader
     found: Dict[str, Any] = {}
-    roots = [("sampler", getattr(loader, "sampler", None)), ("batch_sampler", getattr(loader, "batch_sampler", None)),
-             ("batch_sampler.sampler", getattr(getattr(loader, "batch_sampler", None), "sampler", None)),
-             ("dataset", getattr(loader, "dataset", None))]
+    roots = [
+        ("sampler", getattr(loader, "sampler", None)),
+        ("batch_sampler", getattr(loader, "batch_sampler", None)),
+        ("batch_sampler.sampler", getattr(getattr(loader, "batch_sampler", None), "sampler", None)),
+        ("dataset", getattr(loader, "dataset", None)),
+    ]
     seen = set()
     for prefix, obj in roots:
         if obj is None or id(obj) in seen:  # a batch sampler's sampler is usually loader.sampler
             continue
         seen.add(id(obj))
-        for name, value in (vars(obj).items() if hasattr(obj, "__dict__") else ()):
+        for name, value in vars(obj).items() if hasattr(obj, "__dict__") else ():
             if isinstance(value, (torch.Generator, np.random.Generator, np.random.RandomState)):
                 found[f"{prefix}.{name}"] = value
     return found
@@ -87,8 +96,10 @@ def capture_generators(generators: Dict[str, Any]) -> Dict[str, Any]:
             out[name] = ("numpy", repr(gen.bit_generator.state))
         else:
             kind, keys, pos, has_gauss, cached = gen.get_state()
-            out[name] = ("randomstate", (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
-                                         float(cached)))
+            out[name] = (
+                "randomstate",
+                (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+            )
     return out
 
 

@@ -38,8 +38,14 @@ class MPerClassSampler(Sampler):
         seed: base random seed.
     """
 
-    def __init__(self, dataset, m: int = 4, batch_size: Optional[int] = None,
-                 length_before_new_iter: Optional[int] = None, seed: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        dataset,
+        m: int = 4,
+        batch_size: Optional[int] = None,
+        length_before_new_iter: Optional[int] = None,
+        seed: Optional[int] = None,
+    ) -> None:
         from mmengine.dist import get_dist_info
 
         self.labels = _dataset_labels(dataset)
@@ -67,8 +73,7 @@ class MPerClassSampler(Sampler):
         torch.manual_seed(self.seed + self.epoch)
         np.random.seed(self.seed + self.epoch)
         try:
-            sampler = PMLSampler(self.labels, m=self.m, batch_size=self.batch_size,
-                                 length_before_new_iter=self.length)
+            sampler = PMLSampler(self.labels, m=self.m, batch_size=self.batch_size, length_before_new_iter=self.length)
             return list(iter(sampler))
         finally:
             torch.random.set_rng_state(state)
@@ -82,7 +87,7 @@ class MPerClassSampler(Sampler):
         own = []
         for start in range(0, len(order), step * self.world_size):
             begin = start + self.rank * step
-            own.extend(order[begin: begin + step])
+            own.extend(order[begin : begin + step])
         return iter(own)
 
     def __len__(self) -> int:

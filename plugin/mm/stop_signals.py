@@ -64,8 +64,12 @@ class StopOnSignal:
             signal.raise_signal(signum)
             return
         self.signal = signum
-        print(f"\nrankssl: received {signal.Signals(signum).name}; saving a checkpoint after the current "
-              "iteration, then stopping (send it again to stop at once).", file=sys.stderr, flush=True)
+        print(
+            f"\nrankssl: received {signal.Signals(signum).name}; saving a checkpoint after the current "
+            "iteration, then stopping (send it again to stop at once).",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def requested(self, world_size: int = 1) -> bool:
         """Whether a stop was asked for; with ``world_size > 1`` every process gets the same answer.

@@ -102,8 +102,10 @@ def _lightly_transform(cfg: dict) -> Callable:
 
         known = [n for n in dir(lightly_transforms) if n.endswith("Transform")]
         close = difflib.get_close_matches(name, known, n=3)
-        raise KeyError(f"Unknown view transform {name!r}: not in lightly.transforms or torchvision.transforms. "
-                       f"Closest lightly transforms: {close}.")
+        raise KeyError(
+            f"Unknown view transform {name!r}: not in lightly.transforms or torchvision.transforms. "
+            f"Closest lightly transforms: {close}."
+        )
     try:
         return cls(**cfg)
     except TypeError as exc:
@@ -171,8 +173,13 @@ class EvalView:
         channel_order: as in :class:`MultiView`.
     """
 
-    def __init__(self, resize: Optional[int] = None, crop_size: Optional[int] = None, img_key: str = "img",
-                 channel_order: str = "auto") -> None:
+    def __init__(
+        self,
+        resize: Optional[int] = None,
+        crop_size: Optional[int] = None,
+        img_key: str = "img",
+        channel_order: str = "auto",
+    ) -> None:
         import torchvision.transforms as tv
 
         channel_order_of({}, img_key, channel_order)  # validates the setting

@@ -102,10 +102,14 @@ class WorkDirLock:
             os.close(fd)
             raise WorkDirInUseError(
                 f"work dir {os.path.abspath(self.work_dir)} in use by {lock_owner(self.work_dir)}; wait for that "
-                "run to end (or stop it), or train into another --work-dir.") from None
+                "run to end (or stop it), or train into another --work-dir."
+            ) from None
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-        command = " ".join(["rankssl"] + sys.argv[1:]) if sys.argv and sys.argv[0].endswith(
-            ("rankssl", "__main__.py")) else " ".join(sys.argv)
+        command = (
+            " ".join(["rankssl"] + sys.argv[1:])
+            if sys.argv and sys.argv[0].endswith(("rankssl", "__main__.py"))
+            else " ".join(sys.argv)
+        )
         os.ftruncate(fd, 0)
         os.write(fd, f"pid={os.getpid()}\nstarted={started}\ncommand={command}\n".encode())
         self._fd, self._count = fd, 1

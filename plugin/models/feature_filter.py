@@ -60,7 +60,11 @@ def class_pair_gates(
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}.")
     matrix = feature_filter.pair_gate_matrix(classes).cpu()  # (K, K, D)
     k = matrix.shape[0]
-    cls = torch.arange(feature_filter.num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    cls = (
+        torch.arange(feature_filter.num_classes)
+        if classes is None
+        else torch.as_tensor(list(classes), dtype=torch.long)
+    )
     rows, cols = torch.triu_indices(k, k)
     gates = matrix[rows, cols]
     active = gates > threshold

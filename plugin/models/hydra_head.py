@@ -60,10 +60,16 @@ class HydraProjectionHead(nn.Module):
         torch.Size([4, 128])
     """
 
-    def __init__(self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 3,
-                 last_norm: str = "ln") -> None:
+    def __init__(
+        self, in_dim: int, hidden_dim: int = 2048, out_dim: int = 256, num_layers: int = 3, last_norm: str = "ln"
+    ) -> None:
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("hidden_dim", hidden_dim), ("out_dim", out_dim), ("num_layers", num_layers)):
+        for name, value in (
+            ("in_dim", in_dim),
+            ("hidden_dim", hidden_dim),
+            ("out_dim", out_dim),
+            ("num_layers", num_layers),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if last_norm not in LAST_NORMS:

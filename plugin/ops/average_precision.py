@@ -26,8 +26,9 @@ It is piecewise constant in the scores, so the estimators below relax it:
     ``FastAPLoss`` on cosine scores. The bias of ``binned`` falls about as ``1 /
     num_bins``; it grows with how densely the scores crowd round the relevant items,
     and so with N (about x2.5 from 256 to 4,096 items). The default 640 bins keeps it
-    under 0.01 (worst measured -0.008) on S2R2's rankings up to N = 4,096. Fewer bins (e.g. 20-40) give a smoother, coarser objective that may
-    train as well or better, but it is then not an AP estimate (-0.14 at 20 bins).
+    under 0.01 (worst measured -0.008) on S2R2's rankings up to N = 4,096. Fewer bins (e.g. 20-40)
+    give a smoother, coarser objective that may train as well or better, but it is then not an AP
+    estimate (-0.14 at 20 bins).
 ``sigmoid``
     Smooth-AP (Brown, Xie, Kalogeiton, Zisserman, "Smooth-AP: Smoothing the Path
     Towards Large-Scale Image Retrieval", ECCV 2020): ranks are sums of
@@ -61,7 +62,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -101,9 +102,7 @@ AP_ESTIMATORS: Dict[str, Dict[str, object]] = {
     "binned": dict(num_bins=640, score_range=(-1.0, 1.0)),
     "fastap": dict(num_bins=10, score_range=(-1.0, 1.0)),
     "sigmoid": dict(temperature=0.0025),
-    "sorting": dict(
-        sorting_network="bitonic_mirrored", distribution="optimal", steepness=1e4, art_lambda=0.25
-    ),
+    "sorting": dict(sorting_network="bitonic_mirrored", distribution="optimal", steepness=1e4, art_lambda=0.25),
 }
 
 #: Bias of ``fastap`` that no number of bins removes (see AP_ESTIMATORS); said once.
@@ -285,9 +284,7 @@ def exact_average_precision(
     return torch.cat(out)
 
 
-def _relevant_scores(
-    s: torch.Tensor, rel: torch.Tensor, width: Optional[int] = None, with_order: bool = False
-):
+def _relevant_scores(s: torch.Tensor, rel: torch.Tensor, width: Optional[int] = None, with_order: bool = False):
     """(c, P) scores of each row's relevant items (padded to the widest row with +inf,
     which no item reaches) and the (c, P) mask of real entries (and, ``with_order``,
     their (c, P) column indices). ``width``: the most relevant items of any row, when
@@ -446,7 +443,7 @@ def _average_precision(
     valid: torch.Tensor,
     estimator: str,
     chunk_size: Optional[int],
-    settings: Dict[str, object],
+    settings: Dict[str, Any],
     max_relevant: Optional[int] = None,
     bounded: bool = False,
 ) -> torch.Tensor:

@@ -139,9 +139,7 @@ class DiffSortNet(torch.nn.Module):
                 f"distribution `{self.distribution}` unknown: expected one of {', '.join(RELAXATIONS)}."
             )
         check_relaxation(self.distribution, self.steepness, self.art_lambda)
-        return soft_sort(
-            vectors, self.sorting_network_type, self.distribution, self.steepness, self.art_lambda
-        )
+        return soft_sort(vectors, self.sorting_network_type, self.distribution, self.steepness, self.art_lambda)
 
     def extra_repr(self) -> str:
         return (

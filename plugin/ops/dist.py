@@ -84,8 +84,18 @@ def check_same_shape(tensor: torch.Tensor, what: str = "tensor") -> None:
     )
 
 
-_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.bool,
-           torch.uint8, torch.int8, torch.int16]
+_DTYPES = [
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.float64,
+    torch.int64,
+    torch.int32,
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+]
 
 
 def gather(tensor: torch.Tensor, what: str = "tensor") -> torch.Tensor:

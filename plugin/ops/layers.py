@@ -39,9 +39,7 @@ def split_pairs(layer: ComparatorLayer, t: torch.Tensor, transposed: bool):
         return pairs[..., 0], pairs[..., 1], join_adjacent
 
     k = layer.num_comparators
-    read, write = (
-        (layer.output_order, layer.input_inverse) if transposed else (layer.input_order, layer.output_inverse)
-    )
+    read, write = (layer.output_order, layer.input_inverse) if transposed else (layer.input_order, layer.output_inverse)
     z = t.index_select(-1, read)
     rest = z[..., 2 * k :]
 
@@ -109,9 +107,7 @@ def mix_no_grad(
         if start + 2 * k < t.shape[-1]:
             out[..., start + 2 * k :] = t[..., start + 2 * k :]
         return out
-    read, write = (
-        (layer.output_order, layer.input_inverse) if transposed else (layer.input_order, layer.output_inverse)
-    )
+    read, write = (layer.output_order, layer.input_inverse) if transposed else (layer.input_order, layer.output_inverse)
     low, high = out[..., :k], out[..., k : 2 * k]
     torch.lerp(second, first, alpha, out=low)
     torch.lerp(first, second, alpha, out=high)

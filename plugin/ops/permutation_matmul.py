@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
+
 from rankssl.ops import fused
 from rankssl.ops.layers import comparator_step, mix, mix_no_grad, split_pairs
 from rankssl.ops.networks import ComparatorLayer
@@ -57,7 +58,7 @@ class _PermutationMatmul(torch.autograd.Function):
         # w^T (..., m, n): wires on the last dimension.
         w = v.to(x.dtype).expand(*x.shape[:-1], *v.shape[-2:]).transpose(-1, -2)
         products = []
-        for layer, alpha in zip(reversed(layers), reversed(alphas)):
+        for layer, alpha in zip(reversed(layers), reversed(alphas), strict=True):
             products.append(w)
             w = mix_no_grad(layer, w, alpha.unsqueeze(-2), transposed=True)
         products.reverse()  # products[t] is the w that layer t multiplied
@@ -73,17 +74,29 @@ class _PermutationMatmul(torch.autograd.Function):
         num_layers = len(layers)
         x, v, *saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: the backward must be differentiable
-            return (*composed_permutation_matmul_vjp(
-                grad_output, x, v, layers, ctx.distribution, ctx.steepness, ctx.art_lambda,
-                ctx.needs_input_grad[:2],
-            ), None, None, None, None)
+            return (
+                *composed_permutation_matmul_vjp(
+                    grad_output,
+                    x,
+                    v,
+                    layers,
+                    ctx.distribution,
+                    ctx.steepness,
+                    ctx.art_lambda,
+                    ctx.needs_input_grad[:2],
+                ),
+                None,
+                None,
+                None,
+                None,
+            )
         alphas, diffs, products = saved[:num_layers], saved[num_layers : 2 * num_layers], saved[2 * num_layers :]
         derivative = RELAXATION_DERIVATIVES[ctx.distribution]
 
         # 1. Through w_{t-1} = M_t w_t, first layer to last.
         g = grad_output.transpose(-1, -2)  # (..., m, n)
         alpha_grads = []
-        for layer, alpha, w in zip(layers, alphas, products):
+        for layer, alpha, w in zip(layers, alphas, products, strict=True):
             g_a, g_b, _ = split_pairs(layer, g, transposed=False)
             w_min, w_max, _ = split_pairs(layer, w, transposed=True)
             alpha_grads.append(((g_a - g_b) * (w_min - w_max)).sum(-2))
@@ -96,11 +109,15 @@ class _PermutationMatmul(torch.autograd.Function):
         grad_x = None
         if ctx.needs_input_grad[0]:
             gx = grad_output.new_zeros(grad_output.shape[:-1])
-            for layer, alpha, d, g_alpha in zip(reversed(layers), reversed(alphas), reversed(diffs), reversed(alpha_grads)):
+            for layer, alpha, d, g_alpha in zip(
+                reversed(layers), reversed(alphas), reversed(diffs), reversed(alpha_grads), strict=True
+            ):
                 g_min, g_max, _ = split_pairs(layer, gx, transposed=True)
                 # x_min = b + alpha (a - b), x_max = a + alpha (b - a), with d = b - a.
                 g_alpha = g_alpha - (g_min - g_max) * d.to(g_alpha.dtype)
-                g_d = (g_alpha.to(d.dtype) * derivative(d, alpha.to(d.dtype), ctx.steepness, ctx.art_lambda)).to(gx.dtype)
+                g_d = (g_alpha.to(d.dtype) * derivative(d, alpha.to(d.dtype), ctx.steepness, ctx.art_lambda)).to(
+                    gx.dtype
+                )
                 gx = mix_no_grad(layer, gx, alpha, transposed=True, shift=g_d, pairs=(g_min, g_max))
             grad_x = gx
         return grad_x, grad_v, None, None, None, None
@@ -131,7 +148,7 @@ def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambd
             w = mix(layer, w, alpha.unsqueeze(-2))
         else:
             alphas.append(alpha)
-    for layer, alpha in zip(reversed(layers), reversed(alphas)):
+    for layer, alpha in zip(reversed(layers), reversed(alphas), strict=True):
         w = mix(layer, w, alpha.unsqueeze(-2), transposed=True)
     return w.transpose(-1, -2)
 
@@ -147,7 +164,8 @@ def composed_permutation_matmul_vjp(
         out = composed_permutation_matmul(inputs[0], inputs[1], layers, distribution, steepness, art_lambda, transpose)
         grads = torch.autograd.grad(out, inputs, grad_output, create_graph=True, allow_unused=True)
     return tuple(
-        (torch.zeros_like(t) if g is None else g) if need else None for g, t, need in zip(grads, (x, v), needs)
+        (torch.zeros_like(t) if g is None else g) if need else None
+        for g, t, need in zip(grads, (x, v), needs, strict=True)
     )
 
 

@@ -280,7 +280,7 @@ def _send_values(entries: List[Tuple[List[torch.Tensor], Callable[[List[int]], O
     def message(codes: List[int]) -> Optional[str]:
         start = 0
         for values, explain in entries:
-            error = explain(codes[start:start + len(values)])
+            error = explain(codes[start : start + len(values)])
             start += len(values)
             if error is not None:
                 return error
@@ -377,7 +377,6 @@ def defer_check(bad: torch.Tensor, message: str) -> None:
     _defer_values([bad], lambda codes: message if codes[0] else None)
 
 
-
 # ---------------------------------------------------------------------------------------
 # Tensors
 
@@ -399,7 +398,9 @@ def check_tensor(
         floating: require a floating-point dtype.
     """
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor{' of shape ' + shape_hint if shape_hint else ''}, got {describe(value)}.")
+        raise TypeError(
+            f"{name} must be a torch.Tensor{' of shape ' + shape_hint if shape_hint else ''}, got {describe(value)}."
+        )
     if value.is_meta:
         raise ValueError(
             f"{name} is on the meta device: it has a shape but no values. Materialise it on a "
@@ -533,7 +534,9 @@ def check_views(
     if not looks_labelled and len(views) >= 2:
         last = views[-1]
         looks_labelled = isinstance(last, torch.Tensor) and last.dim() == 1 and not last.is_floating_point()
-        looks_labelled = looks_labelled or (isinstance(last, (list, tuple)) and all(isinstance(v, numbers.Integral) for v in last))
+        looks_labelled = looks_labelled or (
+            isinstance(last, (list, tuple)) and all(isinstance(v, numbers.Integral) for v in last)
+        )
     if looks_labelled and loss_name is not None:
         alternative = f"; for labelled data use {labelled_alternative}" if labelled_alternative else ""
         raise TypeError(
@@ -559,9 +562,7 @@ def check_views(
     if checked[0].shape[1] < 1:
         raise ValueError(f"Views have width 0 (shape {tuple(checked[0].shape)}): embeddings need dim >= 1.")
     if checked[0].shape[0] < min_batch:
-        raise ValueError(
-            f"A batch of {checked[0].shape[0]} image(s) has no negatives; use at least {min_batch}."
-        )
+        raise ValueError(f"A batch of {checked[0].shape[0]} image(s) has no negatives; use at least {min_batch}.")
     check_finite([(f"View {index}", view) for index, view in enumerate(checked)])
     return checked
 
@@ -611,10 +612,14 @@ def check_labels(
     if num_classes is not None and labels.numel():
         if checks_lazily(labels):
             _raise_ready()
-            message = (f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
-                       "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE).")
+            message = (
+                f"{name} must lie in [0, {num_classes}) for num_classes={num_classes}; some labels are out "
+                "of range (found by a lazy check, raised at the next validated call: see RANKSSL_VALIDATE)."
+            )
             bounds = labels.aminmax()  # one reduction for both bounds
-            _defer_values([bounds.min, bounds.max], lambda codes: message if codes[0] < 0 or codes[1] >= num_classes else None)
+            _defer_values(
+                [bounds.min, bounds.max], lambda codes: message if codes[0] < 0 or codes[1] >= num_classes else None
+            )
             return labels
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
@@ -654,7 +659,9 @@ def check_indices_tuple(indices_tuple: object, num_rows: int, num_ref: int) -> T
             try:
                 part = torch.as_tensor(part)
             except (TypeError, ValueError, RuntimeError):
-                raise TypeError(f"{name} must be a 1-D tensor or sequence of integer indices, got {describe(part)}.") from None
+                raise TypeError(
+                    f"{name} must be a 1-D tensor or sequence of integer indices, got {describe(part)}."
+                ) from None
         if part.is_floating_point() or part.is_complex() or part.dtype == torch.bool:
             raise TypeError(f"{name} must hold integer indices, got dtype {part.dtype}.")
         if part.dim() != 1:
@@ -699,5 +706,7 @@ def safe_normalize(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
     ``c * x`` is that with respect to ``x`` divided by ``c``.
     """
     # A zero row stays zero (divided by the clamp); a subnormal one is scaled up to ~1e-2.
-    scale = torch.linalg.vector_norm(x.detach(), ord=float("inf"), dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    scale = torch.linalg.vector_norm(x.detach(), ord=float("inf"), dim=dim, keepdim=True).clamp_min(
+        torch.finfo(x.dtype).tiny
+    )
     return torch.nn.functional.normalize(x / scale, dim=dim)

@@ -36,9 +36,7 @@ def check_inputs(
     if ref_emb is not None:
         ref_emb = check_embeddings(ref_emb, "ref_emb", finite=False)
         if ref_emb.shape[1] != embeddings.shape[1]:
-            raise ValueError(
-                f"embeddings have dim {embeddings.shape[1]} but ref_emb has dim {ref_emb.shape[1]}."
-            )
+            raise ValueError(f"embeddings have dim {embeddings.shape[1]} but ref_emb has dim {ref_emb.shape[1]}.")
         if ref_emb.dtype != embeddings.dtype:
             raise TypeError(
                 f"ref_emb has dtype {ref_emb.dtype} but embeddings have {embeddings.dtype}: give both the same "
@@ -61,8 +59,7 @@ def check_inputs(
     if indices_tuple is not None:
         num_ref = embeddings.shape[0] if ref_emb is None else ref_emb.shape[0]
         indices_tuple = tuple(
-            part.to(embeddings.device)
-            for part in check_indices_tuple(indices_tuple, embeddings.shape[0], num_ref)
+            part.to(embeddings.device) for part in check_indices_tuple(indices_tuple, embeddings.shape[0], num_ref)
         )
     return embeddings, labels, indices_tuple, ref_emb, ref_labels
 

@@ -33,7 +33,9 @@ class _SafeNormalize(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, dim: int):
-        scale = torch.linalg.vector_norm(x, ord=float("inf"), dim=dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+        scale = torch.linalg.vector_norm(x, ord=float("inf"), dim=dim, keepdim=True).clamp_min(
+            torch.finfo(x.dtype).tiny
+        )
         scaled = x / scale
         norm = torch.linalg.vector_norm(scaled, dim=dim, keepdim=True).clamp_min(1e-12)  # F.normalize's eps
         return scaled / norm, norm * scale

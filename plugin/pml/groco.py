@@ -8,7 +8,7 @@ of views, so it goes wherever a pytorch-metric-learning loss goes.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
@@ -103,7 +103,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         check_relaxation(distribution, steepness, art_lambda)
         self.n_negatives = n_negatives
         self.n_positives = n_positives
-        self.sort_kwargs = dict(
+        self.sort_kwargs: Dict[str, Any] = dict(
             sorting_network=sorting_network,
             distribution=distribution,
             steepness=steepness,
@@ -123,7 +123,9 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         check_positive_int(self.n_negatives, "n_negatives")
         check_optional_positive_int(self.n_positives, "n_positives")
         check_network(self.sort_kwargs["sorting_network"])
-        check_relaxation(self.sort_kwargs["distribution"], self.sort_kwargs["steepness"], self.sort_kwargs["art_lambda"])
+        check_relaxation(
+            self.sort_kwargs["distribution"], self.sort_kwargs["steepness"], self.sort_kwargs["art_lambda"]
+        )
         check_gradient_scale(self.gradient_scale)
         _check_uniform_groups(self.uniform_groups, self.n_positives)
         keys = ref_emb.detach() if self.stop_gradient else ref_emb
@@ -157,11 +159,11 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             pos_count, neg_count = divmod(group_key, self.n_negatives + 1)
             rows = order[begin:end]
             if end - begin == scores.shape[0]:  # every anchor: no gather
-                pos, neg = positives[:, :pos_count], negatives[:, num_ref - neg_count:]
+                pos, neg = positives[:, :pos_count], negatives[:, num_ref - neg_count :]
             else:
-                pos, neg = positives[rows, :pos_count], negatives[rows, num_ref - neg_count:]
+                pos, neg = positives[rows, :pos_count], negatives[rows, num_ref - neg_count :]
             losses.append(_ordered_group_ordering_loss(neg, pos, **self.sort_kwargs))
-        anchors = order[groups[0][1]:]
+        anchors = order[groups[0][1] :]
         return {
             "loss": {
                 "losses": scale_gradient(losses[0] if len(losses) == 1 else torch.cat(losses), self.gradient_scale),
@@ -187,7 +189,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
         # As the default path: the first P of the positives sorted ascending, the last
         # K of the negatives sorted ascending.
         positives = scores.masked_fill(~is_positive, float("inf")).sort(dim=1).values[:, :num_pos]
-        negatives = scores.masked_fill(~is_negative, float("-inf")).sort(dim=1).values[:, scores.shape[1] - num_neg:]
+        negatives = scores.masked_fill(~is_negative, float("-inf")).sort(dim=1).values[:, scores.shape[1] - num_neg :]
         check_finite([("scores", scores)], "anchor")
         losses = _ordered_group_ordering_loss(negatives, positives, **self.sort_kwargs)
         return {

@@ -11,7 +11,7 @@ the lightly-style loss. The per-call inputs pml's ``compute_loss`` hook has no s
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from pytorch_metric_learning.distances import CosineSimilarity
@@ -107,6 +107,14 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
         >>> loss.backward()
     """
 
+    if TYPE_CHECKING:  # pml's base is untyped (Any): name what this class uses of it, or mypy reads
+        # these names through nn.Module.__getattr__ of the other base as tensors
+        reset_stats: Callable[..., Any]
+        add_to_recordable_attributes: Callable[..., Any]
+        add_embedding_regularization_to_loss_dict: Callable[..., Any]
+        reducer: Callable[..., Any]
+        zero_loss: Callable[..., Any]
+
     def __init__(
         self,
         num_classes: int,
@@ -135,9 +143,20 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
                 f"CosineSimilarity, got {type(self.distance).__name__}."
             )
         self._init_common(
-            num_classes, embedding_size, temperature=temperature, gate_mode=gate_mode, pairing=pairing,
-            embed_dim=embed_dim, hidden_dim=hidden_dim, gate_penalty=gate_penalty, class_pair_weight=class_pair_weight,
-            seed=seed, feature_filter=feature_filter, reduction=reduction, pair_draw=pair_draw, learn_scale=learn_scale,
+            num_classes,
+            embedding_size,
+            temperature=temperature,
+            gate_mode=gate_mode,
+            pairing=pairing,
+            embed_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            gate_penalty=gate_penalty,
+            class_pair_weight=class_pair_weight,
+            seed=seed,
+            feature_filter=feature_filter,
+            reduction=reduction,
+            pair_draw=pair_draw,
+            learn_scale=learn_scale,
         )
         self.embedding_size = embedding_size
         self._own_rows_cache: dict = {}
@@ -150,7 +169,13 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
         return ["loss", "gate_penalty"] if self.gate_penalty > 0 else ["loss"]
 
     def forward(
-        self, embeddings, labels=None, indices_tuple=None, ref_emb=None, ref_labels=None, pair_labels=None,
+        self,
+        embeddings,
+        labels=None,
+        indices_tuple=None,
+        ref_emb=None,
+        ref_labels=None,
+        pair_labels=None,
         ref_self_index=None,
     ):
         """pml's ``forward`` plus optional (batch_size,) ``pair_labels`` (y2 per anchor) and
@@ -207,10 +232,16 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
 
     def _checked_ref_self_index(self, ref_self_index, embeddings, ref_emb):
         rows = ref_emb.shape[0] if isinstance(ref_emb, torch.Tensor) else -1
-        message = (f"ref_self_index must be an integer tensor of shape ({embeddings.shape[0]},) with rows of "
-                   f"ref_emb (0 <= index < {rows}), and needs ref_emb.")
-        if (ref_emb is None or not isinstance(ref_self_index, torch.Tensor) or ref_self_index.is_floating_point()
-                or ref_self_index.shape != embeddings.shape[:1]):
+        message = (
+            f"ref_self_index must be an integer tensor of shape ({embeddings.shape[0]},) with rows of "
+            f"ref_emb (0 <= index < {rows}), and needs ref_emb."
+        )
+        if (
+            ref_emb is None
+            or not isinstance(ref_self_index, torch.Tensor)
+            or ref_self_index.is_floating_point()
+            or ref_self_index.shape != embeddings.shape[:1]
+        ):
             raise ValueError(message)
         defer_or_raise(((ref_self_index < 0) | (ref_self_index >= rows)).any(), message, ref_self_index)
         return ref_self_index
@@ -224,8 +255,11 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
         itself when it *is* ``embeddings``), with optional (B,) ``pair_labels`` and ``ref_self_index``."""
         same_labels = ref_labels is labels  # pml's default references: the batch itself, checked once
         labels = check_class_labels(labels, self.num_classes, length=embeddings.shape[0])
-        ref_labels = labels if same_labels else check_class_labels(ref_labels, self.num_classes,
-                                                                   length=ref_emb.shape[0], name="ref_labels")
+        ref_labels = (
+            labels
+            if same_labels
+            else check_class_labels(ref_labels, self.num_classes, length=ref_emb.shape[0], name="ref_labels")
+        )
         if embeddings.shape[1] != self.embedding_size:
             raise ValueError(
                 f"Embeddings have dim {embeddings.shape[1]} but the feature filter gates "
@@ -242,8 +276,7 @@ class HydraLoss(BaseMetricLossFunction, HydraLossBase):
         if admissible is not None:
             invalid = ~admissible[:, None] if invalid is None else invalid | ~admissible[:, None]
         keys = None if ref_emb is embeddings else ref_emb
-        terms, positive = _masked_terms(embeddings, keys, gates, labels, pair_labels, ref_labels, invalid,
-                                        self.scale)
+        terms, positive = _masked_terms(embeddings, keys, gates, labels, pair_labels, ref_labels, invalid, self.scale)
         loss_dict = {"loss": self._loss_entry(terms, positive)}
         if self.gate_penalty > 0:
             loss_dict["gate_penalty"] = {

@@ -93,8 +93,13 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         super().__init__(**kwargs)
         check_optional_positive_int(chunk_size, "chunk_size")
         settings = estimator_settings_from_arguments(
-            estimator, num_bins=num_bins, score_range=score_range, temperature=temperature,
-            steepness=steepness, sorting_network=sorting_network, distribution=distribution,
+            estimator,
+            num_bins=num_bins,
+            score_range=score_range,
+            temperature=temperature,
+            steepness=steepness,
+            sorting_network=sorting_network,
+            distribution=distribution,
         )
         self.estimator_settings = check_ap_estimator(estimator, **settings)
         self.score_range = settings.get("score_range")
@@ -115,7 +120,9 @@ class S2R2Loss(CheckedInputsMixin, BaseMetricLossFunction):
         distance = self.distance
         return (
             isinstance(distance, (CosineSimilarity, DotProductSimilarity))
-            and distance.is_inverted and distance.normalize_embeddings and distance.p == 2
+            and distance.is_inverted
+            and distance.normalize_embeddings
+            and distance.p == 2
             and getattr(distance, "power", 1) == 1
         )
 

@@ -43,7 +43,8 @@ class _AcceptsRanksslLosses(_MixinBase):
             hint = (
                 f" {type(loss).__module__}.{name} is the lightly-style loss over views; "
                 f"use rankssl.pml.{name}, the pytorch-metric-learning loss."
-                if name in RANKSSL_PML_LOSSES else ""
+                if name in RANKSSL_PML_LOSSES
+                else ""
             )
             raise TypeError(
                 f"{type(self).__name__} wraps a pytorch-metric-learning loss (BaseMetricLossFunction), "
@@ -59,9 +60,7 @@ class _AcceptsRanksslLosses(_MixinBase):
     def check_loss_support(cls, loss_name: str) -> None:
         supported = cls.supported_losses()
         if loss_name not in supported:
-            raise ValueError(
-                f"{cls.__name__} does not support {loss_name}; supported losses: {', '.join(supported)}."
-            )
+            raise ValueError(f"{cls.__name__} does not support {loss_name}; supported losses: {', '.join(supported)}.")
 
 
 class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
@@ -86,8 +85,7 @@ class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
             if not isinstance(view, torch.Tensor) or view.shape != embeddings.shape:
                 got = tuple(view.shape) if isinstance(view, torch.Tensor) else type(view).__name__
                 raise ValueError(
-                    f"All views must have the shape of embeddings {tuple(embeddings.shape)}; "
-                    f"view {index} is {got}."
+                    f"All views must have the shape of embeddings {tuple(embeddings.shape)}; view {index} is {got}."
                 )
         if not more_views:
             return super().forward(embeddings, ref_emb)
@@ -136,7 +134,11 @@ class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
         super().__init__(loss, embedding_size, memory_size, miner, **kwargs)
 
     def forward(self, embeddings, labels, indices_tuple=None, enqueue_mask=None):
-        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
+        if (
+            not isinstance(embeddings, torch.Tensor)
+            or embeddings.dim() != 2
+            or embeddings.shape[1] != self.embedding_size
+        ):
             got = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
             raise ValueError(
                 f"embeddings must have shape (batch_size, embedding_size={self.embedding_size}) to fit the "
@@ -146,7 +148,8 @@ class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
             got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
             raise ValueError(f"labels must have shape ({embeddings.shape[0]},), one per embedding, got {got}.")
         if enqueue_mask is not None and (
-            not isinstance(enqueue_mask, torch.Tensor) or enqueue_mask.dtype != torch.bool
+            not isinstance(enqueue_mask, torch.Tensor)
+            or enqueue_mask.dtype != torch.bool
             or enqueue_mask.shape != embeddings.shape[:1]
         ):
             raise ValueError(f"enqueue_mask must be a bool tensor of shape ({embeddings.shape[0]},).")
@@ -175,7 +178,10 @@ class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
             self_index = self.curr_batch_idx
         filled = self.memory_size if self.has_been_filled else self.queue_idx
         return self.loss(
-            embeddings, labels, ref_emb=self.embedding_memory[:filled], ref_labels=self.label_memory[:filled],
+            embeddings,
+            labels,
+            ref_emb=self.embedding_memory[:filled],
+            ref_labels=self.label_memory[:filled],
             ref_self_index=self_index,
         )
 

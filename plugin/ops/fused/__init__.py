@@ -46,16 +46,21 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, cast
 
 import torch
 
 from rankssl.ops.fused import build
-from rankssl.ops.networks import ComparatorLayer
+from rankssl.ops.networks import ComparatorLayer, Network
 
 __all__ = [
-    "KERNEL_CHOICES", "available", "kernel_choice", "backend_for", "triton_available",
-    "permutation_matmul", "group_ordering_mass_loss",
+    "KERNEL_CHOICES",
+    "available",
+    "kernel_choice",
+    "backend_for",
+    "triton_available",
+    "permutation_matmul",
+    "group_ordering_mass_loss",
 ]
 
 #: Values of ``RANKSSL_KERNELS``.
@@ -142,6 +147,11 @@ def backend_for(device_type: str, dtype: torch.dtype) -> Optional[str]:
     return "triton"
 
 
+def _name(layers: Sequence[ComparatorLayer]) -> str:
+    """The name of a network :func:`_backend` accepted (only a :class:`Network` has one)."""
+    return cast(Network, layers).name
+
+
 def _backend(x: torch.Tensor, network) -> Optional[str]:
     if getattr(network, "name", None) is None:
         return None  # a hand-made tuple of layers: only the torch path knows it
@@ -158,6 +168,7 @@ def _triton_network():
 
 
 # ---------------------------------------------------------------- C++ kernels (CPU)
+
 
 def _tables(layers: Sequence[ComparatorLayer]) -> Tables:
     """The network as flat int32 comparator arrays (a, b, min wire, max wire), cached."""
@@ -192,18 +203,49 @@ def _pointer(t: Optional[torch.Tensor]) -> Optional[int]:
 
 
 def _run(
-    layers, distribution, steepness, art_lambda, mode, x, v=None, v_batched=False, m=1,
-    grad_out=None, out=None, grad_x=None, grad_v=None, num_neg=0,
+    layers,
+    distribution,
+    steepness,
+    art_lambda,
+    mode,
+    x,
+    v=None,
+    v_batched=False,
+    m=1,
+    grad_out=None,
+    out=None,
+    grad_x=None,
+    grad_v=None,
+    num_neg=0,
 ) -> None:
     library = build.load()
+    assert library is not None, "the CPU kernels are only called after _backend found them loaded"
     num_layers, comparators, ptr, a, b, lo, hi = _tables(layers)
     function = library.rankssl_network_f64 if x.dtype == torch.float64 else library.rankssl_network_f32
     status = function(
-        x.shape[-1], num_layers, comparators, ptr.data_ptr(), a.data_ptr(), b.data_ptr(), lo.data_ptr(),
-        hi.data_ptr(), KINDS[distribution], float(steepness), float(art_lambda), mode,
+        x.shape[-1],
+        num_layers,
+        comparators,
+        ptr.data_ptr(),
+        a.data_ptr(),
+        b.data_ptr(),
+        lo.data_ptr(),
+        hi.data_ptr(),
+        KINDS[distribution],
+        float(steepness),
+        float(art_lambda),
+        mode,
         torch.get_num_threads() if x.shape[0] * comparators >= _PARALLEL_WORK else 1,
-        x.data_ptr(), _pointer(v), int(v_batched), m, x.shape[0],
-        _pointer(grad_out), _pointer(out), _pointer(grad_x), _pointer(grad_v), num_neg,
+        x.data_ptr(),
+        _pointer(v),
+        int(v_batched),
+        m,
+        x.shape[0],
+        _pointer(grad_out),
+        _pointer(out),
+        _pointer(grad_x),
+        _pointer(grad_v),
+        num_neg,
     )
     if status != 0:
         raise RuntimeError(f"fused sorting-network kernel failed with status {status}")
@@ -247,9 +289,18 @@ def cpu_permutation_matmul_backward(
     grad_v_rows = torch.zeros(rows.shape[0], n, m, dtype=dtype) if need_v else None
     if rows.shape[0] and m:
         _run(
-            layers, distribution, steepness, art_lambda, _T_BACKWARD if transpose else _BACKWARD, rows, vectors,
-            v.dim() > 2, m,
-            grad_out=grad_out, grad_x=grad_x, grad_v=grad_v_rows,
+            layers,
+            distribution,
+            steepness,
+            art_lambda,
+            _T_BACKWARD if transpose else _BACKWARD,
+            rows,
+            vectors,
+            v.dim() > 2,
+            m,
+            grad_out=grad_out,
+            grad_x=grad_x,
+            grad_v=grad_v_rows,
         )
     return grad_x.view(x.shape).to(x.dtype), _sum_grad_v(grad_v_rows, x, v)
 
@@ -275,6 +326,7 @@ def cpu_group_ordering(scores, num_neg, layers, distribution, steepness, art_lam
 
 
 # ---------------------------------------------------------------- Triton kernels
+
 
 def triton_permutation_matmul(x, v, layers, distribution, steepness, art_lambda, transpose=False) -> torch.Tensor:
     """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``), (..., n, m), with the Triton kernels."""
@@ -313,9 +365,15 @@ def triton_group_ordering(scores, num_neg, layers, distribution, steepness, art_
 
 # ---------------------------------------------------------------- entry points
 
+
 def permutation_matmul(
-    x: torch.Tensor, v: torch.Tensor, layers: Sequence[ComparatorLayer], distribution: str, steepness: float,
-    art_lambda: float, transpose: bool = False,
+    x: torch.Tensor,
+    v: torch.Tensor,
+    layers: Sequence[ComparatorLayer],
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
+    transpose: bool = False,
 ) -> Optional[torch.Tensor]:
     """``P(x) @ v`` (``P(x)^T @ v`` with ``transpose``) through the fused kernels, or
     ``None`` if none applies.
@@ -330,12 +388,16 @@ def permutation_matmul(
     if v.dtype != x.dtype:
         v = v.to(x.dtype)
     return ops.permutation_matmul(
-        x, v, layers.name, distribution, float(steepness), float(art_lambda), backend, bool(transpose)
+        x, v, _name(layers), distribution, float(steepness), float(art_lambda), backend, bool(transpose)
     )
 
 
 def group_ordering_mass_loss(
-    scores: torch.Tensor, num_neg: int, layers: Sequence[ComparatorLayer], distribution: str, steepness: float,
+    scores: torch.Tensor,
+    num_neg: int,
+    layers: Sequence[ComparatorLayer],
+    distribution: str,
+    steepness: float,
     art_lambda: float,
 ) -> Optional[torch.Tensor]:
     """GroCo's per-anchor loss from pre-ordered scores in one fused pass, or ``None``.
@@ -357,7 +419,7 @@ def group_ordering_mass_loss(
     if backend is None:
         return None
     loss, _ = ops.group_ordering_mass_loss(
-        scores, int(num_neg), layers.name, distribution, float(steepness), float(art_lambda), backend
+        scores, int(num_neg), _name(layers), distribution, float(steepness), float(art_lambda), backend
     )
     return loss
 

@@ -273,10 +273,29 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         function = getattr(library, name)
         function.restype = i32
         function.argtypes = [
-            i64, i64, i64, ptr, ptr, ptr, ptr, ptr,  # n, layers, comparators, ptr, a, b, lo, hi
-            i32, f64, f64, i32, i32,  # kind, steepness, art_lambda, mode, threads
-            ptr, ptr, i32, i64, i64,  # x, v, v_batched, m, rows
-            ptr, ptr, ptr, ptr, i64,  # grad_out, out, grad_x, grad_v, num_neg
+            i64,
+            i64,
+            i64,
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            ptr,  # n, layers, comparators, ptr, a, b, lo, hi
+            i32,
+            f64,
+            f64,
+            i32,
+            i32,  # kind, steepness, art_lambda, mode, threads
+            ptr,
+            ptr,
+            i32,
+            i64,
+            i64,  # x, v, v_batched, m, rows
+            ptr,
+            ptr,
+            ptr,
+            ptr,
+            i64,  # grad_out, out, grad_x, grad_v, num_neg
         ]
     library.rankssl_abi_version.restype = i32
     if library.rankssl_abi_version() != ABI_VERSION:

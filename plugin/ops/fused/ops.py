@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rankssl.ops import fused
-from rankssl.ops.networks import get_network
 from rankssl.ops import permutation_matmul as _reference  # the torch path (a circular import: used at call time)
+from rankssl.ops.networks import get_network
 
 __all__ = ["permutation_matmul", "permutation_matmul_backward", "group_ordering_mass_loss"]
 
@@ -36,7 +36,13 @@ def _layers(network: str, x: Tensor):
 
 @torch.library.custom_op("rankssl::permutation_matmul", mutates_args=())
 def permutation_matmul(
-    x: Tensor, v: Tensor, network: str, distribution: str, steepness: float, art_lambda: float, backend: str,
+    x: Tensor,
+    v: Tensor,
+    network: str,
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
+    backend: str,
     transpose: bool,
 ) -> Tensor:
     """``P(x) @ v``, or ``P(x)^T @ v`` if ``transpose``: x (..., n), v (n, m) or
@@ -52,8 +58,16 @@ def _(x, v, network, distribution, steepness, art_lambda, backend, transpose):
 
 @torch.library.custom_op("rankssl::permutation_matmul_backward", mutates_args=())
 def permutation_matmul_backward(
-    grad: Tensor, x: Tensor, v: Tensor, network: str, distribution: str, steepness: float, art_lambda: float,
-    backend: str, need_v: bool, transpose: bool,
+    grad: Tensor,
+    x: Tensor,
+    v: Tensor,
+    network: str,
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
+    backend: str,
+    need_v: bool,
+    transpose: bool,
 ) -> Tuple[Tensor, Tensor]:
     """``(grad_x, grad_v)`` of :func:`permutation_matmul`; ``grad_v`` is empty (0,)
     unless ``need_v``."""
@@ -93,7 +107,12 @@ permutation_matmul.register_autograd(_backward_permutation_matmul, setup_context
 
 @torch.library.custom_op("rankssl::group_ordering_mass_loss", mutates_args=())
 def group_ordering_mass_loss(
-    scores: Tensor, num_neg: int, network: str, distribution: str, steepness: float, art_lambda: float,
+    scores: Tensor,
+    num_neg: int,
+    network: str,
+    distribution: str,
+    steepness: float,
+    art_lambda: float,
     backend: str,
 ) -> Tuple[Tensor, Tensor]:
     """GroCo's ``(loss (A,), gradient (A, n))`` from (A, n) pre-ordered scores; see

@@ -155,9 +155,29 @@ def _pick3(t, idx, BLOCK_R: tl.constexpr, MP: tl.constexpr, NP: tl.constexpr):
 
 @triton.jit
 def _network_kernel(
-    X, V, GRAD_OUT, OUT, GRAD_X, GRAD_V, XS, WS, GS, TABLE,
-    rows, n, m, num_layers, num_neg, v_row_stride, steepness, art_lambda,
-    KIND: tl.constexpr, MODE: tl.constexpr, NP: tl.constexpr, MP: tl.constexpr, BLOCK_R: tl.constexpr,
+    X,
+    V,
+    GRAD_OUT,
+    OUT,
+    GRAD_X,
+    GRAD_V,
+    XS,
+    WS,
+    GS,
+    TABLE,
+    rows,
+    n,
+    m,
+    num_layers,
+    num_neg,
+    v_row_stride,
+    steepness,
+    art_lambda,
+    KIND: tl.constexpr,
+    MODE: tl.constexpr,
+    NP: tl.constexpr,
+    MP: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0)
     r = pid * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -270,17 +290,33 @@ def _network_kernel(
             galpha = tl.load(gs_row + t * NP) - (gmin - gmax) * d
             gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
             gd = tl.where((ta == tb)[None, :], 0.0, gd)
-            gx = tl.where(
-                (wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd
-            )
+            gx = tl.where((wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd)
         tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
 
 
 @triton.jit
 def _transposed_kernel(
-    X, V, GRAD_OUT, OUT, GRAD_X, GRAD_V, XS, WS, TABLE,
-    rows, n, m, num_layers, v_row_stride, steepness, art_lambda,
-    KIND: tl.constexpr, BACKWARD: tl.constexpr, NP: tl.constexpr, MP: tl.constexpr, BLOCK_R: tl.constexpr,
+    X,
+    V,
+    GRAD_OUT,
+    OUT,
+    GRAD_X,
+    GRAD_V,
+    XS,
+    WS,
+    TABLE,
+    rows,
+    n,
+    m,
+    num_layers,
+    v_row_stride,
+    steepness,
+    art_lambda,
+    KIND: tl.constexpr,
+    BACKWARD: tl.constexpr,
+    NP: tl.constexpr,
+    MP: tl.constexpr,
+    BLOCK_R: tl.constexpr,
 ):
     pid = tl.program_id(0)
     r = pid * BLOCK_R + tl.arange(0, BLOCK_R)
@@ -346,9 +382,7 @@ def _transposed_kernel(
             galpha = galpha_w - (gmin - gmax) * d
             gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
             gd = tl.where((ta == tb)[None, :], 0.0, gd)
-            gx = tl.where(
-                (wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd
-            )
+            gx = tl.where((wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd)
         tl.store(GRAD_V + off3, g.to(GRAD_V.dtype.element_ty), mask=mask3)
         tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
 
@@ -379,9 +413,27 @@ def _launch_transposed(layers, distribution, steepness, art_lambda, x, v, grad_o
         grad_x = grad_v = x
     v_stride = 0 if v.dim() == 2 else n * m
     _transposed_kernel[(programs,)](
-        x, v, x if grad_out is None else grad_out, out, grad_x, grad_v, xs, ws, table,
-        rows, n, m, num_layers, v_stride, float(steepness), float(art_lambda),
-        KIND=KINDS[distribution], BACKWARD=backward, NP=padded, MP=mp, BLOCK_R=block_r,
+        x,
+        v,
+        x if grad_out is None else grad_out,
+        out,
+        grad_x,
+        grad_v,
+        xs,
+        ws,
+        table,
+        rows,
+        n,
+        m,
+        num_layers,
+        v_stride,
+        float(steepness),
+        float(art_lambda),
+        KIND=KINDS[distribution],
+        BACKWARD=backward,
+        NP=padded,
+        MP=mp,
+        BLOCK_R=block_r,
     )
     return (grad_x, grad_v) if backward else out
 
@@ -419,10 +471,29 @@ def _launch(layers, distribution, steepness, art_lambda, mode, x, v=None, grad_o
     v_stride = 0 if v is None or v.dim() == 2 else n * m
     dummy = x
     _network_kernel[(programs,)](
-        x, v_arg, dummy if grad_out is None else grad_out, dummy if out is None else out,
-        dummy if grad_x is None else grad_x, dummy if grad_v is None else grad_v, xs, ws, gs, table,
-        rows, n, m, num_layers, num_neg, v_stride, float(steepness), float(art_lambda),
-        KIND=KINDS[distribution], MODE=mode, NP=padded, MP=mp, BLOCK_R=block_r,
+        x,
+        v_arg,
+        dummy if grad_out is None else grad_out,
+        dummy if out is None else out,
+        dummy if grad_x is None else grad_x,
+        dummy if grad_v is None else grad_v,
+        xs,
+        ws,
+        gs,
+        table,
+        rows,
+        n,
+        m,
+        num_layers,
+        num_neg,
+        v_stride,
+        float(steepness),
+        float(art_lambda),
+        KIND=KINDS[distribution],
+        MODE=mode,
+        NP=padded,
+        MP=mp,
+        BLOCK_R=block_r,
     )
     if mode == FORWARD:
         return out
