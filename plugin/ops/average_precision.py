@@ -449,8 +449,8 @@ def _average_precision(
 ) -> torch.Tensor:
     """:func:`average_precision` on checked inputs: bool ``relevance`` (within ``valid``),
     settings from :func:`check_ap_estimator`. ``max_relevant``: the most relevant items
-    of any query, when the caller knows it (else the sigmoid and sorting estimators
-    read it from ``relevance``, a host sync). ``bounded``: the caller guarantees the
+    of any query, when the caller knows it (else the sigmoid estimator reads it from
+    ``relevance``, a host sync; the sorting estimator does not need it). ``bounded``: the caller guarantees the
     scores lie in a fixed ``score_range`` (cosine similarities in [-1, 1]), so the range
     check is skipped. No host sync otherwise."""
     score_range = settings.get("score_range")
@@ -459,7 +459,7 @@ def _average_precision(
     elif score_range is not None and not bounded:
         _check_in_range(scores, valid, score_range)
     scores = scores.float()
-    if max_relevant is None and estimator in ("sigmoid", "sorting"):
+    if max_relevant is None and estimator == "sigmoid":
         # One width for every chunk, so that the chunking never changes the result.
         max_relevant = int(relevance.sum(1).max())
     if chunk_size is None:
