@@ -101,9 +101,10 @@ def mmengine_safe_globals() -> Iterator[None]:
     added are removed (an earlier :func:`allow_mmengine_checkpoints` stays in force).
 
     Example:
+        >>> from mmengine.logging.history_buffer import HistoryBuffer
         >>> before = list(torch.serialization.get_safe_globals())
         >>> with mmengine_safe_globals():
-        ...     len(torch.serialization.get_safe_globals()) > len(before)
+        ...     HistoryBuffer in torch.serialization.get_safe_globals()
         True
         >>> torch.serialization.get_safe_globals() == before
         True

@@ -148,8 +148,9 @@ def composed_permutation_matmul(x, v, layers, distribution, steepness, art_lambd
             w = mix(layer, w, alpha.unsqueeze(-2))
         else:
             alphas.append(alpha)
-    for layer, alpha in zip(reversed(layers), reversed(alphas), strict=True):
-        w = mix(layer, w, alpha.unsqueeze(-2), transposed=True)
+    if not transpose:  # P @ v: the layers' mixes applied from the last layer to the first
+        for layer, alpha in zip(reversed(layers), reversed(alphas), strict=True):
+            w = mix(layer, w, alpha.unsqueeze(-2), transposed=True)
     return w.transpose(-1, -2)
 
 
