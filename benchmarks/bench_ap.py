@@ -2,7 +2,7 @@
 SmoothAPLoss, forward + backward on the same embeddings and labels; and S2R2 at
 B = 256 images x V = 16 views.
 
-    python benchmarks/bench_ap.py            # the table of issue 4 (CPU: ~10 minutes)
+    python benchmarks/bench_ap.py            # the AP-losses table of RESULTS.md (CPU: ~10 minutes)
     python benchmarks/bench_ap.py --quick    # toy sizes (used by the test suite)
 
 Every loss is called through pml's interface (``loss(embeddings, labels)``) with the
@@ -86,7 +86,7 @@ def make_s2r2_step(batch: int, views: int, estimator: str = "binned", seed: int 
     generator = torch.Generator().manual_seed(seed)
     base = torch.randn(batch, DIM, generator=generator)
     out = [(base + torch.randn(batch, DIM, generator=generator)).requires_grad_(True) for _ in range(views)]
-    # The settings this file's RESULTS.md table was measured with (before issue 11's defaults).
+    # The settings this file's RESULTS.md table was measured with (the estimators' defaults before they moved to unbiased ones).
     loss_fn = S2R2Loss(estimator, **{"binned": dict(num_bins=20), "sigmoid": dict(temperature=0.01)}.get(estimator, {}))
 
     def step():

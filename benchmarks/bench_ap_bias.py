@@ -11,7 +11,7 @@ in two regimes of the score distribution:
 
 ``spread``
     dim 32, sigma 1.0: cosine scores with standard deviation ~0.19 and mean AP ~0.77 at
-    64 x 8 (the setting in which issue 11 measured the bias).
+    64 x 8 (the setting in which the former defaults' bias was first measured).
 ``concentrated``
     dim 128, sigma 1.5: scores squeezed into a standard deviation of ~0.09 (many items
     per bin of a fixed-width histogram), mean AP ~0.8: the harder case for the binned

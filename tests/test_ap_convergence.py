@@ -84,7 +84,7 @@ def test_default_is_within_the_bound_and_tracks_exact_ap(problem, estimator):
 
 
 def test_former_defaults_were_not_ap_estimates(problem):
-    """Why the defaults moved (issue 11): 20 bins, T = 0.01 and a Cauchy network at
+    """Why the defaults moved (2026-11): 20 bins, T = 0.01 and a Cauchy network at
     steepness 100 underestimate AP by more than the bound on at least one distribution."""
     assert _bias(problem, "binned", num_bins=20) < -BOUND
     assert _bias(problem, "sorting", steepness=100.0, distribution="cauchy") < -0.1
