@@ -72,3 +72,14 @@ def test_groco_all_negatives_benchmark_quick(tmp_path):
     out = _run_benchmark("groco_all_negatives.py", "--quick", "--json", str(record))
     assert "GroCoLoss / NTXentLoss:" in out and "| load | NTXent ms |" in out
     _assert_record(record, first_cells=[])
+
+
+@pytest.mark.timeout(HANG + 60)
+def test_hydra_launches_benchmark_meets_its_target(tmp_path):
+    record = tmp_path / "launches-hydra.json"
+    out = _run_benchmark("hydra_launches.py", "--repeats", "1", "--json", str(record))
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 4 and rows[-1].startswith("| pml `SupConLoss` (peer) |")
+    # the two defaults: no sync, launches <= SupCon's (the variant's (2B, 2B) masks cost two more)
+    assert rows[0].endswith("| yes |") and rows[2].endswith("| yes |"), out
+    _assert_record(record, first_cells=["lightly-style `HydraLoss([z0, z1], y)`, default (SimLAP)"])
