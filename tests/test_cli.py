@@ -232,3 +232,29 @@ def test_demo_results_tool_is_repository_tooling_loaded_from_the_checkout(tmp_pa
     assert importlib.util.find_spec("rankssl.demo_results") is None
     with pytest.raises(CommandError, match="source checkout"):
         find_checkout(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_demo_trains_both_methods_then_prints_the_knn_table(tmp_path):
+    """The README's first command (`make demo` = `rankssl demo`), one epoch per method: training
+    progress, then the table with both methods and the two baselines."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rankssl", "demo", "--epochs", "1", "--work-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "[GroCo] epoch 1/1" in out and "[SimCLR] epoch 1/1" in out  # visible progress
+    table = out[out.index("method ") :]
+    rows = {line[:32].strip(): line[32:].split() for line in table.splitlines()[1:5]}
+    assert set(rows) == {"GroCo", "SimCLR (lightly NTXentLoss)", "raw pixels (no training)",
+                         "random init (no training)"}, table
+    for method in ("GroCo", "SimCLR (lightly NTXentLoss)"):
+        assert 10.0 < float(rows[method][0]) <= 100.0 and rows[method][1] == "1", table  # kNN %, epochs
+    assert float(rows["raw pixels (no training)"][0]) == pytest.approx(41.1, abs=0.05)  # no training involved
+    for recipe in ("groco_smallcnn_1xb256-50e_digits", "simclr_smallcnn_1xb256-50e_digits"):
+        for name in ("epoch_1.pth", "last_checkpoint", "scalars.json", "loss.png"):
+            assert os.path.isfile(os.path.join(tmp_path, recipe, name)), (recipe, name)
