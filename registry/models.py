@@ -1,7 +1,7 @@
 """Register models: losses, backbones, heads, algorithms, data preprocessors, model wrappers.
 
 Imported lazily by mmengine (``locations``) the first time the models registry is used.
-A new method adds its lines here (see the README section on mmengine).
+A new method adds its lines here (docs/mmengine.md, "Writing a recipe or a new method").
 """
 
 from lightly.loss import NTXentLoss
