@@ -71,6 +71,28 @@ def _pml(name: str, **kwargs):
     return build
 
 
+def _self_supervised(make_loss: Callable[[], object], wrapper: Callable[..., object]):
+    """A pml loss inside a labels-from-views wrapper, called on the two views."""
+
+    def build(views, embeddings, labels):
+        loss = wrapper(make_loss())
+        return lambda: loss(*views)
+
+    return build
+
+
+def _pml_self_supervised(name: str):
+    import pytorch_metric_learning.losses as pml_losses
+
+    return _self_supervised(lambda: getattr(pml_losses, name)(), pml_losses.SelfSupervisedLoss)
+
+
+def _rankssl_self_supervised(name: str):
+    import rankssl.pml as pml
+
+    return _self_supervised(lambda: getattr(pml, name)(), pml.SelfSupervisedLoss)
+
+
 def _lightly_style(name: str, **kwargs):
     def build(views, embeddings, labels):
         import rankssl.losses as losses
@@ -103,6 +125,12 @@ ROWS: List[Row] = [
     Row("pml GroCoLoss uniform_groups", _rankssl_pml("GroCoLoss", n_positives=1, uniform_groups=True),
         "pml NTXentLoss", _pml("NTXentLoss")),
     Row("pml S2R2Loss", _rankssl_pml("S2R2Loss"), "pml FastAPLoss", _pml("FastAPLoss")),
+    Row(
+        "pml SelfSupervisedLoss(GroCoLoss())",
+        _rankssl_self_supervised("GroCoLoss"),
+        "pml SelfSupervisedLoss(NTXentLoss())",
+        _pml_self_supervised("NTXentLoss"),
+    ),
 ]
 
 

@@ -252,3 +252,45 @@ def test_uniform_groups_refuse_a_batch_that_breaks_the_promise():
         pml.GroCoLoss(uniform_groups=True)
     with pytest.raises(TypeError, match="uniform_groups must be True or False"):
         pml.GroCoLoss(n_positives=1, uniform_groups="yes")
+
+
+@pytest.mark.parametrize(
+    "views, symmetric, settings",
+    [
+        (2, True, {}),
+        (2, False, {}),
+        (3, True, {}),
+        (3, True, dict(n_positives=1)),
+        (2, True, dict(n_negatives=40)),  # more than the batch has: clamped as the default clamps
+        (2, False, dict(n_negatives=40)),
+    ],
+)
+def test_self_supervised_wrapper_runs_groco_sync_free_with_the_default_values(views, symmetric, settings):
+    """SelfSupervisedLoss knows every anchor's groups (its other views, all other images), so
+    it runs GroCoLoss with uniform_groups; the values are those of the labelled default call."""
+    from rankssl.ops.validation import flush, validation_mode
+
+    generator = torch.Generator().manual_seed(51)
+    batch = [torch.randn(6, 8, generator=generator).requires_grad_(True) for _ in range(views)]
+    loss_fn = pml.GroCoLoss(**settings)
+    wrapper = pml.SelfSupervisedLoss(loss_fn, symmetric=symmetric)
+    labels = torch.arange(6)
+    if symmetric:
+        default = loss_fn(torch.cat(batch), labels.repeat(views))
+    else:
+        default = loss_fn(batch[0], labels, ref_emb=batch[1], ref_labels=labels.clone())
+    wrapped = wrapper(*batch)
+    torch.testing.assert_close(wrapped, default, rtol=0, atol=0)
+    # stop_gradient: without symmetry, ref_emb (the second view) gets no gradient in either call
+    expected = torch.autograd.grad(default, batch, allow_unused=True)
+    got = torch.autograd.grad(wrapper(*batch), batch, allow_unused=True)
+    for a, b in zip(got, expected, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    assert loss_fn.uniform_groups is False and loss_fn.n_positives == settings.get("n_positives")  # untouched
+    with validation_mode("lazy"):
+        wrapper(*batch)
+        with _NoHostReads():
+            wrapper(*batch).backward()
+        flush()

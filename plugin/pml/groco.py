@@ -8,6 +8,7 @@ of views, so it goes wherever a pytorch-metric-learning loss goes.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -171,6 +172,16 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
                 "reduction_type": "element",
             }
         }
+
+    def with_uniform_groups(self, n_positives: int, n_negatives: int) -> GroCoLoss:
+        """This loss with ``uniform_groups=True`` for a batch whose every anchor is known to
+        have ``n_positives`` positives and at least ``n_negatives`` negatives, as in
+        :class:`rankssl.pml.SelfSupervisedLoss`: the same values without the host sync of
+        the default grouping. A shallow copy: distance, reducer and regularizers are shared.
+        """
+        twin = copy.copy(self)
+        twin.n_positives, twin.n_negatives, twin.uniform_groups = n_positives, n_negatives, True
+        return twin
 
     def _uniform_group_loss(self, scores, is_positive, is_negative):
         """``compute_loss`` for ``uniform_groups``: every anchor in one group of

@@ -15,6 +15,7 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning.losses import BaseMetricLossFunction
 
+from rankssl.pml.groco import GroCoLoss
 from rankssl.pml.hydra import HydraLoss
 
 if TYPE_CHECKING:  # to a type checker, the mixin extends the pml wrapper it is mixed into
@@ -71,6 +72,10 @@ class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
     index, so every view is an anchor; otherwise ``embeddings`` are anchors against
     ``ref_emb`` (only two views).
 
+    A :class:`rankssl.pml.GroCoLoss` inside runs with ``uniform_groups=True`` (every anchor
+    has the same number of positives, its other views, and of candidate negatives), so it
+    reads nothing on the host; its values are those of the default grouping.
+
     Example:
         >>> import torch
         >>> from rankssl.pml import GroCoLoss, SelfSupervisedLoss
@@ -87,12 +92,26 @@ class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
                 raise ValueError(
                     f"All views must have the shape of embeddings {tuple(embeddings.shape)}; view {index} is {got}."
                 )
-        if not more_views:
-            return super().forward(embeddings, ref_emb)
-        if not self.symmetric:
+        if more_views and not self.symmetric:
             raise ValueError("symmetric=False takes exactly two views (embeddings, ref_emb).")
-        labels = torch.arange(embeddings.shape[0], device=embeddings.device).repeat(len(views))
-        return self.loss(torch.cat(views, dim=0), labels)
+        if not more_views and not isinstance(self.loss, GroCoLoss):
+            return super().forward(embeddings, ref_emb)  # pml's own route
+        batch_size = embeddings.shape[0]
+        labels = torch.arange(batch_size, device=embeddings.device)
+        if not self.symmetric:  # anchors: embeddings, references: ref_emb, one positive each
+            loss = self._loss_for(num_positives=1, num_negatives=batch_size - 1)
+            return loss(embeddings, labels, ref_emb=ref_emb, ref_labels=labels.clone())
+        # Every view an anchor against all views but itself: V - 1 positives, V (B - 1) negatives.
+        loss = self._loss_for(num_positives=len(views) - 1, num_negatives=len(views) * (batch_size - 1))
+        return loss(torch.cat(views, dim=0), labels.repeat(len(views)))
+
+    def _loss_for(self, num_positives: int, num_negatives: int) -> BaseMetricLossFunction:
+        """The wrapped loss; a default-grouping GroCoLoss as its sync-free uniform twin."""
+        loss = self.loss
+        if not isinstance(loss, GroCoLoss) or loss.uniform_groups or num_negatives < 1:
+            return loss
+        positives = num_positives if loss.n_positives is None else min(loss.n_positives, num_positives)
+        return loss.with_uniform_groups(positives, min(loss.n_negatives, num_negatives))
 
 
 class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
