@@ -158,13 +158,18 @@ struct Call {
   int64_t num_neg;     // GROCO: inputs [0, K) are negatives, [K, n) positives
 };
 
-// Load a block's rows of x and of v, transposed to [wire][row] and [wire][column][row];
-// padding rows are zeros (x) or a copy of a real row (v), never written back.
+// Load a block's rows of x, transposed to [wire][row]; padding rows are zeros, never written back.
 template <typename T, int R>
-static void load_block(const Net& net, const Call<T>& c, int64_t row0, int64_t valid, T* x, T* w) {
-  const int64_t n = net.n, m = c.m;
+static void load_x(const Net& net, const Call<T>& c, int64_t row0, int64_t valid, T* x) {
+  const int64_t n = net.n;
   for (int64_t i = 0; i < n; ++i)
     for (int r = 0; r < R; ++r) x[i * R + r] = r < valid ? c.x[(row0 + r) * n + i] : T(0);
+}
+
+// Load v for a block's rows, transposed to [wire][column][row]; padding rows copy a real row.
+template <typename T, int R>
+static void load_v(const Net& net, const Call<T>& c, int64_t row0, int64_t valid, T* w) {
+  const int64_t n = net.n, m = c.m;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < m; ++j)
       for (int r = 0; r < R; ++r) {
@@ -173,21 +178,10 @@ static void load_block(const Net& net, const Call<T>& c, int64_t row0, int64_t v
       }
 }
 
-// T_FORWARD: out = P^T @ v; T_BACKWARD: grad_x and grad_v of it from grad_out.
+// The value sweep, first layer to last: each comparator's alpha and d = x_b - x_a, kept
+// per comparator ([cmp][row]) for the product sweeps and the backward.
 template <typename T, int R, int K>
-static void run_block_transposed(const Net& net, const Call<T>& c, int64_t row0, int mode, Scratch<T, R>& sc) {
-  const int64_t n = net.n, m = c.m;
-  const int64_t valid = std::min<int64_t>(R, c.rows - row0);
-  const bool backward = mode == T_BACKWARD;
-  T* x = sc.x.data();
-  T* w = sc.w.data();
-  T* alpha = sc.alpha.data();
-  T* dd = sc.d.data();
-  T* dw = sc.dw.data();  // T_BACKWARD: w_a - w_b entering every comparator, [cmp][column][row]
-  const T s = c.s, lam = c.lam;
-  load_block<T, R>(net, c, row0, valid, x, w);
-
-  // 1. Values and w together, first layer to last.
+static void value_sweep(const Net& net, T* x, T* alpha, T* dd, T s, T lam) {
   for (int64_t cmp = 0; cmp < net.comparators; ++cmp) {
     T* A = x + net.a[cmp] * R;
     T* B = x + net.b[cmp] * R;
@@ -210,6 +204,52 @@ static void run_block_transposed(const Net& net, const Call<T>& c, int64_t row0,
       LO[r] = lo_v[r];
       HI[r] = hi_v[r];
     }
+  }
+}
+
+// Back through one comparator of the value sweep: the gradient of the values gx at its
+// wires, given dL/dalpha of its rows (galpha) from the product sweep.
+template <typename T, int R, int K>
+static void comparator_value_backward(const Net& net, int64_t cmp, T* gx, const T* al, const T* dc,
+                                      const T* galpha, T s, T lam) {
+  T* XA = gx + net.a[cmp] * R;
+  T* XB = gx + net.b[cmp] * R;
+  T* XLO = gx + net.lo[cmp] * R;
+  T* XHI = gx + net.hi[cmp] * R;
+  T na[R], nb[R];
+#pragma omp simd
+  for (int r = 0; r < R; ++r) {
+    T gmin = XLO[r], gmax = XHI[r], p = al[r], d = dc[r];
+    T ga = galpha[r] - (gmin - gmax) * d;
+    T gd = ga * relax_derivative<T, K>(d, p, s, lam);
+    na[r] = gmax + p * (gmin - gmax) - gd;
+    nb[r] = gmin + p * (gmax - gmin) + gd;
+  }
+  for (int r = 0; r < R; ++r) {
+    XA[r] = na[r];
+    XB[r] = nb[r];
+  }
+}
+
+// T_FORWARD: out = P^T @ v; T_BACKWARD: grad_x and grad_v of it from grad_out.
+template <typename T, int R, int K>
+static void run_block_transposed(const Net& net, const Call<T>& c, int64_t row0, int mode, Scratch<T, R>& sc) {
+  const int64_t n = net.n, m = c.m;
+  const int64_t valid = std::min<int64_t>(R, c.rows - row0);
+  const bool backward = mode == T_BACKWARD;
+  T* x = sc.x.data();
+  T* w = sc.w.data();
+  T* alpha = sc.alpha.data();
+  T* dd = sc.d.data();
+  T* dw = sc.dw.data();  // T_BACKWARD: w_a - w_b entering every comparator, [cmp][column][row]
+  const T s = c.s, lam = c.lam;
+  load_x<T, R>(net, c, row0, valid, x);
+  load_v<T, R>(net, c, row0, valid, w);
+
+  // 1. The values, then w mixed as the values were, first layer to last.
+  value_sweep<T, R, K>(net, x, alpha, dd, s, lam);
+  for (int64_t cmp = 0; cmp < net.comparators; ++cmp) {
+    const T* al = alpha + cmp * R;
     for (int64_t j = 0; j < m; ++j) {
       T* WA = w + (net.a[cmp] * m + j) * R;
       T* WB = w + (net.b[cmp] * m + j) * R;
@@ -271,23 +311,7 @@ static void run_block_transposed(const Net& net, const Call<T>& c, int64_t row0,
         GB[r] = nb[r];
       }
     }
-    T* XA = gx + net.a[cmp] * R;
-    T* XB = gx + net.b[cmp] * R;
-    T* XLO = gx + net.lo[cmp] * R;
-    T* XHI = gx + net.hi[cmp] * R;
-    T na[R], nb[R];
-#pragma omp simd
-    for (int r = 0; r < R; ++r) {
-      T gmin = XLO[r], gmax = XHI[r], p = al[r], d = dc[r];
-      T ga = galpha[r] - (gmin - gmax) * d;
-      T gd = ga * relax_derivative<T, K>(d, p, s, lam);
-      na[r] = gmax + p * (gmin - gmax) - gd;
-      nb[r] = gmin + p * (gmax - gmin) + gd;
-    }
-    for (int r = 0; r < R; ++r) {
-      XA[r] = na[r];
-      XB[r] = nb[r];
-    }
+    comparator_value_backward<T, R, K>(net, cmp, gx, al, dc, galpha, s, lam);
   }
   if (c.grad_v)
     for (int r = 0; r < valid; ++r)
@@ -313,46 +337,16 @@ static void run_block(const Net& net, const Call<T>& c, int64_t row0, int mode, 
   T* dw = sc.dw.data();
   const T s = c.s, lam = c.lam;
 
-  // Load the rows, transposed; padding rows are zeros (harmless, never written back).
-  for (int64_t i = 0; i < n; ++i)
-    for (int r = 0; r < R; ++r) x[i * R + r] = r < valid ? c.x[(row0 + r) * n + i] : T(0);
-
   // 1. Value sweep: alphas (and d for the backward).
-  for (int64_t cmp = 0; cmp < net.comparators; ++cmp) {
-    T* A = x + net.a[cmp] * R;
-    T* B = x + net.b[cmp] * R;
-    T* LO = x + net.lo[cmp] * R;
-    T* HI = x + net.hi[cmp] * R;
-    T* al = alpha + cmp * R;
-    T* dc = dd + cmp * R;
-    T lo_v[R], hi_v[R];
-#pragma omp simd
-    for (int r = 0; r < R; ++r) {
-      T a = A[r], b = B[r];
-      T d = b - a;
-      T p = relax<T, K>(d, s, lam);
-      al[r] = p;
-      dc[r] = d;
-      lo_v[r] = b + p * (a - b);
-      hi_v[r] = a + p * (b - a);
-    }
-    for (int r = 0; r < R; ++r) {
-      LO[r] = lo_v[r];
-      HI[r] = hi_v[r];
-    }
-  }
+  load_x<T, R>(net, c, row0, valid, x);
+  value_sweep<T, R, K>(net, x, alpha, dd, s, lam);
 
   // 2. Product sweep, last layer to first; w layout [wire][column][row].
   if (mode == GROCO) {
     for (int64_t i = 0; i < n; ++i)
       for (int r = 0; r < R; ++r) w[i * R + r] = i >= c.num_neg ? T(1) : T(0);
   } else {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < m; ++j)
-        for (int r = 0; r < R; ++r) {
-          const T* vsrc = c.v_batched ? c.v + (r < valid ? row0 + r : row0) * n * m : c.v;
-          w[(i * m + j) * R + r] = vsrc[i * m + j];
-        }
+    load_v<T, R>(net, c, row0, valid, w);
   }
   for (int64_t cmp = net.comparators - 1; cmp >= 0; --cmp) {
     const T* al = alpha + cmp * R;
@@ -456,24 +450,7 @@ static void run_block(const Net& net, const Call<T>& c, int64_t row0, int mode, 
   for (int64_t cmp = net.comparators - 1; cmp >= 0; --cmp) {
     const T* al = alpha + cmp * R;
     const T* dc = dd + cmp * R;
-    const T* gal = dw + cmp * m * R;
-    T* XA = gx + net.a[cmp] * R;
-    T* XB = gx + net.b[cmp] * R;
-    T* XLO = gx + net.lo[cmp] * R;
-    T* XHI = gx + net.hi[cmp] * R;
-    T na[R], nb[R];
-#pragma omp simd
-    for (int r = 0; r < R; ++r) {
-      T gmin = XLO[r], gmax = XHI[r], p = al[r], d = dc[r];
-      T galpha = gal[r] - (gmin - gmax) * d;
-      T gd = galpha * relax_derivative<T, K>(d, p, s, lam);
-      na[r] = gmax + p * (gmin - gmax) - gd;
-      nb[r] = gmin + p * (gmax - gmin) + gd;
-    }
-    for (int r = 0; r < R; ++r) {
-      XA[r] = na[r];
-      XB[r] = nb[r];
-    }
+    comparator_value_backward<T, R, K>(net, cmp, gx, al, dc, dw + cmp * m * R, s, lam);
   }
   for (int r = 0; r < valid; ++r)
     for (int64_t i = 0; i < n; ++i) c.grad_x[(row0 + r) * n + i] = gx[i * R + r];

@@ -154,6 +154,34 @@ def _pick3(t, idx, BLOCK_R: tl.constexpr, MP: tl.constexpr, NP: tl.constexpr):
 
 
 @triton.jit
+def _value_step_back(
+    gx,
+    galpha_w,
+    d,
+    alpha,
+    ta,
+    tb,
+    tlo,
+    thi,
+    wires,
+    steepness,
+    art_lambda,
+    KIND: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    NP: tl.constexpr,
+):
+    """One layer of the value sweep walked back: ``gx`` (BLOCK_R, NP), the values' gradient
+    at the layer's outputs, becomes the gradient at its inputs, given ``galpha_w``, the
+    product sweep's part of dL/dalpha, and the layer's ``d = x_b - x_a`` and ``alpha``."""
+    gmin = _pick2(gx, tlo, BLOCK_R, NP)
+    gmax = _pick2(gx, thi, BLOCK_R, NP)
+    galpha = galpha_w - (gmin - gmax) * d
+    gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
+    gd = tl.where((ta == tb)[None, :], 0.0, gd)
+    return tl.where((wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd)
+
+
+@triton.jit
 def _network_kernel(
     X,
     V,
@@ -285,12 +313,10 @@ def _network_kernel(
             xt = tl.load(xs_row + t * NP)
             d = _pick2(xt, tb, BLOCK_R, NP) - _pick2(xt, ta, BLOCK_R, NP)
             alpha = _relax(d, steepness, art_lambda, KIND)
-            gmin = _pick2(gx, tlo, BLOCK_R, NP)
-            gmax = _pick2(gx, thi, BLOCK_R, NP)
-            galpha = tl.load(gs_row + t * NP) - (gmin - gmax) * d
-            gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
-            gd = tl.where((ta == tb)[None, :], 0.0, gd)
-            gx = tl.where((wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd)
+            galpha_w = tl.load(gs_row + t * NP)
+            gx = _value_step_back(
+                gx, galpha_w, d, alpha, ta, tb, tlo, thi, wires, steepness, art_lambda, KIND, BLOCK_R, NP
+            )
         tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
 
 
@@ -377,12 +403,9 @@ def _transposed_kernel(
             galpha_w = tl.sum((gl - gh) * dw, axis=1)
             a3 = alpha[:, None, :]
             g = tl.where((wires == ta)[None, None, :], gh + a3 * (gl - gh), gl + a3 * (gh - gl))
-            gmin = _pick2(gx, tlo, BLOCK_R, NP)
-            gmax = _pick2(gx, thi, BLOCK_R, NP)
-            galpha = galpha_w - (gmin - gmax) * d
-            gd = galpha * _relax_derivative(d, alpha, steepness, art_lambda, KIND)
-            gd = tl.where((ta == tb)[None, :], 0.0, gd)
-            gx = tl.where((wires == ta)[None, :], gmax + alpha * (gmin - gmax) - gd, gmin + alpha * (gmax - gmin) + gd)
+            gx = _value_step_back(
+                gx, galpha_w, d, alpha, ta, tb, tlo, thi, wires, steepness, art_lambda, KIND, BLOCK_R, NP
+            )
         tl.store(GRAD_V + off3, g.to(GRAD_V.dtype.element_ty), mask=mask3)
         tl.store(GRAD_X + r64[:, None] * n + wires[None, :], gx.to(GRAD_X.dtype.element_ty), mask=mask2)
 
