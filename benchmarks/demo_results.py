@@ -26,14 +26,17 @@ Example:
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
 import re
+from pathlib import Path
+from types import ModuleType
 from typing import Dict, List, Optional, Sequence
 
 __all__ = ["RESULTS_FILE", "make_record", "write", "render_readme", "render_results_md",
-           "replace_between_markers", "read_between_markers", "machine_description", "generated_blocks"]
+           "read_between_markers", "machine_description", "generated_blocks", "blocks_for"]
 
 RESULTS_FILE = os.path.join("benchmarks", "demo_results.json")
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -162,14 +165,27 @@ def read_between_markers(text: str) -> str:
     return match.group(1).strip()
 
 
-def replace_between_markers(text: str, block: str) -> str:
-    read_between_markers(text)  # both markers present
-    pattern = re.escape(START) + r"\n.*?\n" + re.escape(END)
-    return re.sub(pattern, lambda _: f"{START}\n{block}\n{END}", text, count=1, flags=re.S)
+def _report_tool() -> ModuleType:
+    """``benchmarks/report.py`` beside this file, which writes every generated block, imported from
+    its path (this file itself is loaded by path from the checkout, not from ``sys.path``)."""
+    spec = importlib.util.spec_from_file_location(
+        "rankssl_checkout_report", os.path.join(os.path.dirname(os.path.abspath(__file__)), "report.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write(checkout: str, record: dict) -> List[str]:
-    """Write the record and rewrite both marked blocks; returns the paths written."""
+    """Write the record and rewrite the main job's block in README.md and RESULTS.md (with
+    ``benchmarks/report.py``); returns the paths written. ``ValueError`` before writing
+    anything if a file lacks the block's markers."""
+    report = _report_tool()
+    paths = [os.path.join(checkout, name) for name in report.FILES]
+    for path in paths:
+        with open(path) as f:
+            read_between_markers(f.read())
     results_path = os.path.join(checkout, RESULTS_FILE)
     if os.path.isfile(results_path):
         with open(results_path) as f:
@@ -181,22 +197,18 @@ def write(checkout: str, record: dict) -> List[str]:
     with open(results_path, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
-    written = [results_path]
-    for name, render in (("README.md", render_readme), (os.path.join("benchmarks", "RESULTS.md"), render_results_md)):
-        path = os.path.join(checkout, name)
-        with open(path) as f:
-            text = f.read()
-        with open(path, "w") as f:
-            f.write(replace_between_markers(text, render(record)))
-        written.append(path)
-    return written
+    report.write(Path(checkout), blocks=blocks_for(record))
+    return [results_path, *paths]
+
+
+def blocks_for(record: dict) -> dict:
+    """The main job's block, named as ``benchmarks/report.py`` names it: a sentence in the
+    README, a table in RESULTS.md."""
+    return {"demo-results": {"README.md": render_readme(record), "benchmarks/RESULTS.md": render_results_md(record)}}
 
 
 def generated_blocks(checkout: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> dict:
-    """The main job's block for ``benchmarks/report.py``: a sentence in the README, a table in RESULTS.md.
-
-    Rendered from the committed ``benchmarks/demo_results.json`` only (nothing is run).
-    """
+    """The main job's block for ``benchmarks/report.py``, rendered from the committed
+    ``benchmarks/demo_results.json`` only (nothing is run)."""
     with open(os.path.join(checkout, RESULTS_FILE)) as f:
-        record = json.load(f)
-    return {"demo-results": {"README.md": render_readme(record), "benchmarks/RESULTS.md": render_results_md(record)}}
+        return blocks_for(json.load(f))

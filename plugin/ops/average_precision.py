@@ -450,9 +450,9 @@ def _average_precision(
     """:func:`average_precision` on checked inputs: bool ``relevance`` (within ``valid``),
     settings from :func:`check_ap_estimator`. ``max_relevant``: the most relevant items
     of any query, when the caller knows it (else the sigmoid estimator reads it from
-    ``relevance``, a host sync; the sorting estimator does not need it). ``bounded``: the caller guarantees the
-    scores lie in a fixed ``score_range`` (cosine similarities in [-1, 1]), so the range
-    check is skipped. No host sync otherwise."""
+    ``relevance``, a host sync; the sorting estimator does not need it). ``bounded``: the
+    caller guarantees the scores lie in a fixed ``score_range`` (cosine similarities in
+    [-1, 1]), so the range check is skipped. No host sync otherwise."""
     score_range = settings.get("score_range")
     if score_range == BATCH_RANGE:
         settings = {**settings, "score_range": _batch_score_range(scores, valid)}
