@@ -103,6 +103,7 @@ OPS: List[Bad] = [
     bad("soft_permutation_matmul", "v-rows", lambda: O.soft_permutation_matmul(torch.randn(4, 3), torch.ones(4, 1)), ValueError, "v must have shape", "n=3"),
     bad("soft_permutation_matmul", "v-nan", lambda: O.soft_permutation_matmul(torch.randn(4, 3), nan_at((3, 1), 1)), ValueError, "v", "row 1"),
     bad("soft_permutation_matmul", "x-nan", lambda: O.soft_permutation_matmul(nan_at((4, 3), 1), torch.ones(3, 1)), ValueError, "x", "row 1"),
+    bad("soft_permutation_matmul", "transpose-int", lambda: O.soft_permutation_matmul(torch.randn(4, 3), torch.ones(3, 1), transpose=1), TypeError, "transpose", "True or False"),
     bad("soft_permutation_matmul", "v-list", lambda: O.soft_permutation_matmul(torch.randn(4, 3), [[1.0]] * 3), TypeError, "v", "torch.Tensor"),
     bad("DiffSortNet", "network", lambda: O.DiffSortNet("bubble", 4), ValueError, "sorting network", "odd_even"),
     bad("DiffSortNet", "size-1", lambda: O.DiffSortNet("odd_even", 1), ValueError, "size", ">= 2"),
@@ -218,6 +219,9 @@ for _name, _make in (("GroCoLoss", lambda: P.GroCoLoss(n_negatives=2)), ("S2R2Lo
 PML += [
     bad("GroCoLoss", "pml-n_negatives-bool", lambda: P.GroCoLoss(n_negatives=True), TypeError, "n_negatives"),
     bad("GroCoLoss", "pml-n_positives-zero", lambda: P.GroCoLoss(n_positives=0), ValueError, "n_positives"),
+    bad("GroCoLoss", "pml-uniform_groups-str", lambda: P.GroCoLoss(n_positives=1, uniform_groups="yes"), TypeError, "uniform_groups", "True or False", "'yes'"),
+    bad("GroCoLoss", "pml-uniform_groups-no-n_positives", lambda: P.GroCoLoss(uniform_groups=True), ValueError, "uniform_groups=True needs n_positives"),
+    bad("GroCoLoss", "pml-uniform_groups-broken", lambda: P.GroCoLoss(n_negatives=2, n_positives=1, uniform_groups=True)(_E, torch.tensor([0, 0, 1, 1, 2, 2, 3, 4])), ValueError, "uniform_groups=True promises", "n_positives=1"),
     bad("S2R2Loss", "pml-chunk-bool", lambda: P.S2R2Loss(chunk_size=True), TypeError, "chunk_size"),
     bad("HydraLoss", "pml-temperature-inf", lambda: P.HydraLoss(4, 4, temperature=math.inf), ValueError, "temperature", "finite"),
     bad("HydraLoss", "pml-ref_emb-no-ref_labels", lambda: P.HydraLoss(4, 4)(_E, LABELS8, ref_emb=_E), ValueError, "ref_labels"),

@@ -32,7 +32,7 @@ from rankssl.ops.layers import comparator_step, mix
 from rankssl.ops.networks import check_network, get_network, network_depth
 from rankssl.ops.permutation_matmul import permutation_matmul
 from rankssl.ops.relaxations import check_relaxation
-from rankssl.ops.validation import check_finite, check_positive_int, check_tensor
+from rankssl.ops.validation import check_finite, check_flag, check_positive_int, check_tensor
 
 __all__ = ["soft_sort", "soft_permutation_matmul", "DiffSortNetwork"]
 
@@ -257,6 +257,7 @@ def soft_permutation_matmul(
         tensor([[0., 1., 1.]])
     """
     layers = _validated_layers(x, network, distribution, steepness, art_lambda)
+    check_flag(transpose, "transpose")
     n = x.shape[-1]
     expected = f"(n, m) or {tuple(x.shape[:-1]) + ('n', 'm')} with n={n}"
     check_tensor(v, "v", shape_hint=expected, floating=False)

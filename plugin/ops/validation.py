@@ -71,6 +71,7 @@ __all__ = [
     "check_choice",
     "check_embeddings",
     "check_finite",
+    "check_flag",
     "check_float",
     "check_indices_tuple",
     "check_labels",
@@ -114,6 +115,17 @@ def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False``; a truthy stand-in (1, ``"yes"``) is refused.
+
+    Raises:
+        TypeError: not a ``bool``.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}.")
+    return value
 
 
 def check_optional_positive_int(value: object, name: str, minimum: int = 1) -> Optional[int]:

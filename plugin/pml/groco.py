@@ -22,6 +22,7 @@ from rankssl.ops.networks import check_network
 from rankssl.ops.relaxations import check_relaxation
 from rankssl.ops.validation import (
     check_finite,
+    check_flag,
     check_optional_positive_int,
     check_positive_int,
     checks_lazily,
@@ -173,7 +174,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
             }
         }
 
-    def with_uniform_groups(self, n_positives: int, n_negatives: int) -> GroCoLoss:
+    def _with_uniform_groups(self, n_positives: int, n_negatives: int) -> GroCoLoss:
         """This loss with ``uniform_groups=True`` for a batch whose every anchor is known to
         have ``n_positives`` positives and at least ``n_negatives`` negatives, as in
         :class:`rankssl.pml.SelfSupervisedLoss`: the same values without the host sync of
@@ -231,9 +232,7 @@ class GroCoLoss(CheckedInputsMixin, BaseMetricLossFunction):
 
 
 def _check_uniform_groups(uniform_groups: object, n_positives: Optional[int]) -> None:
-    if not isinstance(uniform_groups, bool):
-        raise TypeError(f"uniform_groups must be True or False, got {uniform_groups!r}.")
-    if uniform_groups and n_positives is None:
+    if check_flag(uniform_groups, "uniform_groups") and n_positives is None:
         raise ValueError(
             "uniform_groups=True needs n_positives (the positives every anchor has at least, e.g. 1 for two views)."
         )

@@ -111,7 +111,7 @@ class SelfSupervisedLoss(_AcceptsRanksslLosses, pml_losses.SelfSupervisedLoss):
         if not isinstance(loss, GroCoLoss) or loss.uniform_groups or num_negatives < 1:
             return loss
         positives = num_positives if loss.n_positives is None else min(loss.n_positives, num_positives)
-        return loss.with_uniform_groups(positives, min(loss.n_negatives, num_negatives))
+        return loss._with_uniform_groups(positives, min(loss.n_negatives, num_negatives))
 
 
 class CrossBatchMemory(_AcceptsRanksslLosses, pml_losses.CrossBatchMemory):
